@@ -1,0 +1,21 @@
+//! Tollgate's domain: identifiers, money, policy objects and their validation, the ports that
+//! storage implements, and the services that run the management use cases. No I/O lives here.
+
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod ids;
+pub mod input;
+pub mod money;
+pub mod paging;
+pub mod permissions;
+pub mod ports;
+pub mod profile;
+pub mod rotation;
+pub mod services;
+pub mod window;
+
+mod apply;
+mod serde_util;
+
+pub use error::{CoreError, FieldError};

@@ -1,0 +1,152 @@
+//! The access-profile template as stored and as served: policy lines, rotation schedule, MCP grants.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::{BudgetId, ProfileId, ProviderConfigId, RateLimitId};
+use crate::money::Money;
+use crate::window::{BudgetResetConfig, BudgetResetDuration, RateLimitResetDuration};
+
+/// Scope of a profile-level (cross-provider) budget line.
+pub const TOTAL_SCOPE: &str = "total";
+
+/// An access-profile template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AccessProfile {
+    pub id: ProfileId,
+    pub name: String,
+    pub description: Option<String>,
+    pub is_active: bool,
+    /// Current version; every saved change adds one and records a snapshot.
+    pub version: i64,
+    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub policy: Policy,
+    #[serde(flatten)]
+    pub rotation: Rotation,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a profile grants and how much: the part that propagates to user copies.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Policy {
+    pub provider_configs: Vec<ProviderConfig>,
+    /// Global (cross-provider) budget lines.
+    pub budgets: Vec<Budget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Aligns every window of this profile to calendar boundaries (UTC).
+    pub calendar_aligned: bool,
+    pub mcp_tool_groups: Vec<McpToolGroupLink>,
+    pub mcp_servers: Vec<McpServerLink>,
+    pub mcp_tool_overrides: Vec<McpToolOverride>,
+}
+
+/// Automatic rotation schedule of the managed virtual keys a profile issues.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Rotation {
+    /// Interval in nanoseconds; 0 means rotation is off.
+    pub auto_rotation_interval: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_at: Option<DateTime<Utc>>,
+}
+
+/// Which models of one provider a profile grants, with provider-scoped limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderConfig {
+    pub id: ProviderConfigId,
+    pub provider_name: String,
+    pub all_models_allowed: bool,
+    /// Explicit allowlist; empty with `all_models_allowed: false` denies every model.
+    pub allowed_models: Vec<String>,
+    pub budgets: Vec<Budget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// One budget line: a spending cap over a reset window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Budget {
+    pub id: BudgetId,
+    /// Cap in dollars.
+    #[schema(value_type = f64, minimum = 0)]
+    pub max_limit: Money,
+    pub reset_duration: BudgetResetDuration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_config: Option<BudgetResetConfig>,
+    /// `total` for a profile-level line, `provider:<name>` for a provider config's line.
+    pub scope: String,
+    /// Spend in the current window, in dollars. Always 0 on a template.
+    #[schema(value_type = f64, minimum = 0)]
+    pub current_usage: Money,
+    pub last_reset: DateTime<Utc>,
+}
+
+/// A token and/or request limit; each present limit carries its own window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RateLimit {
+    pub id: RateLimitId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub token_max_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_reset_duration: Option<RateLimitResetDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub request_max_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_reset_duration: Option<RateLimitResetDuration>,
+    /// Tokens used in the current window. Always 0 on a template.
+    pub token_current_usage: u64,
+    /// Requests made in the current window. Always 0 on a template.
+    pub request_current_usage: u64,
+}
+
+/// A Virtual MCP (tool group) granted whole.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct McpToolGroupLink {
+    #[schema(minimum = 1)]
+    pub tool_group_id: u64,
+}
+
+/// An MCP client granted with all its tools.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct McpServerLink {
+    pub mcp_server_id: String,
+}
+
+/// Include or exclude one tool of one MCP client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct McpToolOverride {
+    pub mcp_client_id: String,
+    pub tool_name: String,
+    pub action: OverrideAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OverrideAction {
+    Include,
+    Exclude,
+}
+
+impl AccessProfile {
+    /// The JSON text recorded as a version snapshot.
+    pub fn snapshot(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    /// True when `other` differs from `self` in anything a user can change.
+    pub fn differs_in_content(&self, other: &AccessProfile) -> bool {
+        self.name != other.name
+            || self.description != other.description
+            || self.is_active != other.is_active
+            || self.tags != other.tags
+            || self.policy != other.policy
+            || self.rotation != other.rotation
+    }
+}

@@ -1,0 +1,192 @@
+//! Management API keys: minted with a value shown once, stored as a hash, scoped by permissions.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Principal, Secret, generate_api_key, sha256_hex};
+use crate::error::{CoreError, Problems};
+use crate::ids::{ApiKeyId, Sequence};
+use crate::paging::{Page, Paging};
+use crate::permissions::Permission;
+use crate::ports::{Store, StoreError};
+use crate::serde_util::present;
+
+/// A management API key as served; the secret itself is never part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub name: String,
+    /// Display-only start of the value, e.g. `bfst-A1b2C3d4...`.
+    pub key_prefix: String,
+    pub description: Option<String>,
+    /// Permission ids (see `GET /api/governance/rbac/permissions`).
+    pub scopes: Vec<u64>,
+    pub created_by_user_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Body of API-key create (name required) and update (every member optional).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct ApiKeyRequest {
+    #[serde(default)]
+    #[schema(max_length = 255)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub description: Option<Option<String>>,
+    #[serde(default)]
+    pub scopes: Option<Vec<u64>>,
+    /// RFC 3339 time; omitted or null means never. On update `""` or null clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub expires_at: Option<Option<String>>,
+}
+
+/// A freshly minted key: the only moment its value is known.
+#[derive(Debug, Clone)]
+pub struct CreatedApiKey {
+    pub api_key: ApiKey,
+    pub key: Secret,
+}
+
+#[derive(Clone)]
+pub struct ApiKeyService {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for ApiKeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyService").finish_non_exhaustive()
+    }
+}
+
+fn not_found(id: ApiKeyId) -> CoreError {
+    CoreError::NotFound(format!("API key {id} not found"))
+}
+
+fn name_taken(name: &str) -> CoreError {
+    CoreError::Conflict(format!("an API key named '{name}' already exists"))
+}
+
+impl ApiKeyService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn create(&self, actor: &Principal, req: ApiKeyRequest) -> Result<CreatedApiKey, CoreError> {
+        let mut p = Problems::default();
+        let name = checked_name(&mut p, req.name.as_deref().unwrap_or_default());
+        let scopes = checked_scopes(&mut p, actor, req.scopes.unwrap_or_default())?;
+        let expires_at = checked_expiry(&mut p, req.expires_at.flatten())?;
+        p.into_result(())?;
+        let id = self.store.next_ids(Sequence::ApiKey, 1).await?.first().copied().map(ApiKeyId);
+        let id = id.ok_or_else(|| CoreError::Internal("id sequence returned nothing".into()))?;
+        let (value, key_prefix) = generate_api_key();
+        let now = Utc::now();
+        let api_key = ApiKey {
+            id,
+            name,
+            key_prefix,
+            description: req.description.flatten().filter(|d| !d.trim().is_empty()),
+            scopes,
+            created_by_user_id: None,
+            expires_at,
+            last_used_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.insert_api_key(&api_key, &sha256_hex(value.expose())).await {
+            Ok(()) => Ok(CreatedApiKey { api_key, key: value }),
+            Err(StoreError::Duplicate) => Err(name_taken(&api_key.name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list(&self, search: Option<&str>, paging: Paging) -> Result<Page<ApiKey>, CoreError> {
+        Ok(self.store.list_api_keys(search, paging).await?)
+    }
+
+    pub async fn get(&self, id: ApiKeyId) -> Result<ApiKey, CoreError> {
+        self.store.get_api_key(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    /// Partial update: absent members keep their value; the secret can never change.
+    pub async fn update(&self, actor: &Principal, id: ApiKeyId, req: ApiKeyRequest) -> Result<ApiKey, CoreError> {
+        let mut key = self.get(id).await?;
+        let mut p = Problems::default();
+        if let Some(name) = req.name.filter(|n| !n.trim().is_empty()) {
+            key.name = checked_name(&mut p, &name);
+        }
+        if let Some(description) = req.description {
+            key.description = description.filter(|d| !d.trim().is_empty());
+        }
+        if let Some(scopes) = req.scopes {
+            key.scopes = checked_scopes(&mut p, actor, scopes)?;
+        }
+        if let Some(expiry) = req.expires_at {
+            key.expires_at = checked_expiry(&mut p, expiry)?;
+        }
+        p.into_result(())?;
+        key.updated_at = Utc::now();
+        match self.store.update_api_key(&key).await {
+            Ok(true) => Ok(key),
+            Ok(false) => Err(not_found(id)),
+            Err(StoreError::Duplicate) => Err(name_taken(&key.name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn delete(&self, id: ApiKeyId) -> Result<(), CoreError> {
+        if self.store.delete_api_key(id).await? { Ok(()) } else { Err(not_found(id)) }
+    }
+}
+
+fn checked_name(p: &mut Problems, name: &str) -> String {
+    let name = name.trim();
+    if name.is_empty() {
+        p.add("name", "is required");
+    } else if name.chars().count() > 255 {
+        p.add("name", "must be at most 255 characters");
+    }
+    name.to_owned()
+}
+
+/// Scopes must name catalogue permissions, and a caller can only grant what it holds itself.
+fn checked_scopes(p: &mut Problems, actor: &Principal, scopes: Vec<u64>) -> Result<Vec<u64>, CoreError> {
+    let mut out = Vec::with_capacity(scopes.len());
+    for (i, id) in scopes.into_iter().enumerate() {
+        match Permission::by_id(id) {
+            None => p.add(format!("scopes[{i}]"), format!("{id} is not a permission id")),
+            Some(permission) => {
+                if !actor.may(permission) {
+                    return Err(CoreError::Forbidden(format!("cannot grant {permission}: the caller does not hold it")));
+                }
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn checked_expiry(p: &mut Problems, text: Option<String>) -> Result<Option<DateTime<Utc>>, CoreError> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(None) };
+    match DateTime::parse_from_rfc3339(text.trim()) {
+        Ok(at) if at <= Utc::now() => {
+            p.add("expires_at", "must be in the future");
+            Ok(None)
+        }
+        Ok(at) => Ok(Some(at.with_timezone(&Utc))),
+        Err(_) => {
+            p.add("expires_at", "must be an RFC 3339 date-time");
+            Ok(None)
+        }
+    }
+}

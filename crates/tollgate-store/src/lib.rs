@@ -1,0 +1,127 @@
+//! SQLite and Postgres adapters of the core's storage ports, through one SQL dialect (sqlx `Any`
+//! with `$N` placeholders) and per-backend migrations. Every write is one transaction.
+
+mod admin;
+mod api_keys;
+mod audit;
+mod profiles;
+mod sql;
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use tollgate_core::ports::StoreError;
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Recognises `sqlite:` and `postgres:`/`postgresql:` URLs.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The SQL store: one connection pool, either backend.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Connects (creating a SQLite file if missing) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+        let backend = Backend::of_url(url).ok_or_else(|| StoreError::Backend("database URL must start with sqlite: or postgres://".into()))?;
+        install_default_drivers();
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }),
+            _ => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(map_err)?;
+        let migrated = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
+        };
+        migrated.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for tests that need to set up rows no API writes yet.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Maps a driver error onto what the services can act on.
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6" | "517" | "262")) => {
+            StoreError::Busy(db.message().to_owned())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Busy(e.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// The one text form of a timestamp in the database.
+pub(crate) fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_ts(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Backend(format!("bad timestamp {text:?} in database: {e}")))
+}
+
+pub(crate) fn parse_opt_ts(text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    text.as_deref().map(parse_ts).transpose()
+}
+
+pub(crate) fn json_err(e: &serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("bad JSON in database: {e}"))
+}
+
+/// The key under which names are unique: trimmed and case-folded.
+pub(crate) fn name_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
