@@ -1,1 +1,102 @@
-//! placeholder
+//! Tollgate's management API: thin axum handlers over the core services, the error envelope,
+//! deny-by-default authentication and the generated OpenAPI document.
+
+mod auth;
+mod dto;
+pub mod error;
+mod extract;
+pub mod openapi;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tollgate_core::ports::Store;
+use tollgate_core::services::api_keys::ApiKeyService;
+use tollgate_core::services::auth::AuthService;
+use tollgate_core::services::profiles::ProfileService;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, REQUEST_ID};
+
+/// Largest request body accepted, in bytes (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<dyn Store>,
+    pub profiles: ProfileService,
+    pub api_keys: ApiKeyService,
+    pub auth: Arc<AuthService>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    pub fn new(store: Arc<dyn Store>, auth: Arc<AuthService>) -> Self {
+        Self { profiles: ProfileService::new(store.clone()), api_keys: ApiKeyService::new(store.clone()), store, auth }
+    }
+}
+
+/// The whole HTTP surface. Public routes: `/health`, `/ready`, `/openapi.json`; everything
+/// under `/api` is authenticated first, including paths that do not exist.
+pub fn router(state: AdminState) -> Router {
+    let api = routes::api_routes()
+        .fallback(unknown_route)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_caller));
+    Router::new()
+        .merge(routes::public_routes())
+        .nest("/api", api)
+        .fallback(unknown_route)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| ApiError::from(tollgate_core::CoreError::Internal("handler panicked".into())).into_response()))
+        .layer(middleware::map_response(envelope_for_plain_errors))
+        .layer(middleware::from_fn(request_scope))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Runs the request with its id in scope so error bodies and logs can name it.
+async fn request_scope(request: Request, next: Next) -> Response {
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    REQUEST_ID.scope(id, next.run(request)).await
+}
+
+/// Wraps error answers produced outside our handlers (wrong method, body over the limit, …)
+/// in the envelope, so every error a client sees has the same shape.
+async fn envelope_for_plain_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == HeaderValue::from_static("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(status, "method_not_allowed", "method not allowed on this route"),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", error::too_large_message()),
+        s if s.is_server_error() => ApiError::from(tollgate_core::CoreError::Internal(format!("plain {s} from a lower layer"))),
+        s => ApiError::new(s, "invalid_request", s.canonical_reason().unwrap_or("request refused")),
+    };
+    let mut fixed = error.into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        fixed.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    fixed
+}

@@ -1,1 +1,9 @@
+//! The Tollgate server as a library: settings, start-up/shutdown and the operator CLI commands,
+//! so tests can start the real server in-process on port 0.
 
+pub mod cli;
+pub mod config;
+pub mod server;
+
+pub use config::{Overrides, Settings};
+pub use server::{Server, StartError, shutdown_signal};

@@ -88,7 +88,7 @@ impl ApiKeyService {
         let id = self.store.next_ids(Sequence::ApiKey, 1).await?.first().copied().map(ApiKeyId);
         let id = id.ok_or_else(|| CoreError::Internal("id sequence returned nothing".into()))?;
         let (value, key_prefix) = generate_api_key();
-        let now = Utc::now();
+        let now = crate::clock::now();
         let api_key = ApiKey {
             id,
             name,
@@ -133,7 +133,7 @@ impl ApiKeyService {
             key.expires_at = checked_expiry(&mut p, expiry)?;
         }
         p.into_result(())?;
-        key.updated_at = Utc::now();
+        key.updated_at = crate::clock::now();
         match self.store.update_api_key(&key).await {
             Ok(true) => Ok(key),
             Ok(false) => Err(not_found(id)),
@@ -179,7 +179,7 @@ fn checked_scopes(p: &mut Problems, actor: &Principal, scopes: Vec<u64>) -> Resu
 fn checked_expiry(p: &mut Problems, text: Option<String>) -> Result<Option<DateTime<Utc>>, CoreError> {
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(None) };
     match DateTime::parse_from_rfc3339(text.trim()) {
-        Ok(at) if at <= Utc::now() => {
+        Ok(at) if at <= crate::clock::now() => {
             p.add("expires_at", "must be in the future");
             Ok(None)
         }

@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{API_KEY_PREFIX, Principal, Secret, constant_time_eq, generate_password, hash_password, sha256_hex, verify_password};
@@ -115,7 +114,7 @@ impl AuthService {
             return Err(unauthorized());
         }
         let key = self.store.find_api_key_by_hash(&sha256_hex(token)).await?.ok_or_else(unauthorized)?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         if key.expires_at.is_some_and(|at| at <= now) {
             return Err(CoreError::Unauthorized("this management API key has expired".into()));
         }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use crate::apply::{self, UPDATE_CAPS};
@@ -67,7 +66,7 @@ impl ProfileService {
     pub async fn create(&self, actor: &Principal, req: CreateProfileRequest) -> Result<AccessProfile, CoreError> {
         let id = self.fresh_profile_id().await?;
         let fresh = self.fresh_config_ids(req.provider_configs.as_ref().map_or(0, Vec::len)).await?;
-        let profile = apply::created(id, req, Utc::now(), &mut fresh.into_iter())?;
+        let profile = apply::created(id, req, crate::clock::now(), &mut fresh.into_iter())?;
         let audit = entry(actor, AuditAction::Create, &profile, None, Some(profile.snapshot()), json!({"version": 1}));
         match self.store.insert_profile(&profile, &version_of(&profile, actor), &audit).await {
             Err(StoreError::Duplicate) => Err(name_taken(&profile.name)),
@@ -80,7 +79,7 @@ impl ProfileService {
         // The same fresh ids serve every attempt: an attempt that lost the race wrote nothing.
         let fresh = self.fresh_config_ids(configs).await?;
         self.write(actor, id, AuditAction::Update, |current| {
-            apply::updated(current, req.clone(), UPDATE_CAPS, Utc::now(), &mut fresh.iter().copied())
+            apply::updated(current, req.clone(), UPDATE_CAPS, crate::clock::now(), &mut fresh.iter().copied())
         })
         .await
     }
@@ -106,7 +105,7 @@ impl ProfileService {
         let source = self.get(source_id).await?;
         let id = self.fresh_profile_id().await?;
         let fresh = self.fresh_config_ids(source.policy.provider_configs.len()).await?;
-        let profile = apply::cloned(&source, id, req, Utc::now(), &mut fresh.into_iter())?;
+        let profile = apply::cloned(&source, id, req, crate::clock::now(), &mut fresh.into_iter())?;
         let metadata = json!({"version": 1, "source_profile_id": source_id.0, "source_version": source.version});
         let audit = entry(actor, AuditAction::Clone, &profile, None, Some(profile.snapshot()), metadata);
         match self.store.insert_profile(&profile, &version_of(&profile, actor), &audit).await {
@@ -144,7 +143,7 @@ impl ProfileService {
                 return Ok(current);
             }
             next.version = current.version + 1;
-            next.updated_at = Utc::now();
+            next.updated_at = crate::clock::now();
             let (before, after) = changed_members(&current, &next);
             let audit = entry(actor, action, &next, Some(before), Some(after), json!({"version": next.version}));
             match self.store.update_profile(current.version, &next, &version_of(&next, actor), &audit).await {
@@ -193,7 +192,7 @@ fn entry(actor: &Principal, action: AuditAction, profile: &AccessProfile, previo
         previous_values: previous,
         new_values: new,
         metadata: Some(metadata.to_string()),
-        created_at: Utc::now(),
+        created_at: crate::clock::now(),
     }
 }
 

@@ -1,0 +1,61 @@
+//! The OpenAPI document, generated from the handlers' annotations, with the deprecated path
+//! family added as marked copies of the canonical operations.
+
+use std::sync::OnceLock;
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Deprecated, PathItem};
+
+use crate::routes::{ApiKeyDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, RbacDoc, SystemDoc};
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Tollgate management API",
+    description = "Access profiles, management API keys and the permission catalogue. Errors use one envelope.",
+    license(name = "Apache-2.0")
+))]
+struct ApiDoc;
+
+/// Canonical path prefixes and the deprecated prefixes that serve the same operations.
+const ALIASES: [(&str, &str); 2] = [(PROFILES_CANONICAL, PROFILES_ALIAS), ("/api/governance/rbac/", "/api/")];
+
+/// The document served at `/openapi.json` (built once).
+pub fn document() -> utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(build).clone()
+}
+
+fn build() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(SystemDoc::openapi());
+    doc.merge(ProfileDoc::openapi());
+    doc.merge(ApiKeyDoc::openapi());
+    doc.merge(RbacDoc::openapi());
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme("BasicAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    components.add_security_scheme("ManagementBearerAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    doc.security = Some(vec![
+        SecurityRequirement::new("BasicAuth", Vec::<String>::new()),
+        SecurityRequirement::new("ManagementBearerAuth", Vec::<String>::new()),
+    ]);
+    let mut aliases = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        for (canonical, alias) in ALIASES {
+            if let Some(rest) = path.strip_prefix(canonical) {
+                aliases.push((format!("{alias}{rest}"), deprecated_copy(item)));
+            }
+        }
+    }
+    doc.paths.paths.extend(aliases);
+    doc
+}
+
+fn deprecated_copy(item: &PathItem) -> PathItem {
+    let mut copy = item.clone();
+    for op in [&mut copy.get, &mut copy.put, &mut copy.post, &mut copy.delete, &mut copy.patch].into_iter().flatten() {
+        op.deprecated = Some(Deprecated::True);
+        op.operation_id = op.operation_id.take().map(|id| format!("{id}Deprecated"));
+    }
+    copy
+}

@@ -1,0 +1,35 @@
+//! The route table: which handler answers which path, on both path families.
+
+mod api_keys;
+mod profiles;
+mod rbac;
+mod system;
+
+use axum::Router;
+
+use crate::AdminState;
+
+pub(crate) use api_keys::ApiKeyDoc;
+pub(crate) use profiles::ProfileDoc;
+pub(crate) use rbac::RbacDoc;
+pub(crate) use system::SystemDoc;
+
+/// Canonical prefix of the access-profile routes.
+pub const PROFILES_CANONICAL: &str = "/api/governance/access-profiles";
+/// Deprecated alias of the same routes, served identically.
+pub const PROFILES_ALIAS: &str = "/api/access-profiles";
+
+/// Routes that need no credential.
+pub(crate) fn public_routes() -> Router<AdminState> {
+    system::routes()
+}
+
+/// Routes under `/api`, relative to it; the caller wraps them in authentication.
+pub(crate) fn api_routes() -> Router<AdminState> {
+    let profiles = profiles::routes();
+    Router::new()
+        .nest(PROFILES_CANONICAL.trim_start_matches("/api"), profiles.clone())
+        .nest(PROFILES_ALIAS.trim_start_matches("/api"), profiles)
+        .merge(api_keys::routes())
+        .merge(rbac::routes())
+}

@@ -1,0 +1,42 @@
+//! Public routes: liveness, readiness (the database answers) and the OpenAPI document.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::AdminState;
+use crate::dto::StatusResponse;
+use crate::error::{ApiError, ErrorResponse};
+
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/openapi.json", get(openapi))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready, openapi))]
+pub(crate) struct SystemDoc;
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/health", tag = "System", operation_id = "health", security(()),
+    responses((status = 200, body = StatusResponse)))]
+async fn health() -> Json<StatusResponse> {
+    Json(StatusResponse { status: "ok" })
+}
+
+/// Readiness: the database answers queries.
+#[utoipa::path(get, path = "/ready", tag = "System", operation_id = "ready", security(()),
+    responses((status = 200, body = StatusResponse), (status = 503, body = ErrorResponse)))]
+async fn ready(State(state): State<AdminState>) -> Result<Json<StatusResponse>, ApiError> {
+    state.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is not answering")
+    })?;
+    Ok(Json(StatusResponse { status: "ready" }))
+}
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "System", operation_id = "openapi", security(()),
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
+}

@@ -1,0 +1,94 @@
+//! Start-up and shutdown: connect and migrate the store, bootstrap the admin credential, bind
+//! the listener (port 0 works), then serve until the shutdown signal and drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tollgate_admin::AdminState;
+use tollgate_core::ports::Store;
+use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
+use tollgate_store::SqlStore;
+
+use crate::config::Settings;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A server that is bound and ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: AdminState,
+    store: SqlStore,
+    bootstrap: AdminBootstrap,
+}
+
+impl Server {
+    pub async fn build(settings: &Settings) -> Result<Server, StartError> {
+        let store = SqlStore::connect(&settings.database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let admin = match &settings.admin {
+            Some((username, password)) => AdminSource::Configured { username: username.clone(), password: password.clone() },
+            None => AdminSource::Stored,
+        };
+        let auth = Arc::new(AuthService::new(shared.clone(), admin));
+        let bootstrap = auth.bootstrap().await.map_err(|e| StartError::Database(e.to_string()))?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        Ok(Server { listener, state: AdminState::new(shared, auth), store, bootstrap })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// What happened to the admin credential at start-up (a generated password is in here).
+    pub fn admin_bootstrap(&self) -> &AdminBootstrap {
+        &self.bootstrap
+    }
+
+    /// The store, for tools and tests that need it beside the API.
+    pub fn store(&self) -> &SqlStore {
+        &self.store
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let router = tollgate_admin::router(self.state);
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        self.store.close().await;
+        served.map_err(StartError::Serve)
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, draining");
+}

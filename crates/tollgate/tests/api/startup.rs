@@ -1,0 +1,74 @@
+//! Start-up and shutdown: migrations are idempotent and data survives a restart.
+
+use serde_json::json;
+use tollgate::{Overrides, Server, Settings};
+
+fn settings(db: &std::path::Path) -> Settings {
+    Settings::resolve(Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(format!("sqlite://{}", db.display())),
+        ..Overrides::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_data_and_the_stored_admin_credential() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = dir.path().join("restart.db");
+    let first = Server::build(&settings(&db)).await.unwrap_or_else(|e| panic!("{e}"));
+    let tollgate_core::services::auth::AdminBootstrap::Generated { username, password } = first.admin_bootstrap().clone() else {
+        panic!("a new database must generate an admin credential");
+    };
+    let addr = first.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(first.run(async {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("http://{addr}/api/governance/access-profiles"))
+        .basic_auth(&username, Some(password.expose()))
+        .json(&json!({"name": "Survivor"}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(created.ok(), Some(201));
+    let _ = tx.send(());
+    assert!(task.await.is_ok_and(|r| r.is_ok()), "graceful shutdown");
+
+    let second = Server::build(&settings(&db)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(second.admin_bootstrap(), tollgate_core::services::auth::AdminBootstrap::Stored),
+        "the second start reuses the stored credential and prints nothing"
+    );
+    let addr = second.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(second.run(async {
+        let _ = rx.await;
+    }));
+    let listed: serde_json::Value = http
+        .get(format!("http://{addr}/api/access-profiles"))
+        .basic_auth(&username, Some(password.expose()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(listed["access_profiles"][0]["name"], "Survivor");
+    let _ = tx.send(());
+    let _ = task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_stops_start_up_with_a_clear_error() {
+    let settings = Settings::resolve(Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some("postgres://nobody@127.0.0.1:1/none".into()),
+        ..Overrides::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = Server::build(&settings).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.starts_with("database:"), "{err}");
+}
