@@ -27,7 +27,7 @@ command -v redis-cli >/dev/null || die "redis-cli not found; install redis-tools
 
 if ! postgres_up; then
     echo "services.sh: starting PostgreSQL" >&2
-    version="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)"
+    version="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1 || true)"
     [ -n "$version" ] || die "PostgreSQL is down and no cluster exists under /etc/postgresql"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 ||
         die "could not start PostgreSQL cluster $version/main (see pg_ctlcluster output above)"

@@ -1,9 +1,9 @@
 //! The one error type of the HTTP layer and its single mapping to the response envelope.
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 use tollgate_core::CoreError;
 use utoipa::ToSchema;
@@ -83,8 +83,12 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
             CoreError::Unauthorized(_) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
             CoreError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
-            CoreError::Unavailable(detail) => Self { detail: Some(detail), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) },
-            CoreError::Internal(detail) => Self { detail: Some(detail), ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message) },
+            CoreError::Unavailable(detail) => {
+                Self { detail: Some(detail), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
+            }
+            CoreError::Internal(detail) => {
+                Self { detail: Some(detail), ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message) }
+            }
         }
     }
 }
@@ -136,7 +140,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let event_id = current_request_id();
         if self.status.is_server_error() {
-            tracing::error!(request_id = event_id.as_deref().unwrap_or("-"), status = self.status.as_u16(), detail = self.detail.as_deref().unwrap_or(""), "request failed");
+            tracing::error!(
+                request_id = event_id.as_deref().unwrap_or("-"),
+                status = self.status.as_u16(),
+                detail = self.detail.as_deref().unwrap_or(""),
+                "request failed"
+            );
         }
         let body = ErrorResponse {
             event_id: event_id.clone(),

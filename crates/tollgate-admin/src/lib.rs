@@ -53,9 +53,7 @@ impl AdminState {
 /// The whole HTTP surface. Public routes: `/health`, `/ready`, `/openapi.json`; everything
 /// under `/api` is authenticated first, including paths that do not exist.
 pub fn router(state: AdminState) -> Router {
-    let api = routes::api_routes()
-        .fallback(unknown_route)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_caller));
+    let api = routes::api_routes().fallback(unknown_route).layer(middleware::from_fn_with_state(state.clone(), auth::require_caller));
     Router::new()
         .merge(routes::public_routes())
         .nest("/api", api)

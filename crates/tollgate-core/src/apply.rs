@@ -35,7 +35,12 @@ pub(crate) const NO_CAPS: SizeCaps = SizeCaps { provider_configs: usize::MAX, bu
 pub(crate) type FreshIds<'a> = &'a mut dyn Iterator<Item = ProviderConfigId>;
 
 /// Builds a new template (version 1, inactive) from a create request.
-pub(crate) fn created(id: ProfileId, req: CreateProfileRequest, now: DateTime<Utc>, fresh: FreshIds<'_>) -> Result<AccessProfile, CoreError> {
+pub(crate) fn created(
+    id: ProfileId,
+    req: CreateProfileRequest,
+    now: DateTime<Utc>,
+    fresh: FreshIds<'_>,
+) -> Result<AccessProfile, CoreError> {
     let blank = AccessProfile {
         id,
         name: String::new(),
@@ -87,7 +92,7 @@ pub(crate) fn updated(
         if tags.len() > caps.tags {
             p.add("tags", format!("at most {} tags are allowed", caps.tags));
         }
-        next.tags = checked_tags(&mut p, tags);
+        next.tags = checked_tags(&mut p, &tags);
     }
     if let Some(configs) = req.provider_configs {
         if configs.len() > caps.provider_configs {
@@ -102,7 +107,7 @@ pub(crate) fn updated(
         next.policy.budgets = budget_lines(&mut p, "budgets", &current.policy.budgets, budgets, TOTAL_SCOPE, now);
     }
     if let Some(rate_limit) = req.rate_limit {
-        next.policy.rate_limit = rate_limit.and_then(|r| rate_limit_line(&mut p, "rate_limit", current.policy.rate_limit.as_ref(), r));
+        next.policy.rate_limit = rate_limit.map(|r| rate_limit_line(&mut p, "rate_limit", current.policy.rate_limit.as_ref(), &r));
     }
     if let Some(Some(aligned)) = req.calendar_aligned {
         next.policy.calendar_aligned = aligned;
@@ -228,7 +233,7 @@ fn checked_description(p: &mut Problems, description: Option<String>) -> Option<
     Some(description)
 }
 
-fn checked_tags(p: &mut Problems, tags: Vec<String>) -> Vec<String> {
+fn checked_tags(p: &mut Problems, tags: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
         let tag = required_text(p, &format!("tags[{i}]"), tag, MAX_TAG_CHARS);
@@ -272,10 +277,8 @@ fn provider_configs(
         if out.iter().any(|c| c.provider_name == name) {
             p.add(format!("{at}.provider_name"), "is configured twice; use one entry per provider");
         }
-        let previous = input
-            .id
-            .and_then(|id| existing.iter().find(|c| c.id.0 == id))
-            .or_else(|| existing.iter().find(|c| c.provider_name == name));
+        let previous =
+            input.id.and_then(|id| existing.iter().find(|c| c.id.0 == id)).or_else(|| existing.iter().find(|c| c.provider_name == name));
         let id = match previous {
             Some(c) => c.id,
             None => fresh.next().unwrap_or(ProviderConfigId(0)),
@@ -294,7 +297,7 @@ fn provider_configs(
         let old_budgets = previous.map_or(&[][..], |c| c.budgets.as_slice());
         let budgets = budget_lines(p, &format!("{at}.budgets"), old_budgets, budgets_in, &format!("provider:{name}"), now);
         let old_limit = previous.and_then(|c| c.rate_limit.as_ref());
-        let rate_limit = input.rate_limit.and_then(|r| rate_limit_line(p, &format!("{at}.rate_limit"), old_limit, r));
+        let rate_limit = input.rate_limit.map(|r| rate_limit_line(p, &format!("{at}.rate_limit"), old_limit, &r));
         out.push(ProviderConfig {
             id,
             provider_name: name,
@@ -339,7 +342,7 @@ fn budget_lines(p: &mut Problems, at: &str, existing: &[Budget], inputs: Vec<Bud
     out
 }
 
-fn rate_limit_line(p: &mut Problems, at: &str, existing: Option<&RateLimit>, input: RateLimitInput) -> Option<RateLimit> {
+fn rate_limit_line(p: &mut Problems, at: &str, existing: Option<&RateLimit>, input: &RateLimitInput) -> RateLimit {
     let pairs = [
         ("token", input.token_max_limit, input.token_reset_duration.is_some()),
         ("request", input.request_max_limit, input.request_reset_duration.is_some()),
@@ -353,10 +356,14 @@ fn rate_limit_line(p: &mut Problems, at: &str, existing: Option<&RateLimit>, inp
             _ => {}
         }
     }
-    if input.token_max_limit.is_none() && input.request_max_limit.is_none() && input.token_reset_duration.is_none() && input.request_reset_duration.is_none() {
+    if input.token_max_limit.is_none()
+        && input.request_max_limit.is_none()
+        && input.token_reset_duration.is_none()
+        && input.request_reset_duration.is_none()
+    {
         p.add(at, "needs token_max_limit or request_max_limit; send null to remove the rate limit");
     }
-    Some(RateLimit {
+    RateLimit {
         id: existing.map_or_else(RateLimitId::generate, |r| r.id.clone()),
         token_max_limit: input.token_max_limit,
         token_reset_duration: input.token_reset_duration,
@@ -364,9 +371,10 @@ fn rate_limit_line(p: &mut Problems, at: &str, existing: Option<&RateLimit>, inp
         request_reset_duration: input.request_reset_duration,
         token_current_usage: 0,
         request_current_usage: 0,
-    })
+    }
 }
 
+#[expect(clippy::option_option, reason = "absent, null and a value are three different requests")]
 fn rotation(
     p: &mut Problems,
     current: &Rotation,

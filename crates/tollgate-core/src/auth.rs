@@ -1,8 +1,8 @@
 //! Who is calling the management API, and the secret handling behind it: hashing, constant-time
 //! comparison, generation of passwords and API keys, a secret type that never prints itself.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use sha2::{Digest, Sha256};
@@ -43,11 +43,7 @@ impl Principal {
 
     /// Refuses with 403 unless the caller holds `permission`.
     pub fn require(&self, permission: Permission) -> Result<(), CoreError> {
-        if self.may(permission) {
-            Ok(())
-        } else {
-            Err(CoreError::Forbidden(format!("missing permission {permission}")))
-        }
+        if self.may(permission) { Ok(()) } else { Err(CoreError::Forbidden(format!("missing permission {permission}"))) }
     }
 }
 

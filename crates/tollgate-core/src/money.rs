@@ -42,10 +42,7 @@ impl Money {
         if dollars > MAX_DOLLARS {
             return Err(MoneyError::TooLarge);
         }
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "bounded above by MAX_DOLLARS, so the product fits an i64"
-        )]
+        #[expect(clippy::cast_possible_truncation, reason = "bounded above by MAX_DOLLARS, so the product fits an i64")]
         let micros = (dollars * MICROS_PER_DOLLAR).round() as i64;
         Ok(Self(micros))
     }

@@ -84,7 +84,13 @@ pub trait ProfileStore: Send + Sync {
     async fn insert_profile(&self, profile: &AccessProfile, version: &NewVersion, audit: &NewAuditEntry) -> Result<(), StoreError>;
     /// Replaces a template if its stored version is still `expected_version`, recording the
     /// new version and the audit entry in the same transaction; `Stale` otherwise.
-    async fn update_profile(&self, expected_version: i64, profile: &AccessProfile, version: &NewVersion, audit: &NewAuditEntry) -> Result<(), StoreError>;
+    async fn update_profile(
+        &self,
+        expected_version: i64,
+        profile: &AccessProfile,
+        version: &NewVersion,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError>;
     /// Deletes a template unless user copies derive from it, atomically.
     async fn delete_profile(&self, id: ProfileId, audit: &NewAuditEntry) -> Result<DeleteOutcome, StoreError>;
     async fn copy_count(&self, id: ProfileId) -> Result<u64, StoreError>;

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 /// Shortest allowed rotation interval.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(3600);
+pub const MIN_INTERVAL: Duration = Duration::from_hours(1);
 /// Longest allowed rotation interval.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const MAX_INTERVAL: Duration = Duration::from_hours(365 * 24);
 
 /// The interval as a client sends it: `"30d"`, `"12h"`, `"1h30m"` or integer nanoseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]

@@ -67,11 +67,12 @@ fn version_from_row(row: &AnyRow) -> Result<ProfileVersion, StoreError> {
 
 /// Every version of a profile, newest first.
 pub(crate) async fn list_versions(pool: &AnyPool, id: ProfileId) -> Result<Vec<ProfileVersion>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM access_profile_versions WHERE access_profile_id = $1 ORDER BY version DESC"))
-        .bind(id.0)
-        .fetch_all(pool)
-        .await
-        .map_err(map_err)?;
+    let rows =
+        sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM access_profile_versions WHERE access_profile_id = $1 ORDER BY version DESC"))
+            .bind(id.0)
+            .fetch_all(pool)
+            .await
+            .map_err(map_err)?;
     rows.iter().map(version_from_row).collect()
 }
 

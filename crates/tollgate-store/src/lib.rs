@@ -44,7 +44,8 @@ pub struct SqlStore {
 impl SqlStore {
     /// Connects (creating a SQLite file if missing) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
-        let backend = Backend::of_url(url).ok_or_else(|| StoreError::Backend("database URL must start with sqlite: or postgres://".into()))?;
+        let backend =
+            Backend::of_url(url).ok_or_else(|| StoreError::Backend("database URL must start with sqlite: or postgres://".into()))?;
         install_default_drivers();
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }),
@@ -59,8 +60,10 @@ impl SqlStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
-                            .await?;
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -91,6 +94,7 @@ impl SqlStore {
 }
 
 /// Maps a driver error onto what the services can act on.
+#[expect(clippy::needless_pass_by_value, reason = "shaped for .map_err(map_err), which hands the error over by value")]
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
@@ -114,7 +118,7 @@ pub(crate) fn parse_ts(text: &str) -> Result<DateTime<Utc>, StoreError> {
 }
 
 pub(crate) fn parse_opt_ts(text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    text.as_deref().map(parse_ts).transpose()
+    text.map(|t| parse_ts(&t)).transpose()
 }
 
 pub(crate) fn json_err(e: &serde_json::Error) -> StoreError {

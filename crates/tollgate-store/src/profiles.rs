@@ -49,11 +49,7 @@ fn opt_ts(at: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
 }
 
 async fn write_tags(tx: &mut Transaction<'_, Any>, profile: &AccessProfile) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM access_profile_tags WHERE profile_id = $1")
-        .bind(profile.id.0)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+    sqlx::query("DELETE FROM access_profile_tags WHERE profile_id = $1").bind(profile.id.0).execute(&mut **tx).await.map_err(map_err)?;
     for tag in &profile.tags {
         sqlx::query("INSERT INTO access_profile_tags (profile_id, tag) VALUES ($1, $2)")
             .bind(profile.id.0)
@@ -136,7 +132,13 @@ impl ProfileStore for SqlStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn update_profile(&self, expected_version: i64, profile: &AccessProfile, version: &NewVersion, audit: &NewAuditEntry) -> Result<(), StoreError> {
+    async fn update_profile(
+        &self,
+        expected_version: i64,
+        profile: &AccessProfile,
+        version: &NewVersion,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
         let (tags, policy) = encoded(profile)?;
         let mut tx = self.begin().await?;
         let done = sqlx::query(

@@ -106,7 +106,17 @@ impl TestApp {
                 })
                 .await;
         });
-        TestApp { addr, backend, generated_admin, http: reqwest::Client::new(), pool, shutdown: Some(tx), task: Some(task), postgres_db, _dir: dir }
+        TestApp {
+            addr,
+            backend,
+            generated_admin,
+            http: reqwest::Client::new(),
+            pool,
+            shutdown: Some(tx),
+            task: Some(task),
+            postgres_db,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -184,9 +194,9 @@ async fn fresh_postgres_database() -> (String, String, String) {
     sqlx::any::install_default_drivers();
     let admin_url = std::env::var("TOLLGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
     let name = format!("tollgate_t_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("Postgres is required for the Postgres half of the suite ({admin_url}): {e}. Start it with scripts/services.sh"));
+    let pool = sqlx::AnyPool::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("Postgres is required for the Postgres half of the suite ({admin_url}): {e}. Start it with scripts/services.sh")
+    });
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create test database");
     pool.close().await;
     let (base, query) = admin_url.split_once('?').map_or((admin_url.as_str(), ""), |(b, q)| (b, q));

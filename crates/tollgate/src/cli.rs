@@ -24,7 +24,11 @@ pub async fn create_api_key(
     } else {
         scopes
             .iter()
-            .map(|s| Permission::parse(s).map(|p| p.id).ok_or_else(|| CoreError::invalid("scope", format!("'{s}' is not a Resource:Operation permission"))))
+            .map(|s| {
+                Permission::parse(s)
+                    .map(|p| p.id)
+                    .ok_or_else(|| CoreError::invalid("scope", format!("'{s}' is not a Resource:Operation permission")))
+            })
             .collect::<Result<_, _>>()?
     };
     if ids.is_empty() {

@@ -55,13 +55,10 @@ impl Settings {
             None => FileValues::default(),
         };
         let listen_text = overrides.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = match listen_text.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                problems.push(format!("listen: '{listen_text}' is not a socket address such as 127.0.0.1:8080"));
-                None
-            }
-        };
+        let listen = listen_text.parse::<SocketAddr>().ok();
+        if listen.is_none() {
+            problems.push(format!("listen: '{listen_text}' is not a socket address such as 127.0.0.1:8080"));
+        }
         let database_url = overrides.database_url.or(file.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         if tollgate_store::Backend::of_url(&database_url).is_none() {
             problems.push("database_url: must start with sqlite:// or postgres://".to_owned());
@@ -149,7 +146,9 @@ mod tests {
     #[test]
     fn defaults_need_nothing() {
         let s = Settings::resolve(Overrides::default());
-        assert!(s.as_ref().is_ok_and(|s| s.listen.to_string() == DEFAULT_LISTEN && s.database_url == DEFAULT_DATABASE_URL && s.admin.is_none()));
+        assert!(
+            s.as_ref().is_ok_and(|s| s.listen.to_string() == DEFAULT_LISTEN && s.database_url == DEFAULT_DATABASE_URL && s.admin.is_none())
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ struct Cli {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "TOLLGATE_LISTEN", global = true)]
     listen: Option<String>,
-    /// sqlite://… or postgres://… [default: sqlite://./tollgate.db]
+    /// `sqlite://…` or `postgres://…` [default: `sqlite://./tollgate.db`]
     #[arg(long, env = "TOLLGATE_DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// TOML file with settings (flags and environment variables win over it)
@@ -132,7 +132,8 @@ async fn serve(settings: Settings) -> ExitCode {
 }
 
 fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

@@ -29,7 +29,11 @@ fn key_id(raw: u64) -> ApiKeyId {
 #[utoipa::path(get, path = "/api/api-keys", tag = "API Keys", operation_id = "listAPIKeys", params(ApiKeyListParams),
     responses((status = 200, body = ApiKeyListResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn list(State(s): State<AdminState>, caller: Caller, Query(q): Query<ApiKeyListParams>) -> Result<Json<ApiKeyListResponse>, ApiError> {
+async fn list(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Query(q): Query<ApiKeyListParams>,
+) -> Result<Json<ApiKeyListResponse>, ApiError> {
     caller.require(RESOURCE, "View")?;
     let paging = paging(q.limit, q.offset)?;
     let page = s.api_keys.list(q.search.as_deref().map(str::trim), paging).await?;
@@ -47,7 +51,11 @@ async fn list(State(s): State<AdminState>, caller: Caller, Query(q): Query<ApiKe
     responses((status = 200, body = ApiKeyCreatedResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 413, body = ErrorResponse),
         (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn create(State(s): State<AdminState>, caller: Caller, Body(req): Body<ApiKeyRequest>) -> Result<Json<ApiKeyCreatedResponse>, ApiError> {
+async fn create(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Body(req): Body<ApiKeyRequest>,
+) -> Result<Json<ApiKeyCreatedResponse>, ApiError> {
     caller.require(RESOURCE, "Create")?;
     let created = s.api_keys.create(&caller.0, req).await?;
     Ok(Json(ApiKeyCreatedResponse { api_key: created.api_key, key: created.key.expose().to_owned() }))
@@ -67,7 +75,12 @@ async fn read(State(s): State<AdminState>, caller: Caller, Path(id): Path<u64>) 
     responses((status = 200, body = ApiKeyResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn update(State(s): State<AdminState>, caller: Caller, Path(id): Path<u64>, Body(req): Body<ApiKeyRequest>) -> Result<Json<ApiKeyResponse>, ApiError> {
+async fn update(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    Body(req): Body<ApiKeyRequest>,
+) -> Result<Json<ApiKeyResponse>, ApiError> {
     caller.require(RESOURCE, "Update")?;
     Ok(Json(ApiKeyResponse { api_key: s.api_keys.update(&caller.0, key_id(id), req).await? }))
 }

@@ -13,8 +13,8 @@ use tollgate_core::ports::ProfileFilter;
 
 use crate::AdminState;
 use crate::dto::{
-    AccessProfileDetailResponse, AccessProfileListResponse, AccessProfileResponse, AuditLogListResponse, AuditParams,
-    MessageResponse, ProfileListParams, VersionListResponse, VersionResponse, count, paging,
+    AccessProfileDetailResponse, AccessProfileListResponse, AccessProfileResponse, AuditLogListResponse, AuditParams, MessageResponse,
+    ProfileListParams, VersionListResponse, VersionResponse, count, paging,
 };
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Body, Caller, Path, Query};
@@ -35,7 +35,20 @@ pub(crate) fn routes() -> Router<AdminState> {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, create, all_audit_logs, detail, update, remove, activate, deactivate, clone_profile, versions, version, profile_audit_logs))]
+#[openapi(paths(
+    list,
+    create,
+    all_audit_logs,
+    detail,
+    update,
+    remove,
+    activate,
+    deactivate,
+    clone_profile,
+    versions,
+    version,
+    profile_audit_logs
+))]
 pub(crate) struct ProfileDoc;
 
 /// A profile id from the path; ids beyond the stored range simply do not exist.
@@ -48,7 +61,11 @@ fn profile_id(raw: u64) -> ProfileId {
     params(ProfileListParams),
     responses((status = 200, body = AccessProfileListResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn list(State(s): State<AdminState>, caller: Caller, Query(q): Query<ProfileListParams>) -> Result<Json<AccessProfileListResponse>, ApiError> {
+async fn list(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Query(q): Query<ProfileListParams>,
+) -> Result<Json<AccessProfileListResponse>, ApiError> {
     caller.require(RESOURCE, "View")?;
     let paging = paging(q.limit, q.offset)?;
     let tags = q.tags.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
@@ -69,7 +86,11 @@ async fn list(State(s): State<AdminState>, caller: Caller, Query(q): Query<Profi
     responses((status = 201, body = AccessProfileResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 413, body = ErrorResponse),
         (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn create(State(s): State<AdminState>, caller: Caller, Body(req): Body<CreateProfileRequest>) -> Result<(StatusCode, Json<AccessProfileResponse>), ApiError> {
+async fn create(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Body(req): Body<CreateProfileRequest>,
+) -> Result<(StatusCode, Json<AccessProfileResponse>), ApiError> {
     caller.require(RESOURCE, "Create")?;
     let access_profile = s.profiles.create(&caller.0, req).await?;
     Ok((StatusCode::CREATED, Json(AccessProfileResponse { access_profile })))
@@ -92,7 +113,12 @@ async fn detail(State(s): State<AdminState>, caller: Caller, Path(id): Path<u64>
     responses((status = 200, body = AccessProfileResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn update(State(s): State<AdminState>, caller: Caller, Path(id): Path<u64>, Body(req): Body<UpdateProfileRequest>) -> Result<Json<AccessProfileResponse>, ApiError> {
+async fn update(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    Body(req): Body<UpdateProfileRequest>,
+) -> Result<Json<AccessProfileResponse>, ApiError> {
     caller.require(RESOURCE, "Update")?;
     let access_profile = s.profiles.update(&caller.0, profile_id(id), req).await?;
     Ok(Json(AccessProfileResponse { access_profile }))
@@ -140,7 +166,12 @@ async fn deactivate(State(s): State<AdminState>, caller: Caller, Path(id): Path<
     responses((status = 201, body = AccessProfileResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn clone_profile(State(s): State<AdminState>, caller: Caller, Path(id): Path<u64>, Body(req): Body<CloneProfileRequest>) -> Result<(StatusCode, Json<AccessProfileResponse>), ApiError> {
+async fn clone_profile(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    Body(req): Body<CloneProfileRequest>,
+) -> Result<(StatusCode, Json<AccessProfileResponse>), ApiError> {
     caller.require(RESOURCE, "Create")?;
     let access_profile = s.profiles.clone_profile(&caller.0, profile_id(id), req).await?;
     Ok((StatusCode::CREATED, Json(AccessProfileResponse { access_profile })))
@@ -161,7 +192,11 @@ async fn versions(State(s): State<AdminState>, caller: Caller, Path(id): Path<u6
     params(("profile_id" = u64, Path), ("version" = i64, Path)),
     responses((status = 200, body = VersionResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn version(State(s): State<AdminState>, caller: Caller, Path((id, version)): Path<(u64, i64)>) -> Result<Json<VersionResponse>, ApiError> {
+async fn version(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Path((id, version)): Path<(u64, i64)>,
+) -> Result<Json<VersionResponse>, ApiError> {
     caller.require(RESOURCE, "View")?;
     Ok(Json(VersionResponse { version: s.profiles.version(profile_id(id), version).await? }))
 }
@@ -185,7 +220,11 @@ async fn audit_page(s: &AdminState, query: AuditQuery) -> Result<Json<AuditLogLi
     params(AuditParams),
     responses((status = 200, body = AuditLogListResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn all_audit_logs(State(s): State<AdminState>, caller: Caller, Query(q): Query<AuditParams>) -> Result<Json<AuditLogListResponse>, ApiError> {
+async fn all_audit_logs(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Query(q): Query<AuditParams>,
+) -> Result<Json<AuditLogListResponse>, ApiError> {
     caller.require(RESOURCE, "View")?;
     audit_page(&s, audit_query(None, q)?).await
 }
@@ -195,7 +234,12 @@ async fn all_audit_logs(State(s): State<AdminState>, caller: Caller, Query(q): Q
     params(("profile_id" = u64, Path), AuditParams),
     responses((status = 200, body = AuditLogListResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn profile_audit_logs(State(s): State<AdminState>, caller: Caller, Path(id): Path<u64>, Query(q): Query<AuditParams>) -> Result<Json<AuditLogListResponse>, ApiError> {
+async fn profile_audit_logs(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    Query(q): Query<AuditParams>,
+) -> Result<Json<AuditLogListResponse>, ApiError> {
     caller.require(RESOURCE, "View")?;
     audit_page(&s, audit_query(Some(profile_id(id)), q)?).await
 }

@@ -83,7 +83,7 @@ impl ApiKeyService {
         let mut p = Problems::default();
         let name = checked_name(&mut p, req.name.as_deref().unwrap_or_default());
         let scopes = checked_scopes(&mut p, actor, req.scopes.unwrap_or_default())?;
-        let expires_at = checked_expiry(&mut p, req.expires_at.flatten())?;
+        let expires_at = checked_expiry(&mut p, req.expires_at.flatten());
         p.into_result(())?;
         let id = self.store.next_ids(Sequence::ApiKey, 1).await?.first().copied().map(ApiKeyId);
         let id = id.ok_or_else(|| CoreError::Internal("id sequence returned nothing".into()))?;
@@ -130,7 +130,7 @@ impl ApiKeyService {
             key.scopes = checked_scopes(&mut p, actor, scopes)?;
         }
         if let Some(expiry) = req.expires_at {
-            key.expires_at = checked_expiry(&mut p, expiry)?;
+            key.expires_at = checked_expiry(&mut p, expiry);
         }
         p.into_result(())?;
         key.updated_at = crate::clock::now();
@@ -176,17 +176,17 @@ fn checked_scopes(p: &mut Problems, actor: &Principal, scopes: Vec<u64>) -> Resu
     Ok(out)
 }
 
-fn checked_expiry(p: &mut Problems, text: Option<String>) -> Result<Option<DateTime<Utc>>, CoreError> {
-    let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(None) };
+fn checked_expiry(p: &mut Problems, text: Option<String>) -> Option<DateTime<Utc>> {
+    let text = text.filter(|t| !t.trim().is_empty())?;
     match DateTime::parse_from_rfc3339(text.trim()) {
         Ok(at) if at <= crate::clock::now() => {
             p.add("expires_at", "must be in the future");
-            Ok(None)
+            None
         }
-        Ok(at) => Ok(Some(at.with_timezone(&Utc))),
+        Ok(at) => Some(at.with_timezone(&Utc)),
         Err(_) => {
             p.add("expires_at", "must be an RFC 3339 date-time");
-            Ok(None)
+            None
         }
     }
 }

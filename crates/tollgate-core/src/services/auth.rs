@@ -27,7 +27,10 @@ pub enum AdminBootstrap {
     Configured,
     Stored,
     /// A new password was generated and its hash stored; this is the only time it is known.
-    Generated { username: String, password: Secret },
+    Generated {
+        username: String,
+        password: Secret,
+    },
 }
 
 pub struct AuthService {
@@ -100,10 +103,11 @@ impl AuthService {
         let user_ok = constant_time_eq(username.as_bytes(), stored.username.as_bytes());
         // Argon2 is deliberately slow; the cache above means a valid admin pays it once.
         let pass_ok = verify_password(password, &stored.password_hash);
-        if user_ok && pass_ok {
-            if let Ok(mut slot) = self.verified.lock() {
-                *slot = Some((stored.password_hash, presented));
-            }
+        if user_ok
+            && pass_ok
+            && let Ok(mut slot) = self.verified.lock()
+        {
+            *slot = Some((stored.password_hash, presented));
         }
         Ok(user_ok && pass_ok)
     }

@@ -67,7 +67,7 @@ impl ProfileService {
         let id = self.fresh_profile_id().await?;
         let fresh = self.fresh_config_ids(req.provider_configs.as_ref().map_or(0, Vec::len)).await?;
         let profile = apply::created(id, req, crate::clock::now(), &mut fresh.into_iter())?;
-        let audit = entry(actor, AuditAction::Create, &profile, None, Some(profile.snapshot()), json!({"version": 1}));
+        let audit = entry(actor, AuditAction::Create, &profile, None, Some(profile.snapshot()), &json!({"version": 1}));
         match self.store.insert_profile(&profile, &version_of(&profile, actor), &audit).await {
             Err(StoreError::Duplicate) => Err(name_taken(&profile.name)),
             other => other.map(|()| profile).map_err(Into::into),
@@ -91,7 +91,7 @@ impl ProfileService {
 
     pub async fn delete(&self, actor: &Principal, id: ProfileId) -> Result<(), CoreError> {
         let profile = self.get(id).await?;
-        let audit = entry(actor, AuditAction::Delete, &profile, Some(profile.snapshot()), None, json!({"version": profile.version}));
+        let audit = entry(actor, AuditAction::Delete, &profile, Some(profile.snapshot()), None, &json!({"version": profile.version}));
         match self.store.delete_profile(id, &audit).await? {
             DeleteOutcome::Deleted => Ok(()),
             DeleteOutcome::NotFound => Err(not_found(id)),
@@ -101,13 +101,18 @@ impl ProfileService {
         }
     }
 
-    pub async fn clone_profile(&self, actor: &Principal, source_id: ProfileId, req: CloneProfileRequest) -> Result<AccessProfile, CoreError> {
+    pub async fn clone_profile(
+        &self,
+        actor: &Principal,
+        source_id: ProfileId,
+        req: CloneProfileRequest,
+    ) -> Result<AccessProfile, CoreError> {
         let source = self.get(source_id).await?;
         let id = self.fresh_profile_id().await?;
         let fresh = self.fresh_config_ids(source.policy.provider_configs.len()).await?;
         let profile = apply::cloned(&source, id, req, crate::clock::now(), &mut fresh.into_iter())?;
         let metadata = json!({"version": 1, "source_profile_id": source_id.0, "source_version": source.version});
-        let audit = entry(actor, AuditAction::Clone, &profile, None, Some(profile.snapshot()), metadata);
+        let audit = entry(actor, AuditAction::Clone, &profile, None, Some(profile.snapshot()), &metadata);
         match self.store.insert_profile(&profile, &version_of(&profile, actor), &audit).await {
             Err(StoreError::Duplicate) => Err(name_taken(&profile.name)),
             other => other.map(|()| profile).map_err(Into::into),
@@ -145,7 +150,7 @@ impl ProfileService {
             next.version = current.version + 1;
             next.updated_at = crate::clock::now();
             let (before, after) = changed_members(&current, &next);
-            let audit = entry(actor, action, &next, Some(before), Some(after), json!({"version": next.version}));
+            let audit = entry(actor, action, &next, Some(before), Some(after), &json!({"version": next.version}));
             match self.store.update_profile(current.version, &next, &version_of(&next, actor), &audit).await {
                 Ok(()) => return Ok(next),
                 Err(StoreError::Stale) => {}
@@ -183,7 +188,14 @@ fn version_of(profile: &AccessProfile, actor: &Principal) -> NewVersion {
     }
 }
 
-fn entry(actor: &Principal, action: AuditAction, profile: &AccessProfile, previous: Option<String>, new: Option<String>, metadata: Value) -> NewAuditEntry {
+fn entry(
+    actor: &Principal,
+    action: AuditAction,
+    profile: &AccessProfile,
+    previous: Option<String>,
+    new: Option<String>,
+    metadata: &Value,
+) -> NewAuditEntry {
     NewAuditEntry {
         profile_id: Some(profile.id),
         user_id: None,

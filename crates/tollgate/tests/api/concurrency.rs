@@ -34,13 +34,14 @@ on_both_backends! {
         let id = create_profile(app, json!({"name": "Merged"})).await;
         let path = format!("{}/{id}", FAMILIES[0]);
         let admin = app.admin();
-        let a = admin.put(&path, json!({"description": "from A"}));
-        let b = admin.put(&path, json!({"tags": ["from-b"]}));
-        let c = admin.put(&path, json!({"budgets": [{"max_limit": 3, "reset_duration": "1w"}]}));
-        let d = admin.put(&path, json!({"calendar_aligned": true}));
-        let (a, b, c, d) = tokio::join!(a, b, c, d);
-        for r in [a, b, c, d] {
-            r.expect(200);
+        let replies = tokio::join!(
+            admin.put(&path, json!({"description": "from A"})),
+            admin.put(&path, json!({"tags": ["from-b"]})),
+            admin.put(&path, json!({"budgets": [{"max_limit": 3, "reset_duration": "1w"}]})),
+            admin.put(&path, json!({"calendar_aligned": true})),
+        );
+        for reply in [replies.0, replies.1, replies.2, replies.3] {
+            reply.expect(200);
         }
         let p = app.admin().get(&path).await.expect(200)["access_profile"].clone();
         assert_eq!(p["description"], "from A");

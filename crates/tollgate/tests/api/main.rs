@@ -1,5 +1,6 @@
 //! End-to-end tests of the management API: the real server on port 0, real HTTP, each scenario
 //! on SQLite and on Postgres.
+#![expect(clippy::panic, reason = "test helpers fail the test loudly")]
 
 /// Runs each scenario once per backend, as `<scenario>::sqlite` and `<scenario>::postgres`.
 macro_rules! on_both_backends {

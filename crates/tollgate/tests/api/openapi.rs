@@ -44,7 +44,15 @@ async fn openapi_covers_both_path_families_and_marks_the_old_one_deprecated() {
             assert_eq!(old["deprecated"], true, "{method} {alias} must be present and deprecated");
         }
     }
-    for path in ["/api/api-keys", "/api/api-keys/{id}", "/api/governance/rbac/permissions", "/api/permissions", "/health", "/ready", "/openapi.json"] {
+    for path in [
+        "/api/api-keys",
+        "/api/api-keys/{id}",
+        "/api/governance/rbac/permissions",
+        "/api/permissions",
+        "/health",
+        "/ready",
+        "/openapi.json",
+    ] {
         assert!(paths.contains_key(path), "{path} missing");
     }
     let schemes = doc["components"]["securitySchemes"].as_object().map(|s| s.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();

@@ -17,7 +17,7 @@ fn full_profile(name: &str) -> serde_json::Value {
             "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1h"}
         }, {"provider_name": "anthropic", "all_models_allowed": true}],
         "budgets": [{"max_limit": 100, "reset_duration": "1M"}, {"max_limit": 900, "reset_duration": "1Q", "reset_config": {"quarter_start_month": 4}}],
-        "rate_limit": {"token_max_limit": 500000, "token_reset_duration": "1d", "request_max_limit": 1000, "request_reset_duration": "1h"},
+        "rate_limit": {"token_max_limit": 500_000, "token_reset_duration": "1d", "request_max_limit": 1000, "request_reset_duration": "1h"},
         "calendar_aligned": true,
         "auto_rotation_interval": "30d",
         "mcp_tool_groups": [{"tool_group_id": 3}],
