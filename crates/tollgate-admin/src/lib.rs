@@ -17,8 +17,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tollgate_core::ports::Store;
 use tollgate_core::services::api_keys::ApiKeyService;
+use tollgate_core::services::assignments::AssignmentService;
 use tollgate_core::services::auth::AuthService;
+use tollgate_core::services::directory::DirectoryService;
+use tollgate_core::services::keys::KeyService;
 use tollgate_core::services::profiles::ProfileService;
+use tollgate_core::vkeys::Sealer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -35,6 +39,9 @@ pub struct AdminState {
     pub store: Arc<dyn Store>,
     pub profiles: ProfileService,
     pub api_keys: ApiKeyService,
+    pub directory: DirectoryService,
+    pub assignments: AssignmentService,
+    pub keys: KeyService,
     pub auth: Arc<AuthService>,
 }
 
@@ -45,8 +52,16 @@ impl std::fmt::Debug for AdminState {
 }
 
 impl AdminState {
-    pub fn new(store: Arc<dyn Store>, auth: Arc<AuthService>) -> Self {
-        Self { profiles: ProfileService::new(store.clone()), api_keys: ApiKeyService::new(store.clone()), store, auth }
+    pub fn new(store: Arc<dyn Store>, auth: Arc<AuthService>, sealer: &Sealer) -> Self {
+        Self {
+            profiles: ProfileService::new(store.clone()),
+            api_keys: ApiKeyService::new(store.clone()),
+            directory: DirectoryService::new(store.clone(), sealer.clone()),
+            assignments: AssignmentService::new(store.clone(), sealer.clone()),
+            keys: KeyService::new(store.clone(), sealer.clone()),
+            store,
+            auth,
+        }
     }
 }
 

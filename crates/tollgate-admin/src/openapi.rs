@@ -7,7 +7,10 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Deprecated, PathItem};
 
-use crate::routes::{ApiKeyDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, RbacDoc, SystemDoc};
+use crate::routes::{
+    ApiKeyDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, RbacDoc, RoleDoc, SystemDoc, UserDoc, UserProfileDoc,
+    VirtualKeyDoc,
+};
 
 #[derive(OpenApi)]
 #[openapi(info(
@@ -18,7 +21,8 @@ use crate::routes::{ApiKeyDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, R
 struct ApiDoc;
 
 /// Canonical path prefixes and the deprecated prefixes that serve the same operations.
-const ALIASES: [(&str, &str); 2] = [(PROFILES_CANONICAL, PROFILES_ALIAS), ("/api/governance/rbac/", "/api/")];
+const ALIASES: [(&str, &str); 3] =
+    [(PROFILES_CANONICAL, PROFILES_ALIAS), ("/api/governance/rbac/", "/api/"), ("/api/governance/users", "/api/users")];
 
 /// The document served at `/openapi.json` (built once).
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -32,6 +36,11 @@ fn build() -> utoipa::openapi::OpenApi {
     doc.merge(ProfileDoc::openapi());
     doc.merge(ApiKeyDoc::openapi());
     doc.merge(RbacDoc::openapi());
+    doc.merge(ProfileRoleDoc::openapi());
+    doc.merge(RoleDoc::openapi());
+    doc.merge(UserDoc::openapi());
+    doc.merge(UserProfileDoc::openapi());
+    doc.merge(VirtualKeyDoc::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme("BasicAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     components.add_security_scheme("ManagementBearerAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));

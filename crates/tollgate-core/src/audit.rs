@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use crate::ids::ProfileId;
 use crate::paging::Paging;
 
-/// The nine audited actions of the contract.
+/// Audited actions: the nine of the contract, then Tollgate's assignment, key and override actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
@@ -20,10 +20,19 @@ pub enum AuditAction {
     Clone,
     Activate,
     Deactivate,
+    /// A user received a copy (through a role or directly).
+    Assign,
+    /// A user's copy was removed.
+    Unassign,
+    MintKey,
+    DeleteKey,
+    RevealKey,
+    SetOverride,
+    RemoveOverride,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 9] = [
+    pub const ALL: [AuditAction; 16] = [
         AuditAction::Create,
         AuditAction::Update,
         AuditAction::Delete,
@@ -33,6 +42,13 @@ impl AuditAction {
         AuditAction::Clone,
         AuditAction::Activate,
         AuditAction::Deactivate,
+        AuditAction::Assign,
+        AuditAction::Unassign,
+        AuditAction::MintKey,
+        AuditAction::DeleteKey,
+        AuditAction::RevealKey,
+        AuditAction::SetOverride,
+        AuditAction::RemoveOverride,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +62,13 @@ impl AuditAction {
             AuditAction::Clone => "clone",
             AuditAction::Activate => "activate",
             AuditAction::Deactivate => "deactivate",
+            AuditAction::Assign => "assign",
+            AuditAction::Unassign => "unassign",
+            AuditAction::MintKey => "mint_key",
+            AuditAction::DeleteKey => "delete_key",
+            AuditAction::RevealKey => "reveal_key",
+            AuditAction::SetOverride => "set_override",
+            AuditAction::RemoveOverride => "remove_override",
         }
     }
 

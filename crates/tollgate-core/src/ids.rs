@@ -62,6 +62,8 @@ pub enum Sequence {
     Profile,
     ProviderConfig,
     ApiKey,
+    Role,
+    UserCopy,
 }
 
 impl Sequence {
@@ -70,6 +72,8 @@ impl Sequence {
             Sequence::Profile => "access_profile",
             Sequence::ProviderConfig => "provider_config",
             Sequence::ApiKey => "api_key",
+            Sequence::Role => "role",
+            Sequence::UserCopy => "user_copy",
         }
     }
 }

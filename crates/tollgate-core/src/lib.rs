@@ -4,17 +4,23 @@
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod copies;
+pub mod directory;
 pub mod error;
 pub mod ids;
 pub mod input;
 pub mod money;
+pub mod overrides;
 pub mod paging;
 pub mod permissions;
 pub mod ports;
 pub mod profile;
 pub mod rotation;
 pub mod services;
+pub mod users;
+pub mod vkeys;
 pub mod window;
+pub mod windows;
 
 mod apply;
 mod serde_util;

@@ -37,7 +37,7 @@ pub const RESOURCES: [&str; 29] = [
 ];
 
 /// Operations in catalogue order. Append only.
-pub const OPERATIONS: [&str; 4] = ["View", "Create", "Update", "Delete"];
+pub const OPERATIONS: [&str; 5] = ["View", "Create", "Update", "Delete", "Reveal"];
 
 const STRIDE: u64 = 16;
 
@@ -97,7 +97,7 @@ mod tests {
             assert_eq!(Permission::parse(&p.to_string()), Some(p));
         }
         assert_eq!(Permission::by_id(0), None);
-        assert_eq!(Permission::by_id(5), None);
+        assert_eq!(Permission::by_id(6), None);
         assert_eq!(Permission::parse("AccessProfiles:Fly"), None);
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::audit::{AuditLog, AuditQuery, NewAuditEntry, NewVersion, ProfileVersion};
+use crate::directory::DirectoryStore;
 use crate::error::CoreError;
 use crate::ids::{ApiKeyId, ProfileId, Sequence};
 use crate::paging::{Page, Paging};
@@ -122,6 +123,6 @@ pub trait AdminStore: Send + Sync {
 }
 
 /// Everything the management plane needs from storage.
-pub trait Store: ProfileStore + ApiKeyStore + AdminStore {}
+pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore {}
 
-impl<T: ProfileStore + ApiKeyStore + AdminStore> Store for T {}
+impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore> Store for T {}

@@ -4,6 +4,8 @@
 mod admin;
 mod api_keys;
 mod audit;
+mod directory;
+mod plan;
 mod profiles;
 mod sql;
 

@@ -139,34 +139,8 @@ impl ProfileStore for SqlStore {
         version: &NewVersion,
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError> {
-        let (tags, policy) = encoded(profile)?;
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE access_profiles SET name = $1, name_key = $2, description = $3, is_active = $4, version = $5, tags = $6, \
-             policy = $7, auto_rotation_interval = $8, next_rotation_at = $9, last_rotation_at = $10, updated_at = $11 \
-             WHERE id = $12 AND version = $13",
-        )
-        .bind(profile.name.as_str())
-        .bind(name_key(&profile.name))
-        .bind(profile.description.clone())
-        .bind(i64::from(profile.is_active))
-        .bind(profile.version)
-        .bind(tags)
-        .bind(policy)
-        .bind(profile.rotation.auto_rotation_interval)
-        .bind(opt_ts(profile.rotation.next_rotation_at))
-        .bind(opt_ts(profile.rotation.last_rotation_at))
-        .bind(ts(profile.updated_at))
-        .bind(profile.id.0)
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Stale);
-        }
-        write_tags(&mut tx, profile).await?;
-        crate::audit::insert_version(&mut tx, version).await?;
+        update_profile_tx(&mut tx, expected_version, profile, version).await?;
         crate::audit::insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(map_err)
     }
@@ -256,4 +230,40 @@ fn push_filter(sql: &mut Sql, filter: &ProfileFilter) {
         sql.push(" AND EXISTS (SELECT 1 FROM access_profile_tags t WHERE t.profile_id = p.id AND t.tag = ");
         sql.bind(Arg::Text(tag.clone())).push(")");
     }
+}
+
+/// Replaces a template at `expected_version` with its tags and new version row, inside `tx`.
+pub(crate) async fn update_profile_tx(
+    tx: &mut Transaction<'_, Any>,
+    expected_version: i64,
+    profile: &AccessProfile,
+    version: &NewVersion,
+) -> Result<(), StoreError> {
+    let (tags, policy) = encoded(profile)?;
+    let done = sqlx::query(
+        "UPDATE access_profiles SET name = $1, name_key = $2, description = $3, is_active = $4, version = $5, tags = $6, \
+         policy = $7, auto_rotation_interval = $8, next_rotation_at = $9, last_rotation_at = $10, updated_at = $11 \
+         WHERE id = $12 AND version = $13",
+    )
+    .bind(profile.name.as_str())
+    .bind(name_key(&profile.name))
+    .bind(profile.description.clone())
+    .bind(i64::from(profile.is_active))
+    .bind(profile.version)
+    .bind(tags)
+    .bind(policy)
+    .bind(profile.rotation.auto_rotation_interval)
+    .bind(opt_ts(profile.rotation.next_rotation_at))
+    .bind(opt_ts(profile.rotation.last_rotation_at))
+    .bind(ts(profile.updated_at))
+    .bind(profile.id.0)
+    .bind(expected_version)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Stale);
+    }
+    write_tags(tx, profile).await?;
+    crate::audit::insert_version(tx, version).await
 }

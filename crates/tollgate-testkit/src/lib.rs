@@ -85,6 +85,8 @@ impl TestApp {
             config: None,
             admin_username: admin.map(|(u, _)| u.to_owned()),
             admin_password: admin.map(|(_, p)| p.to_owned()),
+            encryption_key: None,
+            encryption_key_file: Some(dir.path().join("tollgate.key")),
         })
         .expect("test settings");
         let server = Server::build(&settings).await.expect("server starts");

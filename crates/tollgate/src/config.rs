@@ -10,6 +10,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tollgate.db";
 /// Shortest admin password accepted from the configuration.
 pub const MIN_ADMIN_PASSWORD_CHARS: usize = 8;
+pub const DEFAULT_ENCRYPTION_KEY_FILE: &str = "./tollgate.key";
 
 /// Values given on the command line or in the environment (clap has merged the two).
 #[derive(Debug, Clone, Default)]
@@ -19,6 +20,9 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub admin_username: Option<String>,
     pub admin_password: Option<String>,
+    /// Base64 of 32 bytes; seals the stored copies of virtual keys.
+    pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// Validated settings the server starts with.
@@ -28,7 +32,18 @@ pub struct Settings {
     pub database_url: String,
     /// The admin credential given by the operator, if any.
     pub admin: Option<(String, Secret)>,
+    /// Where the sealing key comes from.
+    pub encryption: EncryptionKey,
     pub log: String,
+}
+
+/// The key that seals stored virtual-key values.
+#[derive(Debug, Clone)]
+pub enum EncryptionKey {
+    /// Given by the operator (base64 of 32 bytes, already decoded).
+    Given(Secret),
+    /// Read from this file, which start-up creates (0600) with a new key if it is missing.
+    File(PathBuf),
 }
 
 /// Every problem found in the settings.
@@ -43,6 +58,7 @@ struct FileValues {
     database_url: Option<String>,
     admin_username: Option<String>,
     admin_password: Option<String>,
+    encryption_key_file: Option<String>,
     log: Option<String>,
 }
 
@@ -82,9 +98,30 @@ impl Settings {
                 Some((username, Secret::new(password)))
             }
         };
+        let encryption = match overrides.encryption_key {
+            Some(text) => {
+                use base64::Engine;
+                match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+                    Ok(bytes) if bytes.len() == 32 => EncryptionKey::Given(Secret::new(text.trim())),
+                    _ => {
+                        problems.push(
+                            "encryption key: TOLLGATE_ENCRYPTION_KEY must be the base64 of 32 bytes (e.g. `openssl rand -base64 32`)"
+                                .to_owned(),
+                        );
+                        EncryptionKey::Given(Secret::new(""))
+                    }
+                }
+            }
+            None => EncryptionKey::File(
+                overrides
+                    .encryption_key_file
+                    .or(file.encryption_key_file.map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_ENCRYPTION_KEY_FILE)),
+            ),
+        };
         let log = file.log.unwrap_or_else(|| "info".to_owned());
         match listen {
-            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, log }),
+            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log }),
             _ => Err(ConfigError(problems)),
         }
     }
@@ -112,6 +149,7 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "listen" => values.listen = string(problems, key, value),
             "database_url" => values.database_url = string(problems, key, value),
             "log" => values.log = string(problems, key, value),
+            "encryption_key_file" => values.encryption_key_file = string(problems, key, value),
             "admin" => match value.as_table() {
                 Some(admin) => {
                     for (k, v) in admin {

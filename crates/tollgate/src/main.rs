@@ -22,6 +22,9 @@ struct Cli {
     /// TOML file with settings (flags and environment variables win over it)
     #[arg(long, env = "TOLLGATE_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// File holding the key that seals stored virtual-key values [default: ./tollgate.key]
+    #[arg(long, env = "TOLLGATE_ENCRYPTION_KEY_FILE", global = true)]
+    encryption_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -76,6 +79,8 @@ async fn main() -> ExitCode {
         config: cli.config,
         admin_username: std::env::var("TOLLGATE_ADMIN_USERNAME").ok(),
         admin_password: std::env::var("TOLLGATE_ADMIN_PASSWORD").ok(),
+        encryption_key: std::env::var("TOLLGATE_ENCRYPTION_KEY").ok(),
+        encryption_key_file: cli.encryption_key_file,
     };
     let settings = match Settings::resolve(overrides) {
         Ok(settings) => settings,

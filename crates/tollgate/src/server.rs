@@ -18,6 +18,8 @@ use crate::config::Settings;
 pub enum StartError {
     #[error("database: {0}")]
     Database(String),
+    #[error("encryption key: {0}")]
+    Secrets(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
@@ -35,7 +37,9 @@ pub struct Server {
 
 impl Server {
     pub async fn build(settings: &Settings) -> Result<Server, StartError> {
+        let sealer = crate::secrets::load_sealer(&settings.encryption).map_err(StartError::Secrets)?;
         let store = SqlStore::connect(&settings.database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
+        crate::secrets::check_against_store(&sealer, &store).await.map_err(StartError::Secrets)?;
         let shared: Arc<dyn Store> = Arc::new(store.clone());
         let admin = match &settings.admin {
             Some((username, password)) => AdminSource::Configured { username: username.clone(), password: password.clone() },
@@ -44,7 +48,7 @@ impl Server {
         let auth = Arc::new(AuthService::new(shared.clone(), admin));
         let bootstrap = auth.bootstrap().await.map_err(|e| StartError::Database(e.to_string()))?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(Server { listener, state: AdminState::new(shared, auth), store, bootstrap })
+        Ok(Server { listener, state: AdminState::new(shared, auth, &sealer), store, bootstrap })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

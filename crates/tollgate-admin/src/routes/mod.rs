@@ -1,18 +1,28 @@
 //! The route table: which handler answers which path, on both path families.
 
 mod api_keys;
+mod profile_roles;
 mod profiles;
 mod rbac;
+mod roles;
 mod system;
+mod user_profiles;
+mod users;
+mod virtual_keys;
 
 use axum::Router;
 
 use crate::AdminState;
 
 pub(crate) use api_keys::ApiKeyDoc;
+pub(crate) use profile_roles::ProfileRoleDoc;
 pub(crate) use profiles::ProfileDoc;
 pub(crate) use rbac::RbacDoc;
+pub(crate) use roles::RoleDoc;
 pub(crate) use system::SystemDoc;
+pub(crate) use user_profiles::UserProfileDoc;
+pub(crate) use users::UserDoc;
+pub(crate) use virtual_keys::VirtualKeyDoc;
 
 /// Canonical prefix of the access-profile routes.
 pub const PROFILES_CANONICAL: &str = "/api/governance/access-profiles";
@@ -26,10 +36,14 @@ pub(crate) fn public_routes() -> Router<AdminState> {
 
 /// Routes under `/api`, relative to it; the caller wraps them in authentication.
 pub(crate) fn api_routes() -> Router<AdminState> {
-    let profiles = profiles::routes();
+    let profiles = profiles::routes().merge(profile_roles::routes());
     Router::new()
         .nest(PROFILES_CANONICAL.trim_start_matches("/api"), profiles.clone())
         .nest(PROFILES_ALIAS.trim_start_matches("/api"), profiles)
         .merge(api_keys::routes())
         .merge(rbac::routes())
+        .merge(roles::routes())
+        .merge(users::routes())
+        .merge(user_profiles::routes())
+        .merge(virtual_keys::routes())
 }

@@ -1,8 +1,12 @@
 //! Use cases of the management plane: each validates, then writes through a port in one transaction.
 
 pub mod api_keys;
+pub mod assignments;
 pub mod auth;
+pub mod directory;
+pub mod keys;
 pub mod profiles;
+mod provision;
 
 /// How often an optimistic write is retried when another writer got there first.
 pub(crate) const MAX_WRITE_ATTEMPTS: usize = 32;

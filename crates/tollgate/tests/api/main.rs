@@ -31,8 +31,10 @@ macro_rules! on_both_backends {
 }
 
 mod api_keys;
+mod assignments;
 mod auth;
 mod concurrency;
+mod directory;
 mod envelope;
 mod openapi;
 mod profiles;
@@ -42,6 +44,25 @@ mod versions_audit;
 
 /// Both path families of the access-profile routes.
 pub const FAMILIES: [&str; 2] = ["/api/governance/access-profiles", "/api/access-profiles"];
+
+/// Creates a role through the API and returns its id.
+pub async fn create_role(app: &tollgate_testkit::TestApp, name: &str) -> i64 {
+    let reply = app.admin().post("/api/governance/rbac/roles", serde_json::json!({"name": name})).await;
+    reply.expect(200)["role"]["id"].as_i64().unwrap_or_else(|| panic!("no role id in {}", reply.body))
+}
+
+/// Creates a user (optionally in a role) through the API and returns its id.
+pub async fn create_user(app: &tollgate_testkit::TestApp, email: &str, role_id: Option<i64>) -> String {
+    let body = serde_json::json!({"name": email.split('@').next().unwrap_or(email), "email": email, "role_id": role_id});
+    let reply = app.admin().post("/api/governance/users", body).await;
+    reply.expect(200)["user"]["id"].as_str().unwrap_or_else(|| panic!("no user id in {}", reply.body)).to_owned()
+}
+
+/// Attaches a profile to a role as its default, giving current members a copy.
+pub async fn attach_default(app: &tollgate_testkit::TestApp, profile_id: i64, role_id: i64) -> serde_json::Value {
+    let body = serde_json::json!({"role_ids": [role_id], "is_default": true, "apply_to_existing": true});
+    app.admin().post(&format!("{}/{profile_id}/roles", FAMILIES[0]), body).await.expect(200).clone()
+}
 
 /// Creates a profile through the API and returns its id.
 pub async fn create_profile(app: &tollgate_testkit::TestApp, body: serde_json::Value) -> i64 {

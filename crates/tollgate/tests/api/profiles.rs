@@ -3,7 +3,7 @@
 use serde_json::json;
 use tollgate_testkit::{Backend, TestApp};
 
-use crate::{FAMILIES, create_profile};
+use crate::{FAMILIES, attach_default, create_profile, create_role, create_user};
 
 fn full_profile(name: &str) -> serde_json::Value {
     json!({
@@ -70,12 +70,12 @@ on_both_backends! {
             assert_eq!(body["roles"], json!([]));
             assert_eq!(body["user_count"], 0);
         }
-        app.sql("INSERT INTO roles (id, name) VALUES (7, 'support')").await;
-        app.sql(&format!("INSERT INTO access_profile_roles (access_profile_id, role_id, is_default) VALUES ({id}, 7, 1)")).await;
-        app.sql(&format!("INSERT INTO user_access_profiles (user_id, parent_profile_id, created_at) VALUES ('u1', {id}, '2026-01-01T00:00:00.000000Z')")).await;
+        let role = create_role(app, "support").await;
+        create_user(app, "sam@example.com", Some(role)).await;
+        attach_default(app, id, role).await;
         let body = app.admin().get(&format!("{}/{id}", FAMILIES[1])).await.expect(200).clone();
         assert_eq!(body["user_count"], 1);
-        assert_eq!(body["roles"][0]["role_id"], 7);
+        assert_eq!(body["roles"][0]["role_id"], role);
         assert_eq!(body["roles"][0]["role_name"], "support");
         assert_eq!(body["roles"][0]["is_default"], true);
         assert_eq!(body["roles"][0]["access_profile_id"], id);
@@ -128,13 +128,15 @@ on_both_backends! {
 
     async fn delete_is_refused_while_a_user_holds_a_copy(app: &TestApp) {
         let id = create_profile(app, json!({"name": "Contractors"})).await;
-        app.sql(&format!("INSERT INTO user_access_profiles (user_id, parent_profile_id, created_at) VALUES ('u9', {id}, '2026-01-01T00:00:00.000000Z')")).await;
+        let role = create_role(app, "contractor").await;
+        let user = create_user(app, "cy@example.com", Some(role)).await;
+        attach_default(app, id, role).await;
         for family in FAMILIES {
             let msg = app.admin().delete(&format!("{family}/{id}")).await.expect_error(409).to_owned();
             assert!(msg.contains("1 user"), "{msg}");
         }
         app.admin().get(&format!("{}/{id}", FAMILIES[0])).await.expect(200);
-        app.sql("DELETE FROM user_access_profiles").await;
+        app.admin().delete(&format!("/api/governance/users/{user}/access-profiles/{id}")).await.expect(200);
         let reply = app.admin().delete(&format!("{}/{id}", FAMILIES[1])).await;
         assert!(reply.expect(200)["message"].is_string());
         app.admin().get(&format!("{}/{id}", FAMILIES[0])).await.expect_error(404);
@@ -142,8 +144,8 @@ on_both_backends! {
 
     async fn role_attachments_alone_do_not_block_delete(app: &TestApp) {
         let id = create_profile(app, json!({"name": "Interns"})).await;
-        app.sql("INSERT INTO roles (id, name) VALUES (3, 'intern')").await;
-        app.sql(&format!("INSERT INTO access_profile_roles (access_profile_id, role_id, is_default) VALUES ({id}, 3, 0)")).await;
+        let role = create_role(app, "intern").await;
+        app.admin().post(&format!("{}/{id}/roles", FAMILIES[0]), json!({"role_ids": [role]})).await.expect(200);
         app.admin().delete(&format!("{}/{id}", FAMILIES[0])).await.expect(200);
         assert_eq!(app.count("SELECT COUNT(*) AS n FROM access_profile_roles").await, 0);
     }
@@ -167,7 +169,9 @@ on_both_backends! {
     async fn clone_copies_policy_with_new_ids_and_nothing_else(app: &TestApp) {
         let id = create_profile(app, full_profile("Source")).await;
         app.admin().put_empty(&format!("{}/{id}/activate", FAMILIES[0])).await.expect(200);
-        app.sql(&format!("INSERT INTO user_access_profiles (user_id, parent_profile_id, created_at) VALUES ('u1', {id}, '2026-01-01T00:00:00.000000Z')")).await;
+        let role = create_role(app, "cloners").await;
+        create_user(app, "cleo@example.com", Some(role)).await;
+        attach_default(app, id, role).await;
         let source = app.admin().get(&format!("{}/{id}", FAMILIES[0])).await.expect(200)["access_profile"].clone();
         for (i, family) in FAMILIES.iter().enumerate() {
             let reply = app.admin().post(&format!("{family}/{id}/clone"), json!({"name": format!("Copy {i}"), "description": "cloned"})).await;

@@ -7,6 +7,7 @@ fn settings(db: &std::path::Path) -> Settings {
     Settings::resolve(Overrides {
         listen: Some("127.0.0.1:0".into()),
         database_url: Some(format!("sqlite://{}", db.display())),
+        encryption_key_file: db.parent().map(|d| d.join("tollgate.key")),
         ..Overrides::default()
     })
     .unwrap_or_else(|e| panic!("{e}"))
@@ -66,6 +67,7 @@ async fn an_unreachable_database_stops_start_up_with_a_clear_error() {
     let settings = Settings::resolve(Overrides {
         listen: Some("127.0.0.1:0".into()),
         database_url: Some("postgres://nobody@127.0.0.1:1/none".into()),
+        encryption_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
         ..Overrides::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));

@@ -1,0 +1,62 @@
+//! Handlers of `/api/governance/virtual-keys/{vk_id}`: read a key; edits beyond name and
+//! description, and direct deletion, are refused for profile-managed keys.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::Value;
+use tollgate_core::services::keys::ManagedVirtualKey;
+use utoipa::ToSchema;
+
+use crate::AdminState;
+use crate::dto::MessageResponse;
+use crate::error::{ApiError, ErrorResponse};
+use crate::extract::{Body, Caller, Path};
+
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new().route("/governance/virtual-keys/{vk_id}", get(read).put(update).delete(remove))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(read, update, remove))]
+pub(crate) struct VirtualKeyDoc;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManagedVirtualKeyResponse {
+    pub virtual_key: ManagedVirtualKey,
+}
+
+#[utoipa::path(get, path = "/api/governance/virtual-keys/{vk_id}", tag = "Virtual Keys", operation_id = "getVirtualKey", params(("vk_id" = String, Path)),
+    responses((status = 200, body = ManagedVirtualKeyResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 404, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+async fn read(State(s): State<AdminState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ManagedVirtualKeyResponse>, ApiError> {
+    caller.require("VirtualKeys", "View")?;
+    Ok(Json(ManagedVirtualKeyResponse { virtual_key: s.keys.get(&id).await? }))
+}
+
+/// Renames or re-describes a key; any other member is refused with 409 (it belongs to the profile).
+#[utoipa::path(put, path = "/api/governance/virtual-keys/{vk_id}", tag = "Virtual Keys", operation_id = "updateVirtualKey", params(("vk_id" = String, Path)),
+    request_body = Object,
+    responses((status = 200, body = ManagedVirtualKeyResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+async fn update(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<Json<ManagedVirtualKeyResponse>, ApiError> {
+    caller.require("VirtualKeys", "Update")?;
+    Ok(Json(ManagedVirtualKeyResponse { virtual_key: s.keys.edit(&id, &body).await? }))
+}
+
+/// Refused with 409 for a profile-managed key (delete it through its user, or detach the profile).
+#[utoipa::path(delete, path = "/api/governance/virtual-keys/{vk_id}", tag = "Virtual Keys", operation_id = "deleteVirtualKey", params(("vk_id" = String, Path)),
+    responses((status = 200, body = MessageResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+async fn remove(State(s): State<AdminState>, caller: Caller, Path(id): Path<String>) -> Result<Json<MessageResponse>, ApiError> {
+    caller.require("VirtualKeys", "Delete")?;
+    s.keys.delete_direct(&id).await?;
+    Ok(Json(MessageResponse { message: format!("virtual key {id} deleted") }))
+}
