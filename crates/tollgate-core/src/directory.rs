@@ -93,6 +93,8 @@ pub trait DirectoryStore: Send + Sync {
     /// Users matching `search` (name or e-mail), `limit` per page, page numbers from 1.
     async fn list_users(&self, search: Option<&str>, page: u32, limit: u32) -> Result<Page<User>, StoreError>;
     async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// The user whose e-mail equals `email` ignoring case and surrounding spaces.
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     async fn list_roles(&self) -> Result<Vec<Role>, StoreError>;
     async fn get_role(&self, id: i64) -> Result<Option<Role>, StoreError>;
     async fn role_by_name(&self, name: &str) -> Result<Option<Role>, StoreError>;

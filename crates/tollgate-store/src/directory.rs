@@ -17,12 +17,12 @@ use tollgate_core::users::{Dac, Role, RoleSummary, User};
 use tollgate_core::vkeys::VirtualKey;
 
 use crate::sql::{Arg, Sql, like_pattern};
-use crate::{SqlStore, json_err, map_err, parse_opt_ts, parse_ts};
+use crate::{SqlStore, json_err, map_err, name_key, parse_opt_ts, parse_ts};
 
 const USER_SELECT: &str = "SELECT u.id, u.name, u.email, u.role_id, u.created_at, u.updated_at, r.name AS role_name, \
      r.description AS role_description, r.is_system_role AS role_system FROM users u LEFT JOIN roles r ON r.id = u.role_id";
 const ROLE_COLUMNS: &str = "id, name, description, is_system_role, dac, created_at, updated_at";
-const COPY_COLUMNS: &str =
+pub(crate) const COPY_COLUMNS: &str =
     "id, user_id, parent_profile_id, name, is_active, expires_at, policy, source_role_id, version, created_at, updated_at";
 const KEY_COLUMNS: &str = "id, name, description, value_masked, user_id, copy_id, is_active, created_at, updated_at";
 
@@ -66,7 +66,7 @@ pub(crate) fn role_from_row(row: &AnyRow) -> Result<Role, StoreError> {
     })
 }
 
-fn copy_from_row(row: &AnyRow) -> Result<UserCopy, StoreError> {
+pub(crate) fn copy_from_row(row: &AnyRow) -> Result<UserCopy, StoreError> {
     Ok(UserCopy {
         id: row.try_get("id").map_err(map_err)?,
         user_id: text(row, "user_id")?,
@@ -81,6 +81,20 @@ fn copy_from_row(row: &AnyRow) -> Result<UserCopy, StoreError> {
         updated_at: parse_ts(&text(row, "updated_at")?)?,
     })
 }
+
+pub(crate) fn override_from_row(r: &AnyRow) -> Result<BudgetOverride, StoreError> {
+    Ok(BudgetOverride {
+        budget_id: BudgetId(text(r, "budget_id")?),
+        copy_id: r.try_get("copy_id").map_err(map_err)?,
+        amount: Money::from_micros(r.try_get("amount").map_err(map_err)?).unwrap_or(Money::ZERO),
+        mode: OverrideMode::parse(&text(r, "mode")?).unwrap_or(OverrideMode::Forever),
+        cycles_total: r.try_get::<Option<i64>, _>("cycles_total").map_err(map_err)?.and_then(|c| u32::try_from(c).ok()),
+        anchor_reset: parse_ts(&text(r, "anchor_reset")?)?,
+        created_at: parse_ts(&text(r, "created_at")?)?,
+    })
+}
+
+pub(crate) const OVERRIDE_COLUMNS: &str = "budget_id, copy_id, amount, mode, cycles_total, anchor_reset, created_at";
 
 fn key_from_row(row: &AnyRow) -> Result<VirtualKey, StoreError> {
     Ok(VirtualKey {
@@ -120,6 +134,15 @@ impl DirectoryStore for SqlStore {
 
     async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(&format!("{USER_SELECT} WHERE u.id = $1")).bind(id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!("{USER_SELECT} WHERE u.email_key = $1"))
+            .bind(name_key(email))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -237,19 +260,7 @@ impl DirectoryStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(BudgetOverride {
-                    budget_id: BudgetId(text(r, "budget_id")?),
-                    copy_id: r.try_get("copy_id").map_err(map_err)?,
-                    amount: Money::from_micros(r.try_get("amount").map_err(map_err)?).unwrap_or(Money::ZERO),
-                    mode: OverrideMode::parse(&text(r, "mode")?).unwrap_or(OverrideMode::Forever),
-                    cycles_total: r.try_get::<Option<i64>, _>("cycles_total").map_err(map_err)?.and_then(|c| u32::try_from(c).ok()),
-                    anchor_reset: parse_ts(&text(r, "anchor_reset")?)?,
-                    created_at: parse_ts(&text(r, "created_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(override_from_row).collect()
     }
 
     async fn budget_usage(&self, ids: &[BudgetId]) -> Result<HashMap<BudgetId, BudgetUsage>, StoreError> {

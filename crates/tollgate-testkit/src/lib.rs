@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tollgate::{Overrides, Server, Settings};
+use tollgate::{Overrides, Server, Settings, StartError};
 use tollgate_core::services::auth::AdminBootstrap;
 
 /// Admin credential every test server is configured with.
@@ -35,8 +35,17 @@ pub struct TestApp {
     pool: sqlx::AnyPool,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// Always `Some` while the app lives; a restart hands it to the next server.
+    database: Option<Database>,
+}
+
+/// Where a test server keeps its state: the temp dir (SQLite file, sealing key, config file) and,
+/// on Postgres, the throw-away database, which is dropped with this value.
+#[derive(Debug)]
+struct Database {
+    url: String,
     postgres_db: Option<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// How a client authenticates.
@@ -71,29 +80,57 @@ impl TestApp {
 
     /// Starts a server; `admin: None` lets it generate and store an admin credential.
     pub async fn start_with(backend: Backend, admin: Option<(&str, &str)>) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (database_url, postgres_db) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("tollgate.db").display()), None),
-            Backend::Postgres => {
-                let (url, admin_url, name) = fresh_postgres_database().await;
-                (url, Some((admin_url, name)))
-            }
-        };
+        let database = Database::new(backend).await;
+        Self::boot(backend, database, admin, None).await.expect("server starts")
+    }
+
+    /// Starts a server with the standard admin credential and `toml_text` as its config file.
+    pub async fn start_with_config(backend: Backend, toml_text: &str) -> TestApp {
+        Self::try_start_with_config(backend, toml_text).await.expect("server starts")
+    }
+
+    /// As [`TestApp::start_with_config`], but a failed start is returned (the database goes with it).
+    pub async fn try_start_with_config(backend: Backend, toml_text: &str) -> Result<TestApp, StartError> {
+        let database = Database::new(backend).await;
+        Self::boot(backend, database, Some((ADMIN_USER, ADMIN_PASSWORD)), Some(toml_text)).await
+    }
+
+    /// Stops this server and starts a new one on the same database and key, with `toml_text` as
+    /// its config file.
+    pub async fn restart(self, toml_text: &str) -> TestApp {
+        self.try_restart(toml_text).await.expect("server restarts")
+    }
+
+    /// As [`TestApp::restart`], but a failed start is returned (the database goes with it).
+    pub async fn try_restart(mut self, toml_text: &str) -> Result<TestApp, StartError> {
+        let database = self.database.take().expect("a running app owns its database");
+        let backend = self.backend;
+        self.stop().await;
+        Self::boot(backend, database, Some((ADMIN_USER, ADMIN_PASSWORD)), Some(toml_text)).await
+    }
+
+    /// Builds a server over `database`; with `config`, the text is written to the temp dir first.
+    async fn boot(backend: Backend, database: Database, admin: Option<(&str, &str)>, config: Option<&str>) -> Result<TestApp, StartError> {
+        let config = config.map(|text| {
+            let path = database.dir.path().join("tollgate.toml");
+            std::fs::write(&path, text).expect("config file written");
+            path
+        });
         let settings = Settings::resolve(Overrides {
             listen: Some("127.0.0.1:0".into()),
-            database_url: Some(database_url),
-            config: None,
+            database_url: Some(database.url.clone()),
+            config,
             admin_username: admin.map(|(u, _)| u.to_owned()),
             admin_password: admin.map(|(_, p)| p.to_owned()),
             encryption_key: None,
-            encryption_key_file: Some(dir.path().join("tollgate.key")),
+            encryption_key_file: Some(database.dir.path().join("tollgate.key")),
         })
-        .expect("test settings");
-        let server = Server::build(&settings).await.expect("server starts");
-        Self::launch(server, backend, dir, postgres_db)
+        .unwrap_or_else(|e| panic!("test settings: {e}"));
+        let server = Server::build(&settings).await?;
+        Ok(Self::launch(server, backend, database))
     }
 
-    fn launch(server: Server, backend: Backend, dir: tempfile::TempDir, postgres_db: Option<(String, String)>) -> TestApp {
+    fn launch(server: Server, backend: Backend, database: Database) -> TestApp {
         let addr = server.local_addr();
         let generated_admin = match server.admin_bootstrap() {
             AdminBootstrap::Generated { username, password } => Some((username.clone(), password.expose().to_owned())),
@@ -116,8 +153,7 @@ impl TestApp {
             pool,
             shutdown: Some(tx),
             task: Some(task),
-            postgres_db,
-            _dir: dir,
+            database: Some(database),
         }
     }
 
@@ -173,6 +209,26 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+impl Database {
+    /// A new temp dir and, on Postgres, a new empty database.
+    async fn new(backend: Backend) -> Database {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, postgres_db) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("tollgate.db").display()), None),
+            Backend::Postgres => {
+                let (url, admin_url, name) = fresh_postgres_database().await;
+                (url, Some((admin_url, name)))
+            }
+        };
+        Database { url, postgres_db, dir }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
         if let Some((admin_url, name)) = self.postgres_db.take() {
             // Dropping the database needs async I/O; do it on a private runtime off this thread.
             let _ = std::thread::spawn(move || {

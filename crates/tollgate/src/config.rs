@@ -1,10 +1,17 @@
 //! Settings: defaults, then the TOML file, then environment variables and flags (clap reads
-//! both); every problem is collected so one start-up message names all of them.
+//! both); every problem is collected so one start-up message names all of them. The file may also
+//! declare roles, access profiles and users, which are checked here and applied by `declared`.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
 use tollgate_core::auth::Secret;
+use tollgate_core::input::{CreateProfileRequest, UpdateProfileRequest};
+use tollgate_core::users::Dac;
+
+use crate::declared::{Declared, DeclaredAttachment, DeclaredProfile, DeclaredRole, DeclaredUser, json_of, typed};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tollgate.db";
@@ -35,6 +42,8 @@ pub struct Settings {
     /// Where the sealing key comes from.
     pub encryption: EncryptionKey,
     pub log: String,
+    /// Roles, access profiles and users the file declares; applied at start-up.
+    pub declared: Declared,
 }
 
 /// The key that seals stored virtual-key values.
@@ -60,7 +69,24 @@ struct FileValues {
     admin_password: Option<String>,
     encryption_key_file: Option<String>,
     log: Option<String>,
+    declared: Declared,
 }
+
+/// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
+/// create request.
+const PROFILE_MEMBERS: [&str; 11] = [
+    "description",
+    "tags",
+    "provider_configs",
+    "budgets",
+    "rate_limit",
+    "calendar_aligned",
+    "auto_rotation_interval",
+    "next_rotation_at",
+    "mcp_tool_groups",
+    "mcp_servers",
+    "mcp_tool_overrides",
+];
 
 impl Settings {
     /// Resolves settings: flag/env over file over default.
@@ -120,8 +146,9 @@ impl Settings {
             ),
         };
         let log = file.log.unwrap_or_else(|| "info".to_owned());
+        let declared = file.declared;
         match listen {
-            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log }),
+            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared }),
             _ => Err(ConfigError(problems)),
         }
     }
@@ -163,6 +190,9 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
                 }
                 None => problems.push("admin: must be a table".to_owned()),
             },
+            "roles" => values.declared.roles = roles(problems, value),
+            "access_profiles" => values.declared.access_profiles = profiles(problems, value),
+            "users" => values.declared.users = users(problems, value),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }
@@ -175,6 +205,154 @@ fn string(problems: &mut Vec<String>, key: &str, value: &toml::Value) -> Option<
         problems.push(format!("{key}: must be a string"));
     }
     text
+}
+
+fn boolean(problems: &mut Vec<String>, key: &str, value: &toml::Value) -> Option<bool> {
+    let flag = value.as_bool();
+    if flag.is_none() {
+        problems.push(format!("{key}: must be true or false"));
+    }
+    flag
+}
+
+/// The tables of an array of tables such as `[[roles]]`, each with its path (`roles[0]`).
+fn entries<'a>(problems: &mut Vec<String>, key: &str, value: &'a toml::Value) -> Vec<(String, &'a toml::Table)> {
+    let Some(items) = value.as_array() else {
+        problems.push(format!("{key}: must be an array of tables"));
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item.as_table() {
+            Some(table) => out.push((format!("{key}[{i}]"), table)),
+            None => problems.push(format!("{key}[{i}]: must be a table")),
+        }
+    }
+    out
+}
+
+/// Checks the keys of one entry: unknown ones are problems, and so is a missing required one.
+fn keys(problems: &mut Vec<String>, path: &str, table: &toml::Table, known: &[&str], required: &[&str]) {
+    problems.extend(table.keys().filter(|k| !known.contains(&k.as_str())).map(|k| format!("{path}.{k}: unknown setting")));
+    problems.extend(required.iter().filter(|k| !table.contains_key(**k)).map(|k| format!("{path}.{k}: is required")));
+}
+
+fn member(problems: &mut Vec<String>, path: &str, table: &toml::Table, key: &str) -> Option<String> {
+    table.get(key).and_then(|v| string(problems, &format!("{path}.{key}"), v)).map(|s| s.trim().to_owned())
+}
+
+/// Records `key` as used; a second use is a problem at `path`.
+fn once(problems: &mut Vec<String>, seen: &mut HashSet<String>, path: &str, key: String, what: &str) {
+    if !seen.insert(key) {
+        problems.push(format!("{path}: another entry already declares this {what}"));
+    }
+}
+
+fn roles(problems: &mut Vec<String>, value: &toml::Value) -> Vec<DeclaredRole> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (path, table) in entries(problems, "roles", value) {
+        keys(problems, &path, table, &["name", "description", "dac"], &["name"]);
+        let name = member(problems, &path, table, "name");
+        let description = table.get("description").and_then(|v| string(problems, &format!("{path}.description"), v));
+        let dac = member(problems, &path, table, "dac").and_then(|d| {
+            let dac = Dac::parse(&d);
+            if dac.is_none() {
+                problems.push(format!("{path}.dac: must be one of own-data, team-data, all-data"));
+            }
+            dac
+        });
+        let Some(name) = name else { continue };
+        let mut chars = name.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+        if !valid || name.len() > 255 {
+            problems.push(format!("{path}.name: must match ^[a-z][a-z0-9_.]*$ and be at most 255 characters"));
+        }
+        once(problems, &mut seen, &format!("{path}.name"), name.clone(), "role name");
+        out.push(DeclaredRole { name, description, dac });
+    }
+    out
+}
+
+fn users(problems: &mut Vec<String>, value: &toml::Value) -> Vec<DeclaredUser> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (path, table) in entries(problems, "users", value) {
+        keys(problems, &path, table, &["name", "email", "role"], &["name", "email"]);
+        let (name, email, role) =
+            (member(problems, &path, table, "name"), member(problems, &path, table, "email"), member(problems, &path, table, "role"));
+        let (Some(name), Some(email)) = (name, email) else { continue };
+        once(problems, &mut seen, &format!("{path}.email"), email.to_lowercase(), "e-mail");
+        out.push(DeclaredUser { name, email, role });
+    }
+    out
+}
+
+fn profiles(problems: &mut Vec<String>, value: &toml::Value) -> Vec<DeclaredProfile> {
+    let mut seen = HashSet::new();
+    // Role name → the entry that makes it that role's default; a role has one default profile.
+    let mut defaults = HashMap::new();
+    let mut out = Vec::new();
+    for (path, table) in entries(problems, "access_profiles", value) {
+        let mut members = serde_json::Map::new();
+        let (mut active, mut roles) = (None, Vec::new());
+        for (key, v) in table {
+            match key.as_str() {
+                "active" => active = boolean(problems, &format!("{path}.active"), v),
+                "roles" => roles = attachments(problems, &format!("{path}.roles"), v, &path, &mut defaults),
+                k if k == "name" || PROFILE_MEMBERS.contains(&k) => {
+                    members.insert(key.clone(), json_of(v));
+                }
+                _ => problems.push(format!("{path}.{key}: unknown setting")),
+            }
+        }
+        match table.get("name").and_then(toml::Value::as_str) {
+            Some(name) => once(problems, &mut seen, &format!("{path}.name"), name.trim().to_lowercase(), "access profile name"),
+            None if !table.contains_key("name") => problems.push(format!("{path}.name: is required")),
+            None => {}
+        }
+        // Each member alone first, so that one problem per member is reported, not just the first.
+        let mut typed_well = true;
+        for (key, member) in &members {
+            let alone = serde_json::Map::from_iter([("name".to_owned(), Value::from("")), (key.clone(), member.clone())]);
+            typed_well &= typed::<CreateProfileRequest>(problems, &path, &Value::Object(alone)).is_some();
+        }
+        let members = Value::Object(members);
+        if !typed_well {
+            continue;
+        }
+        let Some(create) = typed::<CreateProfileRequest>(problems, &path, &members) else { continue };
+        let Some(update) = typed::<UpdateProfileRequest>(problems, &path, &members) else { continue };
+        out.push(DeclaredProfile { name: create.name.trim().to_owned(), create, update, active, roles });
+    }
+    out
+}
+
+fn attachments(
+    problems: &mut Vec<String>,
+    key: &str,
+    value: &toml::Value,
+    profile: &str,
+    defaults: &mut HashMap<String, String>,
+) -> Vec<DeclaredAttachment> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (path, table) in entries(problems, key, value) {
+        keys(problems, &path, table, &["role", "default", "apply_to_existing"], &["role"]);
+        let role = member(problems, &path, table, "role");
+        let flag = |problems: &mut Vec<String>, name: &str| {
+            table.get(name).and_then(|v| boolean(problems, &format!("{path}.{name}"), v)).unwrap_or(false)
+        };
+        let (default, apply_to_existing) = (flag(problems, "default"), flag(problems, "apply_to_existing"));
+        let Some(role) = role else { continue };
+        once(problems, &mut seen, &format!("{path}.role"), role.clone(), "role");
+        if default && let Some(other) = defaults.insert(role.clone(), profile.to_owned()) {
+            problems.push(format!("{path}.default: {other} is already the default of role \"{role}\"; a role has one default"));
+        }
+        out.push(DeclaredAttachment { role, default, apply_to_existing });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -216,5 +394,110 @@ mod tests {
         let _ = std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndatabase_url = \"sqlite://file.db\"\n");
         let s = Settings::resolve(Overrides { listen: Some("127.0.0.1:9100".into()), config: Some(file), ..Overrides::default() });
         assert!(s.is_ok_and(|s| s.listen.port() == 9100 && s.database_url == "sqlite://file.db"));
+    }
+
+    fn resolve_file(name: &str, text: &str) -> Result<Settings, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("tollgate-config-{name}-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("declared.toml");
+        let _ = std::fs::write(&file, text);
+        Settings::resolve(Overrides { config: Some(file), ..Overrides::default() })
+    }
+
+    #[test]
+    fn a_valid_declaration_parses() {
+        let text = r#"
+            [[roles]]
+            name = "engineer"
+            description = "Builds things"
+            dac = "team-data"
+
+            [[access_profiles]]
+            name = " Engineering "
+            tags = ["eng"]
+            budgets = [{ max_limit = 100, reset_duration = "1M" }, { max_limit = 2.5, reset_duration = "1d" }]
+            rate_limit = { request_max_limit = 600, request_reset_duration = "1h" }
+            next_rotation_at = 2099-01-01T00:00:00Z
+            auto_rotation_interval = "30d"
+            active = true
+              [[access_profiles.roles]]
+              role = "engineer"
+              default = true
+
+            [[users]]
+            name = "Ann"
+            email = "ann@example.com"
+            role = "engineer"
+        "#;
+        let declared = resolve_file("valid", text).map_or_else(|e| panic!("{e}"), |s| s.declared);
+        assert_eq!(declared.roles.len(), 1);
+        assert_eq!((declared.roles[0].name.as_str(), declared.roles[0].dac), ("engineer", Some(Dac::TeamData)));
+        let profile = &declared.access_profiles[0];
+        assert_eq!((profile.name.as_str(), profile.active), ("Engineering", Some(true)));
+        assert_eq!(profile.create.budgets.as_ref().map(Vec::len), Some(2));
+        assert!(profile.create.next_rotation_at.is_some());
+        assert!(profile.update.budgets.is_some() && profile.update.rate_limit.is_some(), "declared members are set on update");
+        assert!(profile.update.description.is_none() && profile.update.provider_configs.is_none(), "others are left alone");
+        assert_eq!(
+            (profile.roles[0].role.as_str(), profile.roles[0].default, profile.roles[0].apply_to_existing),
+            ("engineer", true, false)
+        );
+        assert_eq!(declared.users[0].role.as_deref(), Some("engineer"));
+    }
+
+    #[test]
+    fn wrong_types_unknown_keys_and_duplicates_are_all_listed() {
+        let text = r#"
+            [[roles]]
+            name = "Engineer"
+            colour = "red"
+            dac = "everything"
+
+            [[access_profiles]]
+            name = "Eng"
+            budget = 5
+            budgets = [{ max_limit = "lots", reset_duration = "1M" }]
+              [[access_profiles.roles]]
+              role = "engineer"
+              defualt = true
+
+            [[access_profiles]]
+            name = " eng "
+            rate_limit = { request_max_limit = -1, request_reset_duration = "1h" }
+            tags = "eng"
+
+            [[access_profiles]]
+            name = "Ops"
+            provider_configs = [{ allowed_models = ["gpt-4o"] }]
+            active = "yes"
+
+            [[users]]
+            name = "Ann"
+            email = "ann@example.com"
+            age = 3
+
+            [[users]]
+            email = "ANN@example.com "
+        "#;
+        let problems = resolve_file("wrong", text).err().map(|e| e.0).unwrap_or_default();
+        let expected = [
+            "roles[0].name: must match",
+            "roles[0].colour: unknown setting",
+            "roles[0].dac: must be one of",
+            "access_profiles[0].budget: unknown setting",
+            "access_profiles[0].budgets[0].max_limit: invalid type: string \"lots\"",
+            "access_profiles[0].roles[0].defualt: unknown setting",
+            "access_profiles[1].name: another entry",
+            "access_profiles[1].rate_limit.request_max_limit: invalid value: integer `-1`",
+            "access_profiles[1].tags: invalid type: string",
+            "access_profiles[2].provider_configs[0]: missing field `provider_name`",
+            "access_profiles[2].active: must be true or false",
+            "users[0].age: unknown setting",
+            "users[1].name: is required",
+        ];
+        for needle in expected {
+            assert!(problems.iter().any(|p| p.starts_with(needle)), "{needle} missing from {problems:#?}");
+        }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod declared;
 pub mod secrets;
 pub mod server;
 

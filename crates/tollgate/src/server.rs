@@ -1,5 +1,6 @@
-//! Start-up and shutdown: connect and migrate the store, bootstrap the admin credential, bind
-//! the listener (port 0 works), then serve until the shutdown signal and drain.
+//! Start-up and shutdown: connect and migrate the store, bootstrap the admin credential, apply
+//! the policy the configuration declares, bind the listener (port 0 works), then serve until the
+//! shutdown signal and drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +21,9 @@ pub enum StartError {
     Database(String),
     #[error("encryption key: {0}")]
     Secrets(String),
+    /// A declared role, access profile, attachment or user could not be applied; names the entry.
+    #[error("declared policy: {0}")]
+    Declared(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
@@ -47,6 +51,7 @@ impl Server {
         };
         let auth = Arc::new(AuthService::new(shared.clone(), admin));
         let bootstrap = auth.bootstrap().await.map_err(|e| StartError::Database(e.to_string()))?;
+        crate::declared::apply(&settings.declared, shared.clone(), &sealer).await.map_err(StartError::Declared)?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         Ok(Server { listener, state: AdminState::new(shared, auth, &sealer), store, bootstrap })
     }

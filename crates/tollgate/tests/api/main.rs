@@ -34,6 +34,7 @@ mod api_keys;
 mod assignments;
 mod auth;
 mod concurrency;
+mod config_as_code;
 mod directory;
 mod envelope;
 mod openapi;
