@@ -33,9 +33,14 @@ use crate::error::{ApiError, REQUEST_ID};
 /// Largest request body accepted, in bytes (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Awaited after every successful management write, before its answer is sent, so the data
+/// plane serves the change from the very next request.
+pub type ChangeHook = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AdminState {
+    pub on_change: Option<ChangeHook>,
     pub store: Arc<dyn Store>,
     pub profiles: ProfileService,
     pub api_keys: ApiKeyService,
@@ -54,6 +59,7 @@ impl std::fmt::Debug for AdminState {
 impl AdminState {
     pub fn new(store: Arc<dyn Store>, auth: Arc<AuthService>, sealer: &Sealer) -> Self {
         Self {
+            on_change: None,
             profiles: ProfileService::new(store.clone()),
             api_keys: ApiKeyService::new(store.clone()),
             directory: DirectoryService::new(store.clone(), sealer.clone()),
@@ -68,7 +74,10 @@ impl AdminState {
 /// The whole HTTP surface. Public routes: `/health`, `/ready`, `/openapi.json`; everything
 /// under `/api` is authenticated first, including paths that do not exist.
 pub fn router(state: AdminState) -> Router {
-    let api = routes::api_routes().fallback(unknown_route).layer(middleware::from_fn_with_state(state.clone(), auth::require_caller));
+    let api = routes::api_routes()
+        .fallback(unknown_route)
+        .layer(middleware::from_fn_with_state(state.clone(), announce_changes))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_caller));
     Router::new()
         .merge(routes::public_routes())
         .nest("/api", api)
@@ -81,6 +90,19 @@ pub fn router(state: AdminState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Runs the change hook after a successful write.
+async fn announce_changes(axum::extract::State(state): axum::extract::State<AdminState>, request: Request, next: Next) -> Response {
+    let writes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+    let response = next.run(request).await;
+    if writes
+        && response.status().is_success()
+        && let Some(hook) = &state.on_change
+    {
+        hook().await;
+    }
+    response
 }
 
 async fn unknown_route() -> ApiError {

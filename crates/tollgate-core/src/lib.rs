@@ -17,6 +17,7 @@ pub mod ports;
 pub mod profile;
 pub mod rotation;
 pub mod services;
+pub mod usage;
 pub mod users;
 pub mod vkeys;
 pub mod window;

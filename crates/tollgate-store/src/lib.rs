@@ -8,6 +8,7 @@ mod directory;
 mod plan;
 mod profiles;
 mod sql;
+mod usage;
 
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! throw-away Postgres database, and offers role-typed clients (`admin`, `with_key`, `anonymous`).
 #![expect(clippy::expect_used, clippy::panic, reason = "a test harness whose setup fails must stop the test loudly")]
 
+pub mod mock;
+
 use std::net::SocketAddr;
 
 use reqwest::{Method, StatusCode};
@@ -184,6 +186,23 @@ impl TestApp {
     /// Runs one SQL statement against the server's database (to set up rows no API writes yet).
     pub async fn sql(&self, statement: &str) {
         sqlx::query(statement).execute(&self.pool).await.expect("test SQL runs");
+    }
+
+    /// POSTs a streamed chat request with a virtual key and reads the SSE answer as text, hanging
+    /// up after `max_events` events (to play a client that abandons the stream).
+    pub async fn raw_stream(&self, key: &str, body: &Value, max_events: usize) -> String {
+        use futures::StreamExt;
+        let response =
+            self.http.post(self.url("/v1/chat/completions")).bearer_auth(key).json(body).send().await.expect("stream request sent");
+        let mut text = String::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(Ok(chunk)) = chunks.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.matches("data:").count() >= max_events {
+                break;
+            }
+        }
+        text
     }
 
     /// Counts rows of a query such as `SELECT COUNT(*) AS n FROM …`.

@@ -44,6 +44,8 @@ pub struct Settings {
     pub log: String,
     /// Roles, access profiles and users the file declares; applied at start-up.
     pub declared: Declared,
+    /// Providers, prices and data-plane settings.
+    pub gateway: crate::gateway_config::GatewayConfig,
 }
 
 /// The key that seals stored virtual-key values.
@@ -70,6 +72,9 @@ struct FileValues {
     encryption_key_file: Option<String>,
     log: Option<String>,
     declared: Declared,
+    providers: Option<toml::Value>,
+    pricing: Option<toml::Value>,
+    gateway: Option<toml::Value>,
 }
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
@@ -147,8 +152,9 @@ impl Settings {
         };
         let log = file.log.unwrap_or_else(|| "info".to_owned());
         let declared = file.declared;
+        let gateway = crate::gateway_config::parse(file.providers.as_ref(), file.pricing.as_ref(), file.gateway.as_ref(), &mut problems);
         match listen {
-            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared }),
+            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway }),
             _ => Err(ConfigError(problems)),
         }
     }
@@ -193,6 +199,9 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "roles" => values.declared.roles = roles(problems, value),
             "access_profiles" => values.declared.access_profiles = profiles(problems, value),
             "users" => values.declared.users = users(problems, value),
+            "providers" => values.providers = Some(value.clone()),
+            "pricing" => values.pricing = Some(value.clone()),
+            "gateway" => values.gateway = Some(value.clone()),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }

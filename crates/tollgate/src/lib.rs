@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod declared;
+pub mod gateway_config;
 pub mod secrets;
 pub mod server;
 

@@ -6,10 +6,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tollgate_admin::AdminState;
 use tollgate_core::ports::Store;
 use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
+use tollgate_core::usage::UsageStore;
+use tollgate_gateway::counters::MemoryCounters;
+use tollgate_gateway::pricing::Pricing;
+use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks};
 use tollgate_store::SqlStore;
 
 use crate::config::Settings;
@@ -21,6 +26,8 @@ pub enum StartError {
     Database(String),
     #[error("encryption key: {0}")]
     Secrets(String),
+    #[error("gateway: {0}")]
+    Gateway(String),
     /// A declared role, access profile, attachment or user could not be applied; names the entry.
     #[error("declared policy: {0}")]
     Declared(String),
@@ -37,6 +44,22 @@ pub struct Server {
     state: AdminState,
     store: SqlStore,
     bootstrap: AdminBootstrap,
+    gateway: Gateway,
+    tasks: GatewayTasks,
+}
+
+/// Loads the governance snapshot, rebuilds the counters and starts the data plane's tasks.
+async fn start_gateway(store: &SqlStore, settings: &Settings) -> Result<(Gateway, GatewayTasks), StartError> {
+    let config = &settings.gateway;
+    let pricing = Pricing::new(config.prices.clone(), config.unpriced).map_err(StartError::Gateway)?;
+    let gateway_settings = GatewaySettings {
+        providers: config.providers.clone(),
+        pricing,
+        default_max_tokens: config.default_max_tokens,
+        log_retention_days: config.log_retention_days,
+    };
+    let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
+    Gateway::start(usage, Arc::new(MemoryCounters::new()), gateway_settings).await.map_err(StartError::Gateway)
 }
 
 impl Server {
@@ -52,8 +75,15 @@ impl Server {
         let auth = Arc::new(AuthService::new(shared.clone(), admin));
         let bootstrap = auth.bootstrap().await.map_err(|e| StartError::Database(e.to_string()))?;
         crate::declared::apply(&settings.declared, shared.clone(), &sealer).await.map_err(StartError::Declared)?;
+        let (gateway, tasks) = start_gateway(&store, settings).await?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(Server { listener, state: AdminState::new(shared, auth, &sealer), store, bootstrap })
+        let mut state = AdminState::new(shared, auth, &sealer);
+        let hook = gateway.clone();
+        state.on_change = Some(Arc::new(move || {
+            let gateway = hook.clone();
+            Box::pin(async move { gateway.reload().await })
+        }));
+        Ok(Server { listener, state, store, bootstrap, gateway, tasks })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -72,8 +102,13 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let router = tollgate_admin::router(self.state);
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        let router = tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway));
+        // Small streamed chunks must leave at once, not wait for Nagle's algorithm.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        self.tasks.shutdown().await;
         self.store.close().await;
         served.map_err(StartError::Serve)
     }

@@ -37,6 +37,7 @@ mod concurrency;
 mod config_as_code;
 mod directory;
 mod envelope;
+mod gateway;
 mod openapi;
 mod profiles;
 mod startup;

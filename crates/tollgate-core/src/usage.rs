@@ -1,0 +1,63 @@
+//! The gateway's storage port: what the data plane loads at start and after every management
+//! change (keys, copies, overrides, usage), and what its background writer persists.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::copies::UserCopy;
+use crate::money::Money;
+use crate::overrides::BudgetOverride;
+use crate::ports::StoreError;
+
+/// A virtual key as the data plane needs it: found by the hash of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub value_hash: String,
+    pub name: String,
+    pub user_id: String,
+    pub is_active: bool,
+}
+
+/// Everything governance decisions read, loaded in one consistent pass.
+#[derive(Debug, Clone, Default)]
+pub struct GovernanceData {
+    pub keys: Vec<KeyRecord>,
+    pub copies: Vec<UserCopy>,
+    pub overrides: Vec<BudgetOverride>,
+}
+
+/// Usage of one counter line in the window that starts at `window_start`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageRow {
+    Budget { id: String, used: Money, window_start: DateTime<Utc> },
+    Tokens { id: String, used: u64, window_start: DateTime<Utc> },
+    Requests { id: String, used: u64, window_start: DateTime<Utc> },
+}
+
+/// One line of the request log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLog {
+    pub created_at: DateTime<Utc>,
+    pub user_id: Option<String>,
+    pub virtual_key_id: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: Money,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub streamed: bool,
+}
+
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    async fn load_governance(&self) -> Result<GovernanceData, StoreError>;
+    /// Every persisted usage row, to rebuild the counters at start.
+    async fn load_usage(&self) -> Result<Vec<UsageRow>, StoreError>;
+    /// Persists the latest value of each given line and the log lines, in one transaction.
+    async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError>;
+    /// Deletes request-log lines older than `before`; returns how many.
+    async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}

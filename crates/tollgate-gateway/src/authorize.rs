@@ -1,0 +1,183 @@
+//! Pure governance decisions: which header carries the virtual key, whether the key, its user's
+//! copies, the provider and the model pass (in the contract's order), and which lines to claim.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use tollgate_core::auth::sha256_hex;
+use tollgate_core::copies::UserCopy;
+use tollgate_core::profile::{Budget, ProviderConfig, RateLimit};
+use tollgate_core::vkeys::VIRTUAL_KEY_PREFIX;
+use tollgate_core::windows::Period;
+
+use crate::counters::{Claim, LineKind};
+use crate::error::GatewayError;
+use crate::snapshot::Snapshot;
+
+/// Headers that may carry a virtual key, in the order they are tried.
+pub const KEY_HEADERS: [&str; 5] = ["x-bf-vk", "authorization", "x-api-key", "x-goog-api-key", "api-key"];
+
+/// The first header value that is a virtual key (`sk-bf-…`, prefix case-insensitive).
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    KEY_HEADERS.iter().find_map(|name| {
+        let value = headers.get(*name)?.to_str().ok()?.trim();
+        let value = if *name == "authorization" {
+            let (scheme, rest) = value.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return None;
+            }
+            rest.trim()
+        } else {
+            value
+        };
+        value.get(..VIRTUAL_KEY_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(VIRTUAL_KEY_PREFIX)).map(|_| value)
+    })
+}
+
+/// Who may make the request, and under which copy and provider config.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub user_id: String,
+    pub key_id: String,
+    pub copy: Arc<UserCopy>,
+    pub config: ProviderConfig,
+}
+
+fn refused(status: StatusCode, kind: &'static str, message: String) -> GatewayError {
+    GatewayError::new(status, kind, message)
+}
+
+/// Identity and access checks, first failure wins: key present, key known, key active, an
+/// active copy, the provider, the model. With several copies, the oldest active copy that grants
+/// both provider and model governs the request (its budgets and limits are charged).
+pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: &str, now: DateTime<Utc>) -> Result<Grant, GatewayError> {
+    let key = key.ok_or_else(|| {
+        refused(
+            StatusCode::UNAUTHORIZED,
+            "virtual_key_required",
+            "virtual key is required. Provide a virtual key via the x-bf-vk header.".into(),
+        )
+    })?;
+    let record = snapshot.keys.get(&sha256_hex(key)).ok_or_else(|| {
+        refused(
+            StatusCode::UNAUTHORIZED,
+            "virtual_key_not_found",
+            "virtual key not found. The provided virtual key does not exist or has been revoked.".into(),
+        )
+    })?;
+    if !record.is_active {
+        return Err(refused(StatusCode::FORBIDDEN, "virtual_key_blocked", "Virtual key is inactive".into()));
+    }
+    let copies: Vec<&Arc<UserCopy>> = snapshot
+        .copies
+        .get(&record.user_id)
+        .map(|all| all.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)).collect())
+        .unwrap_or_default();
+    if copies.is_empty() {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "access_blocked",
+            "the access profile of this virtual key is inactive or expired".into(),
+        ));
+    }
+    let with_provider: Vec<(&Arc<UserCopy>, &ProviderConfig)> =
+        copies.iter().filter_map(|c| c.policy.provider_configs.iter().find(|p| p.provider_name == provider).map(|p| (*c, p))).collect();
+    if with_provider.is_empty() {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "provider_blocked",
+            format!("Provider '{provider}' is not allowed for this virtual key"),
+        ));
+    }
+    let (copy, config) = with_provider
+        .into_iter()
+        .find(|(_, p)| p.all_models_allowed || p.allowed_models.iter().any(|m| m == model))
+        .ok_or_else(|| refused(StatusCode::FORBIDDEN, "model_blocked", format!("Model '{model}' is not allowed for this virtual key")))?;
+    Ok(Grant { user_id: record.user_id.clone(), key_id: record.id.clone(), copy: Arc::clone(copy), config: config.clone() })
+}
+
+/// What a request is expected to consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub cost_micros: u64,
+    pub tokens: u64,
+}
+
+impl Grant {
+    /// True when any budget line applies, so the request needs a price.
+    pub fn has_budgets(&self) -> bool {
+        !self.config.budgets.is_empty() || !self.copy.policy.budgets.is_empty()
+    }
+
+    /// The lines the request must fit into: rate limits (provider config first, then profile),
+    /// then budgets (provider config first, then profile), each with its own window.
+    pub fn claims(&self, snapshot: &Snapshot, estimate: Estimate, now: DateTime<Utc>) -> Vec<Claim> {
+        let aligned = self.copy.policy.calendar_aligned;
+        let provider = &self.config.provider_name;
+        let mut claims = Vec::new();
+        let limits = [
+            (self.config.rate_limit.as_ref(), format!("provider '{provider}'")),
+            (self.copy.policy.rate_limit.as_ref(), "profile".to_owned()),
+        ];
+        for (limit, owner) in limits {
+            if let Some(limit) = limit {
+                claims.extend(rate_claims(limit, &owner, aligned, self.copy.created_at, estimate));
+            }
+        }
+        let budgets = self
+            .config
+            .budgets
+            .iter()
+            .map(|b| (b, format!("provider '{provider}'")))
+            .chain(self.copy.policy.budgets.iter().map(|b| (b, "profile".to_owned())));
+        for (budget, owner) in budgets {
+            claims.push(budget_claim(snapshot, budget, &owner, aligned, estimate, now));
+        }
+        claims
+    }
+}
+
+fn rate_claims(limit: &RateLimit, owner: &str, aligned: bool, anchor: DateTime<Utc>, estimate: Estimate) -> Vec<Claim> {
+    let mut out = Vec::new();
+    if let (Some(max), Some(window)) = (limit.token_max_limit, limit.token_reset_duration) {
+        out.push(Claim {
+            line: format!("{}:t", limit.id.0),
+            kind: LineKind::Tokens,
+            limit: max,
+            period: Period::from(window),
+            calendar_aligned: aligned,
+            anchor,
+            estimate: estimate.tokens,
+            label: format!("{owner} token limit"),
+        });
+    }
+    if let (Some(max), Some(window)) = (limit.request_max_limit, limit.request_reset_duration) {
+        out.push(Claim {
+            line: format!("{}:r", limit.id.0),
+            kind: LineKind::Requests,
+            limit: max,
+            period: Period::from(window),
+            calendar_aligned: aligned,
+            anchor,
+            estimate: 1,
+            label: format!("{owner} request limit"),
+        });
+    }
+    out
+}
+
+fn budget_claim(snapshot: &Snapshot, budget: &Budget, owner: &str, aligned: bool, estimate: Estimate, now: DateTime<Utc>) -> Claim {
+    let grant = snapshot.overrides.get(&budget.id).filter(|o| o.is_active(budget, aligned, now));
+    let limit = budget.max_limit.micros() + grant.map_or(0, |g| g.amount.micros());
+    Claim {
+        line: budget.id.0.clone(),
+        kind: LineKind::Budget,
+        limit: u64::try_from(limit).unwrap_or(0),
+        period: tollgate_core::overrides::period_of(budget),
+        calendar_aligned: aligned,
+        anchor: budget.last_reset,
+        estimate: estimate.cost_micros.max(1),
+        label: format!("{owner} budget"),
+    }
+}

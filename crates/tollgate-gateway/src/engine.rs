@@ -1,0 +1,263 @@
+//! The gateway's shared state and the life of one reservation: built at start (snapshot loaded,
+//! counters rebuilt from stored usage), kept fresh by background tasks, settled exactly once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use tollgate_core::auth::Secret;
+use tollgate_core::money::Money;
+use tollgate_core::usage::{RequestLog, UsageStore};
+use tollgate_core::windows::Period;
+
+use crate::counters::{Actual, Counters, Denial, LineKind};
+use crate::error::GatewayError;
+use crate::pricing::{Price, Pricing};
+use crate::snapshot::SharedSnapshot;
+use crate::writer::{UsageWriter, WriterHandle, line_of};
+
+/// An upstream provider, from the configuration.
+#[derive(Debug, Clone)]
+pub struct ProviderSpec {
+    pub name: String,
+    /// Base URL up to and including the API version, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    /// Models served when a profile allows all models of this provider (for `/v1/models`).
+    pub models: Vec<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub providers: Vec<ProviderSpec>,
+    pub pricing: Pricing,
+    /// Output tokens assumed for a request that sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// Request-log lines older than this are deleted.
+    pub log_retention_days: i64,
+}
+
+/// Shared by every inference request.
+#[derive(Clone)]
+pub struct Gateway(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub snapshot: SharedSnapshot,
+    pub counters: Arc<dyn Counters>,
+    pub writer: UsageWriter,
+    pub pricing: Pricing,
+    pub providers: HashMap<String, ProviderSpec>,
+    pub http: reqwest::Client,
+    pub store: Arc<dyn UsageStore>,
+    pub default_max_tokens: u64,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// Background work that ends with the gateway.
+#[derive(Debug)]
+pub struct GatewayTasks {
+    writer: WriterHandle,
+    sweeper: tokio::task::JoinHandle<()>,
+    reloader: tokio::task::JoinHandle<()>,
+}
+
+impl GatewayTasks {
+    /// Stops the timers and drains the usage writer.
+    pub async fn shutdown(self) {
+        self.sweeper.abort();
+        self.reloader.abort();
+        self.writer.close().await;
+    }
+}
+
+/// Snapshots are also reloaded this often, as a safety net behind change notifications.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// A reservation older than this is released (no request lives that long).
+pub const RESERVATION_TTL_MINUTES: i64 = 30;
+
+impl Gateway {
+    /// Loads the snapshot, rebuilds the counters from stored usage and starts the tasks.
+    pub async fn start(
+        store: Arc<dyn UsageStore>,
+        counters: Arc<dyn Counters>,
+        settings: GatewaySettings,
+    ) -> Result<(Gateway, GatewayTasks), String> {
+        let snapshot = SharedSnapshot::default();
+        snapshot.reload(store.as_ref()).await?;
+        for row in store.load_usage().await.map_err(|e| e.to_string())? {
+            let (line, kind, used, window_start) = line_of(&row);
+            counters.seed(&line, kind, used, window_start);
+        }
+        let http = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| e.to_string())?;
+        let (writer, writer_handle) = UsageWriter::spawn(store.clone());
+        let providers = settings.providers.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let inner = Inner {
+            snapshot,
+            counters,
+            writer,
+            pricing: settings.pricing,
+            providers,
+            http,
+            store,
+            default_max_tokens: settings.default_max_tokens,
+        };
+        let gateway = Gateway(Arc::new(inner));
+        let sweeper = tokio::spawn(sweep_and_prune(gateway.clone(), settings.log_retention_days));
+        let reloader = tokio::spawn(reload_periodically(gateway.clone()));
+        Ok((gateway, GatewayTasks { writer: writer_handle, sweeper, reloader }))
+    }
+
+    /// Rebuilds the snapshot now (called after every management write).
+    pub async fn reload(&self) {
+        if let Err(e) = self.0.snapshot.reload(self.0.store.as_ref()).await {
+            tracing::error!(error = %e, "governance snapshot reload failed; serving the previous one");
+        }
+    }
+
+    /// Used and reserved of a counter line (for tests and diagnostics).
+    pub fn counter(&self, line: &str) -> Option<(u64, u64)> {
+        self.0.counters.peek(line)
+    }
+}
+
+async fn reload_periodically(gateway: Gateway) {
+    let mut tick = tokio::time::interval(RELOAD_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        gateway.reload().await;
+    }
+}
+
+async fn sweep_and_prune(gateway: Gateway, retention_days: i64) {
+    let mut tick = tokio::time::interval(Duration::from_mins(1));
+    loop {
+        tick.tick().await;
+        let now = tollgate_core::clock::now();
+        let swept = gateway.0.counters.sweep(chrono::Duration::minutes(RESERVATION_TTL_MINUTES), now);
+        if swept > 0 {
+            tracing::warn!(swept, "released reservations that outlived any request");
+        }
+        if let Err(e) = gateway.0.store.prune_request_logs(now - chrono::Duration::days(retention_days)).await {
+            tracing::warn!(error = %e, "request-log pruning failed");
+        }
+    }
+}
+
+/// A reservation in flight. It is settled exactly once: by `finish`, or — when the request
+/// errors, times out or the client goes away — by `Drop`, which charges what was consumed so far.
+pub struct Held {
+    gateway: Gateway,
+    reservation: Option<u64>,
+    price: Option<Price>,
+    started: Instant,
+    log: RequestLog,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("reservation", &self.reservation).finish_non_exhaustive()
+    }
+}
+
+impl Held {
+    pub(crate) fn new(gateway: Gateway, reservation: u64, price: Option<Price>, log: RequestLog) -> Held {
+        Held { gateway, reservation: Some(reservation), price, started: Instant::now(), log }
+    }
+
+    /// Settles with the tokens really used (`None`: nothing was billed) and logs the request.
+    pub fn finish(mut self, usage: Option<(u64, u64)>, status: u16) {
+        self.settle(usage, status);
+    }
+
+    fn settle(&mut self, usage: Option<(u64, u64)>, status: u16) {
+        let Some(id) = self.reservation.take() else { return };
+        let (prompt, completion) = usage.unwrap_or((0, 0));
+        let cost = self.price.map_or(Money::ZERO, |p| p.cost(prompt, completion));
+        let actual = match usage {
+            Some(_) => Actual { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: prompt + completion, requests: 1 },
+            None => Actual::default(),
+        };
+        let values = self.gateway.0.counters.settle(id, &actual, tollgate_core::clock::now());
+        self.log.prompt_tokens = prompt;
+        self.log.completion_tokens = completion;
+        self.log.cost = cost;
+        self.log.status = status;
+        self.log.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.gateway.0.writer.record(values, Some(self.log.clone()));
+    }
+
+    /// Settles what a stream consumed when it ends or is abandoned.
+    pub(crate) fn settle_stream(&mut self, usage: (u64, u64), status: u16) {
+        self.settle(Some(usage), status);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.reservation.is_some() {
+            self.settle(None, 499);
+        }
+    }
+}
+
+fn period_text(p: Period) -> &'static str {
+    match p {
+        Period::Hour => "1h",
+        Period::Day => "1d",
+        Period::Week => "1w",
+        Period::Month => "1M",
+        Period::Quarter { .. } => "1Q",
+        Period::Year => "1Y",
+    }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "dollar amounts below 2^53 micro-dollars print exactly enough")]
+fn dollars(micros: u64) -> f64 {
+    micros as f64 / 1_000_000.0
+}
+
+/// The answer to a refused reservation: rate limits (429) before budgets (402).
+pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>) -> GatewayError {
+    let rate: Vec<&Denial> = denials.iter().filter(|d| d.kind != LineKind::Budget).collect();
+    if rate.is_empty() {
+        let parts: Vec<String> =
+            denials.iter().map(|d| format!("{} exceeded: {:.4} >= {:.4} dollars", d.label, dollars(d.used), dollars(d.limit))).collect();
+        return GatewayError::new(StatusCode::PAYMENT_REQUIRED, "budget_exceeded", format!("Budget exceeded: {}", parts.join("; ")));
+    }
+    let tokens = rate.iter().any(|d| d.kind == LineKind::Tokens);
+    let requests = rate.iter().any(|d| d.kind == LineKind::Requests);
+    let kind = match (tokens, requests) {
+        (true, true) => "rate_limited",
+        (true, false) => "token_limited",
+        _ => "request_limited",
+    };
+    let parts: Vec<String> =
+        rate.iter().map(|d| format!("{} exceeded ({}/{}, resets every {})", d.label, d.used, d.limit, period_text(d.period))).collect();
+    let wait = rate.iter().map(|d| (d.resets_at - now).num_seconds() + 1).max();
+    let mut error = GatewayError::new(StatusCode::TOO_MANY_REQUESTS, kind, format!("Rate limit exceeded: [{}]", parts.join(", ")));
+    error.retry_after = wait;
+    error
+}
+
+/// The tokenizer used for prompt estimates and for counting what an abandoned stream delivered.
+pub(crate) fn tokenizer() -> Option<&'static tiktoken_rs::CoreBPE> {
+    static BPE: OnceLock<Option<tiktoken_rs::CoreBPE>> = OnceLock::new();
+    BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref()
+}
+
+/// Tokens of `text` (cl100k); falls back to one token per three bytes if the tokenizer is missing.
+pub(crate) fn count_tokens(text: &str) -> u64 {
+    let n = tokenizer().map_or(text.len().div_ceil(3), |bpe| bpe.encode_ordinary(text).len());
+    u64::try_from(n).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,63 @@
+//! The data plane's error type and its one mapping to the envelope, with the governance `type`
+//! strings at the top level (clients branch on them) and `Retry-After` on rate limits.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An inference request refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub status: StatusCode,
+    /// `virtual_key_required`, `budget_exceeded`, `upstream_error`, …
+    pub kind: &'static str,
+    pub message: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// Seconds until a refused rate-limit window resets.
+    pub retry_after: Option<i64>,
+}
+
+impl GatewayError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), provider: None, model: None, retry_after: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn for_model(mut self, provider: &str, model: &str) -> Self {
+        self.provider = Some(provider.to_owned());
+        self.model = Some(model.to_owned());
+        self
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(kind = self.kind, status = self.status.as_u16(), message = %self.message, "inference request failed");
+        }
+        let mut extra = json!({"request_type": "chat_completion"});
+        if let (Some(provider), Some(model)) = (&self.provider, &self.model) {
+            extra["provider"] = json!(provider);
+            extra["model_requested"] = json!(model);
+        }
+        let body = json!({
+            "type": self.kind,
+            "is_bifrost_error": false,
+            "status_code": self.status.as_u16(),
+            "error": {"type": self.kind, "message": self.message},
+            "extra_fields": extra,
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,65 @@
+//! `GET /v1/models`: the models the caller's key may use, as `provider/model` ids. A read-only
+//! call: identity and provider/model filtering apply, budgets and limits do not.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::authorize::presented_key;
+use crate::engine::Gateway;
+use crate::error::GatewayError;
+
+#[derive(Debug, Deserialize)]
+pub struct ModelsQuery {
+    pub provider: Option<String>,
+}
+
+pub async fn list_models(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    Query(query): Query<ModelsQuery>,
+) -> Result<Json<Value>, GatewayError> {
+    let snapshot = gw.0.snapshot.load();
+    let now = tollgate_core::clock::now();
+    // Identity checks are the ones authorize makes; a probe for any provider gives the same answers.
+    let key = presented_key(&headers);
+    let user = match crate::authorize::authorize(&snapshot, key, "", "", now) {
+        Err(e) if e.kind == "provider_blocked" => {
+            key.and_then(|k| snapshot.keys.get(&tollgate_core::auth::sha256_hex(k))).map(|k| k.user_id.clone()).unwrap_or_default()
+        }
+        Err(e) => return Err(e),
+        Ok(grant) => grant.user_id,
+    };
+    let wanted = query.provider;
+    let mut ids = BTreeSet::new();
+    let mut providers = BTreeSet::new();
+    for copy in snapshot.copies.get(&user).into_iter().flatten().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
+        for config in &copy.policy.provider_configs {
+            providers.insert(config.provider_name.clone());
+            if wanted.as_ref().is_some_and(|w| *w != config.provider_name) {
+                continue;
+            }
+            let models: Vec<String> = if config.all_models_allowed {
+                gw.0.providers.get(&config.provider_name).map(|p| p.models.clone()).unwrap_or_default()
+            } else {
+                config.allowed_models.clone()
+            };
+            ids.extend(models.into_iter().map(|m| (config.provider_name.clone(), m)));
+        }
+    }
+    if let Some(w) = &wanted
+        && !providers.contains(w)
+    {
+        return Err(GatewayError::new(
+            StatusCode::FORBIDDEN,
+            "provider_blocked",
+            format!("Provider '{w}' is not allowed for this virtual key"),
+        ));
+    }
+    let data: Vec<Value> = ids.into_iter().map(|(p, m)| json!({"id": format!("{p}/{m}"), "object": "model", "owned_by": p})).collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}

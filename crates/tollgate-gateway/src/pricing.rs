@@ -1,0 +1,105 @@
+//! Prices per model, in integer micro-dollars per million tokens: a catalog shipped with the
+//! binary (`pricing.json`), overridable by the operator; cost is rounded up to a micro-dollar.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use tollgate_core::money::Money;
+
+/// The shipped catalog (see its `source` and `as_of` members).
+const CATALOG: &str = include_str!("pricing.json");
+
+/// Input and output price of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Price {
+    /// USD per million input tokens, in micro-dollars (e.g. $2.50 → 2_500_000).
+    pub input_per_mtok: u64,
+    /// USD per million output tokens, in micro-dollars.
+    pub output_per_mtok: u64,
+}
+
+impl Price {
+    /// Cost of a call, rounded up to the next micro-dollar.
+    pub fn cost(self, input_tokens: u64, output_tokens: u64) -> Money {
+        let nanos =
+            u128::from(input_tokens) * u128::from(self.input_per_mtok) + u128::from(output_tokens) * u128::from(self.output_per_mtok);
+        let micros = nanos.div_ceil(1_000_000);
+        Money::from_micros(i64::try_from(micros).unwrap_or(i64::MAX)).unwrap_or(Money::ZERO)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CatalogFile {
+    models: HashMap<String, Price>,
+}
+
+/// What to do with a model that has no price while a budget applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnpricedModels {
+    /// Refuse the request: it could not be charged (the safe default).
+    #[default]
+    Deny,
+    /// Serve it at zero cost.
+    Free,
+}
+
+/// Prices by `provider/model`.
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    prices: HashMap<String, Price>,
+    pub unpriced: UnpricedModels,
+}
+
+impl Pricing {
+    /// The shipped catalog with the operator's prices laid over it.
+    pub fn new(overrides: HashMap<String, Price>, unpriced: UnpricedModels) -> Result<Pricing, String> {
+        let file: CatalogFile = serde_json::from_str(CATALOG).map_err(|e| format!("shipped pricing catalog: {e}"))?;
+        let mut prices = file.models;
+        prices.extend(overrides);
+        Ok(Pricing { prices, unpriced })
+    }
+
+    /// The price of `provider/model`, also matching dated model names by their undated prefix
+    /// (`gpt-4o-2024-08-06` is priced as `gpt-4o`).
+    pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
+        let exact = format!("{provider}/{model}");
+        if let Some(p) = self.prices.get(&exact) {
+            return Some(*p);
+        }
+        self.prices
+            .iter()
+            .filter(|(name, _)| exact.starts_with(name.as_str()) && exact.as_bytes().get(name.len()) == Some(&b'-'))
+            .max_by_key(|(name, _)| name.len())
+            .map(|(_, p)| *p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_is_exact_and_rounds_up() {
+        let p = Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 };
+        assert_eq!(p.cost(1_000_000, 0).micros(), 2_500_000);
+        assert_eq!(p.cost(1, 1).micros(), 13, "12.5 micro-dollars round up");
+        assert_eq!(p.cost(0, 0).micros(), 0);
+    }
+
+    #[test]
+    fn catalog_loads_and_dated_names_fall_back_to_their_family() {
+        let pricing = Pricing::new(HashMap::new(), UnpricedModels::Deny).unwrap_or_else(|e| panic!("{e}"));
+        assert!(pricing.price("openai", "gpt-4o").is_some());
+        assert_eq!(pricing.price("openai", "gpt-4o-2024-08-06"), pricing.price("openai", "gpt-4o"));
+        assert_ne!(pricing.price("openai", "gpt-4o-mini"), pricing.price("openai", "gpt-4o"), "the longest prefix wins");
+        assert!(pricing.price("anthropic", "claude-3-5-haiku-20241022").is_some());
+        assert!(pricing.price("openai", "unknown-model").is_none());
+    }
+
+    #[test]
+    fn operator_prices_override_the_catalog() {
+        let mine = HashMap::from([("openai/gpt-4o".to_owned(), Price { input_per_mtok: 1, output_per_mtok: 2 })]);
+        let pricing = Pricing::new(mine, UnpricedModels::Deny).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pricing.price("openai", "gpt-4o"), Some(Price { input_per_mtok: 1, output_per_mtok: 2 }));
+    }
+}

@@ -1,0 +1,141 @@
+//! `UsageStore` on SQL: the governance data the gateway loads, usage rows it rebuilds counters
+//! from, and the batched writes of usage and request logs.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use tollgate_core::money::Money;
+use tollgate_core::ports::StoreError;
+use tollgate_core::usage::{GovernanceData, KeyRecord, RequestLog, UsageRow, UsageStore};
+
+use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
+use crate::{SqlStore, map_err, parse_ts, ts};
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl UsageStore for SqlStore {
+    async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
+        // One read transaction, so keys, copies and overrides agree with each other.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let key_rows =
+            sqlx::query("SELECT id, value_hash, name, user_id, is_active FROM virtual_keys").fetch_all(&mut *tx).await.map_err(map_err)?;
+        let keys = key_rows
+            .iter()
+            .map(|r| {
+                Ok(KeyRecord {
+                    id: r.try_get("id").map_err(map_err)?,
+                    value_hash: r.try_get("value_hash").map_err(map_err)?,
+                    name: r.try_get("name").map_err(map_err)?,
+                    user_id: r.try_get("user_id").map_err(map_err)?,
+                    is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let copy_rows = sqlx::query(&format!("SELECT {COPY_COLUMNS} FROM user_access_profiles ORDER BY id"))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let copies = copy_rows.iter().map(copy_from_row).collect::<Result<Vec<_>, _>>()?;
+        let override_rows =
+            sqlx::query(&format!("SELECT {OVERRIDE_COLUMNS} FROM budget_overrides")).fetch_all(&mut *tx).await.map_err(map_err)?;
+        let overrides = override_rows.iter().map(override_from_row).collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(GovernanceData { keys, copies, overrides })
+    }
+
+    async fn load_usage(&self) -> Result<Vec<UsageRow>, StoreError> {
+        let mut out = Vec::new();
+        for r in
+            sqlx::query("SELECT budget_id, current_usage, last_reset FROM budget_usage").fetch_all(&self.pool).await.map_err(map_err)?
+        {
+            out.push(UsageRow::Budget {
+                id: r.try_get("budget_id").map_err(map_err)?,
+                used: Money::from_micros(r.try_get("current_usage").map_err(map_err)?).unwrap_or(Money::ZERO),
+                window_start: parse_ts(&r.try_get::<String, _>("last_reset").map_err(map_err)?)?,
+            });
+        }
+        let rows =
+            sqlx::query("SELECT rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset FROM rate_limit_usage")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        for r in rows {
+            let id: String = r.try_get("rate_limit_id").map_err(map_err)?;
+            let tokens: i64 = r.try_get("token_usage").map_err(map_err)?;
+            let requests: i64 = r.try_get("request_usage").map_err(map_err)?;
+            out.push(UsageRow::Tokens {
+                id: id.clone(),
+                used: u64::try_from(tokens).unwrap_or(0),
+                window_start: parse_ts(&r.try_get::<String, _>("token_last_reset").map_err(map_err)?)?,
+            });
+            out.push(UsageRow::Requests {
+                id,
+                used: u64::try_from(requests).unwrap_or(0),
+                window_start: parse_ts(&r.try_get::<String, _>("request_last_reset").map_err(map_err)?)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for row in rows {
+            let query = match row {
+                UsageRow::Budget { id, used, window_start } => sqlx::query(
+                    "INSERT INTO budget_usage (budget_id, current_usage, last_reset) VALUES ($1, $2, $3) \
+                     ON CONFLICT (budget_id) DO UPDATE SET current_usage = excluded.current_usage, last_reset = excluded.last_reset",
+                )
+                .bind(id.as_str())
+                .bind(used.micros())
+                .bind(ts(*window_start)),
+                UsageRow::Tokens { id, used, window_start } => sqlx::query(
+                    "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) \
+                     VALUES ($1, $2, 0, $3, $3) ON CONFLICT (rate_limit_id) DO UPDATE SET token_usage = excluded.token_usage, \
+                     token_last_reset = excluded.token_last_reset",
+                )
+                .bind(id.as_str())
+                .bind(count(*used))
+                .bind(ts(*window_start)),
+                UsageRow::Requests { id, used, window_start } => sqlx::query(
+                    "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) \
+                     VALUES ($1, 0, $2, $3, $3) ON CONFLICT (rate_limit_id) DO UPDATE SET request_usage = excluded.request_usage, \
+                     request_last_reset = excluded.request_last_reset",
+                )
+                .bind(id.as_str())
+                .bind(count(*used))
+                .bind(ts(*window_start)),
+            };
+            query.execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for log in logs {
+            sqlx::query(
+                "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, completion_tokens, cost, status, latency_ms, streamed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(ts(log.created_at))
+            .bind(log.user_id.clone())
+            .bind(log.virtual_key_id.clone())
+            .bind(log.provider.as_str())
+            .bind(log.model.as_str())
+            .bind(count(log.prompt_tokens))
+            .bind(count(log.completion_tokens))
+            .bind(log.cost.micros())
+            .bind(i64::from(log.status))
+            .bind(count(log.latency_ms))
+            .bind(i64::from(log.streamed))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM request_logs WHERE created_at < $1").bind(ts(before)).execute(&self.pool).await.map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,234 @@
+//! The `[[providers]]`, `[pricing]` and `[gateway]` sections of the config file: upstreams with
+//! their API keys given as environment references, price overrides, and data-plane settings.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tollgate_core::auth::Secret;
+use tollgate_gateway::ProviderSpec;
+use tollgate_gateway::pricing::{Price, UnpricedModels};
+
+/// Default output tokens assumed when a request sets no `max_tokens`.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+pub const DEFAULT_LOG_RETENTION_DAYS: i64 = 30;
+
+/// Data-plane settings, validated.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub providers: Vec<ProviderSpec>,
+    pub prices: HashMap<String, Price>,
+    pub unpriced: UnpricedModels,
+    pub default_max_tokens: u64,
+    pub log_retention_days: i64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            providers: Vec::new(),
+            prices: HashMap::new(),
+            unpriced: UnpricedModels::Deny,
+            default_max_tokens: DEFAULT_MAX_TOKENS,
+            log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
+        }
+    }
+}
+
+fn int(problems: &mut Vec<String>, at: &str, value: &toml::Value, min: i64) -> Option<i64> {
+    match value.as_integer() {
+        Some(n) if n >= min => Some(n),
+        _ => {
+            problems.push(format!("{at}: must be a whole number of at least {min}"));
+            None
+        }
+    }
+}
+
+fn text<'a>(problems: &mut Vec<String>, at: &str, value: &'a toml::Value) -> Option<&'a str> {
+    let t = value.as_str();
+    if t.is_none() {
+        problems.push(format!("{at}: must be a string"));
+    }
+    t
+}
+
+/// An API key: `env.NAME` reads the environment at start; anything else is the key itself.
+fn api_key(problems: &mut Vec<String>, at: &str, raw: &str) -> Option<Secret> {
+    match raw.strip_prefix("env.") {
+        Some(var) => match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                problems.push(format!("{at}: environment variable {var} is not set"));
+                None
+            }
+        },
+        None => Some(Secret::new(raw)),
+    }
+}
+
+fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option<ProviderSpec> {
+    let Some(table) = value.as_table() else {
+        problems.push(format!("{at}: must be a table"));
+        return None;
+    };
+    let mut spec = ProviderSpec {
+        name: String::new(),
+        base_url: String::new(),
+        api_key: None,
+        models: Vec::new(),
+        timeout: Duration::from_mins(2),
+        max_retries: 2,
+    };
+    for (key, v) in table {
+        let path = format!("{at}.{key}");
+        match key.as_str() {
+            "name" => text(problems, &path, v).unwrap_or_default().clone_into(&mut spec.name),
+            "base_url" => text(problems, &path, v).unwrap_or_default().clone_into(&mut spec.base_url),
+            "api_key" => spec.api_key = text(problems, &path, v).and_then(|raw| api_key(problems, &path, raw)),
+            "models" => match v.as_array() {
+                Some(items) => spec.models = items.iter().filter_map(|m| text(problems, &path, m)).map(str::to_owned).collect(),
+                None => problems.push(format!("{path}: must be a list of model names")),
+            },
+            "timeout_secs" => {
+                spec.timeout = Duration::from_secs(int(problems, &path, v, 1).and_then(|n| u64::try_from(n).ok()).unwrap_or(120));
+            }
+            "max_retries" => spec.max_retries = int(problems, &path, v, 0).and_then(|n| u32::try_from(n).ok()).unwrap_or(2),
+            _ => problems.push(format!("{path}: unknown setting")),
+        }
+    }
+    if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        problems.push(format!("{at}.name: required; letters, digits, '-', '_' and '.'"));
+    }
+    if !(spec.base_url.starts_with("http://") || spec.base_url.starts_with("https://")) {
+        problems.push(format!("{at}.base_url: required; an http(s) URL up to the API version, e.g. https://api.openai.com/v1"));
+    }
+    Some(spec)
+}
+
+/// Dollars per million tokens → micro-dollars per million tokens.
+fn per_mtok(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> u64 {
+    let dollars = value.as_float().or_else(|| value.as_integer().and_then(|i| i32::try_from(i).ok()).map(f64::from));
+    match dollars {
+        Some(d) if d.is_finite() && (0.0..=1_000_000.0).contains(&d) => {
+            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "bounded to 0..=1e12 micro-dollars")]
+            let micros = (d * 1_000_000.0).round() as u64;
+            micros
+        }
+        _ => {
+            problems.push(format!("{at}: must be US dollars per million tokens, 0 to 1000000"));
+            0
+        }
+    }
+}
+
+/// Reads the three sections; every problem goes to `problems`.
+pub fn parse(
+    providers: Option<&toml::Value>,
+    pricing: Option<&toml::Value>,
+    gateway: Option<&toml::Value>,
+    problems: &mut Vec<String>,
+) -> GatewayConfig {
+    let mut config = GatewayConfig::default();
+    if let Some(list) = providers {
+        match list.as_array() {
+            Some(items) => {
+                config.providers =
+                    items.iter().enumerate().filter_map(|(i, v)| provider(problems, &format!("providers[{i}]"), v)).collect();
+            }
+            None => problems.push("providers: must be a list of [[providers]] tables".to_owned()),
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &config.providers {
+            if !seen.insert(p.name.clone()) {
+                problems.push(format!("providers: '{}' is declared twice", p.name));
+            }
+        }
+    }
+    for (key, v) in pricing.and_then(toml::Value::as_table).into_iter().flatten() {
+        match key.as_str() {
+            "unpriced_models" => match v.as_str() {
+                Some("deny") => config.unpriced = UnpricedModels::Deny,
+                Some("free") => config.unpriced = UnpricedModels::Free,
+                _ => problems.push("pricing.unpriced_models: must be \"deny\" or \"free\"".to_owned()),
+            },
+            "models" => {
+                for (model, price) in v.as_table().into_iter().flatten() {
+                    let at = format!("pricing.models.\"{model}\"");
+                    let get = |name: &str| price.get(name).cloned().unwrap_or(toml::Value::Integer(-1));
+                    let input = per_mtok(problems, &format!("{at}.input"), &get("input"));
+                    let output = per_mtok(problems, &format!("{at}.output"), &get("output"));
+                    if !model.contains('/') {
+                        problems.push(format!("{at}: name the model as provider/model"));
+                    }
+                    config.prices.insert(model.clone(), Price { input_per_mtok: input, output_per_mtok: output });
+                }
+            }
+            _ => problems.push(format!("pricing.{key}: unknown setting")),
+        }
+    }
+    for (key, v) in gateway.and_then(toml::Value::as_table).into_iter().flatten() {
+        let at = format!("gateway.{key}");
+        match key.as_str() {
+            "default_max_tokens" => {
+                config.default_max_tokens = int(problems, &at, v, 1).and_then(|n| u64::try_from(n).ok()).unwrap_or(DEFAULT_MAX_TOKENS);
+            }
+            "request_log_retention_days" => config.log_retention_days = int(problems, &at, v, 1).unwrap_or(DEFAULT_LOG_RETENTION_DAYS),
+            _ => problems.push(format!("{at}: unknown setting")),
+        }
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_prices_and_settings_parse() {
+        let doc: toml::Table = r#"
+            [[providers]]
+            name = "openai"
+            base_url = "https://api.openai.com/v1"
+            api_key = "sk-literal"
+            models = ["gpt-4o"]
+            [pricing]
+            unpriced_models = "free"
+            [pricing.models."openai/gpt-4o"]
+            input = 2.5
+            output = 10
+            [gateway]
+            default_max_tokens = 1000
+        "#
+        .parse()
+        .unwrap_or_default();
+        let mut problems = Vec::new();
+        let c = parse(doc.get("providers"), doc.get("pricing"), doc.get("gateway"), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(c.providers[0].name, "openai");
+        assert_eq!(c.prices["openai/gpt-4o"], Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 });
+        assert_eq!((c.unpriced, c.default_max_tokens), (UnpricedModels::Free, 1000));
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let doc: toml::Table = r#"
+            [[providers]]
+            name = "bad name"
+            base_url = "ftp://x"
+            api_key = "env.TOLLGATE_TEST_SURELY_UNSET_VARIABLE"
+            colour = 1
+            [pricing.models."gpt-4o"]
+            input = -1
+            output = 1
+        "#
+        .parse()
+        .unwrap_or_default();
+        let mut problems = Vec::new();
+        parse(doc.get("providers"), doc.get("pricing"), doc.get("gateway"), &mut problems);
+        for needle in
+            ["providers[0].name", "providers[0].base_url", "TOLLGATE_TEST_SURELY_UNSET_VARIABLE", "colour", ".input", "provider/model"]
+        {
+            assert!(problems.iter().any(|p| p.contains(needle)), "{needle} missing from {problems:?}");
+        }
+    }
+}

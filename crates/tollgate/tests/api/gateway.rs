@@ -1,0 +1,205 @@
+//! Governed inference end to end: a real mock upstream over HTTP, keys issued through the
+//! management API, every check of the contract, exact accounting under concurrency and streams.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+use tollgate_testkit::mock::MockUpstream;
+use tollgate_testkit::{Backend, TestApp};
+
+use crate::{attach_default, create_profile, create_role, create_user};
+
+/// $0.001 per output token, input free: a 20-token answer costs exactly $0.02.
+fn config(mock: &MockUpstream) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "openai"
+base_url = "{}"
+api_key = "test-upstream-key"
+models = ["mock", "mock-large"]
+max_retries = 0
+
+[pricing.models."openai/mock"]
+input = 0
+output = 1000
+"#,
+        mock.base_url()
+    )
+}
+
+/// A user holding a copy of `profile`; returns (user id, key value, copy).
+async fn member(app: &TestApp, profile: Value) -> (String, String, Value) {
+    let name = profile["name"].as_str().unwrap_or("p").to_lowercase().replace(' ', "_");
+    let id = create_profile(app, profile).await;
+    let role = create_role(app, &name).await;
+    let user = create_user(app, &format!("{name}@example.com"), Some(role)).await;
+    attach_default(app, id, role).await;
+    let copy = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0].clone();
+    let kid = copy["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
+    let key = app.admin().post(&format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal"), json!({})).await.expect(200)["virtual_key"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (user, key, copy)
+}
+
+fn chat(model: &str, max_tokens: u64) -> Value {
+    json!({"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+fn openai_only(name: &str) -> Value {
+    json!({"name": name, "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})
+}
+
+async fn gateway_app(backend: Backend) -> (TestApp, MockUpstream) {
+    let mock = MockUpstream::start().await;
+    let app = TestApp::start_with_config(backend, &config(&mock)).await;
+    (app, mock)
+}
+
+macro_rules! gateway_tests {
+    ($(async fn $name:ident($app:ident, $mock:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
+                use super::*;
+
+                async fn scenario($app: &TestApp, $mock: &MockUpstream) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let (app, mock) = gateway_app(Backend::Sqlite).await;
+                    scenario(&app, &mock).await;
+                    app.stop().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let (app, mock) = gateway_app(Backend::Postgres).await;
+                    scenario(&app, &mock).await;
+                    app.stop().await;
+                }
+            }
+        )*
+    };
+}
+
+gateway_tests! {
+    async fn identity_and_access_checks_follow_the_contract(app, mock) {
+        let (_, key, _) = member(app, openai_only("Checked")).await;
+        let r = app.anonymous().post("/v1/chat/completions", chat("openai/mock", 5)).await;
+        assert_eq!((r.status.as_u16(), r.body["type"].clone()), (401, json!("virtual_key_required")));
+        let r = app.with_key("sk-bf-00000000-0000-0000-0000-000000000000").post("/v1/chat/completions", chat("openai/mock", 5)).await;
+        assert_eq!((r.status.as_u16(), r.body["type"].clone()), (401, json!("virtual_key_not_found")));
+        let r = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock-large", 5)).await;
+        assert_eq!((r.status.as_u16(), r.body["type"].clone()), (403, json!("model_blocked")));
+        assert_eq!(r.body["extra_fields"]["model_requested"], "mock-large");
+        let r = app.with_key(&key).post("/v1/chat/completions", chat("anthropic/claude-3-5-haiku", 5)).await;
+        assert_eq!(r.status.as_u16(), 400, "an unconfigured provider is a bad request: {}", r.body);
+        assert_eq!(mock.calls(), 0, "nothing refused reached the provider");
+        for client in [app.with_key(&key), app.with_header("x-bf-vk", &key), app.with_header("x-api-key", &key)] {
+            let ok = client.post("/v1/chat/completions", chat("openai/mock", 5)).await;
+            assert_eq!(ok.expect(200)["choices"][0]["message"]["role"], "assistant");
+            assert_eq!(ok.body["upstream_saw_authorization"], "Bearer test-upstream-key", "the provider key, never the virtual key");
+        }
+        let models = app.with_key(&key).get("/v1/models").await.expect(200).clone();
+        assert_eq!(models["data"], json!([{"id": "openai/mock", "object": "model", "owned_by": "openai"}]));
+        assert_eq!(app.with_key(&key).get("/v1/models?provider=anthropic").await.status.as_u16(), 403);
+    }
+
+    async fn a_management_write_takes_effect_on_the_next_request(app, mock) {
+        let (user, key, copy) = member(app, openai_only("Revoked")).await;
+        app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 5)).await.expect(200);
+        let profile = copy["parent_profile_id"].as_i64().unwrap_or_default();
+        app.admin().delete(&format!("/api/governance/users/{user}/access-profiles/{profile}")).await.expect(200);
+        let r = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 5)).await;
+        assert_eq!((r.status.as_u16(), r.body["type"].clone()), (401, json!("virtual_key_not_found")));
+        assert_eq!(mock.calls(), 1);
+    }
+
+    async fn a_burst_never_spends_past_the_budget_and_leaves_no_reservation(app, mock) {
+        let (user, key, copy) = member(app, json!({
+            "name": "Burst",
+            "budgets": [{"max_limit": 0.2, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        })).await;
+        mock.script.prompt_tokens.store(0, Ordering::SeqCst);
+        let client = app.with_key(&key);
+        let burst = (0..500).map(|_| client.post("/v1/chat/completions", chat("openai/mock", 20)));
+        let statuses: Vec<u16> = join_all(burst).await.into_iter().map(|r| r.status.as_u16()).collect();
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "exactly what fits");
+        assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 490);
+        assert_eq!(mock.calls(), 10);
+        let budget = copy["budgets"][0]["id"].as_str().unwrap_or_default().to_owned();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let spent = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0]["budgets"][0]["current_usage"].clone();
+        assert_eq!(spent, 0.2, "spent exactly the budget, persisted within a second");
+        let refused = client.post("/v1/chat/completions", chat("openai/mock", 20)).await;
+        assert_eq!(refused.body["type"], "budget_exceeded");
+        let profile = copy["parent_profile_id"].as_i64().unwrap_or_default();
+        app.admin().put(&format!("/api/governance/users/{user}/access-profiles/{profile}/budgets/{budget}/override"), json!({"amount": 0.02, "mode": "forever"})).await.expect(200);
+        client.post("/v1/chat/completions", chat("openai/mock", 20)).await.expect(200);
+        let logs = app.count("SELECT COUNT(*) AS n FROM request_logs WHERE status = 200").await;
+        assert!(logs >= 10, "request log holds the served requests: {logs}");
+    }
+
+    async fn a_request_limit_admits_exactly_its_count(app, mock) {
+        let (_, key, _) = member(app, json!({
+            "name": "Counted",
+            "rate_limit": {"request_max_limit": 7, "request_reset_duration": "1h"},
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        })).await;
+        let client = app.with_key(&key);
+        let replies = join_all((0..100).map(|_| client.post("/v1/chat/completions", chat("openai/mock", 5)))).await;
+        assert_eq!(replies.iter().filter(|r| r.status.as_u16() == 200).count(), 7);
+        let refused = replies.iter().find(|r| r.status.as_u16() == 429).map(|r| (r.body["type"].clone(), r.headers.get("retry-after").is_some()));
+        assert_eq!(refused, Some((json!("request_limited"), true)));
+        assert_eq!(mock.calls(), 7);
+    }
+
+    async fn upstream_failures_charge_nothing(app, mock) {
+        let (user, key, _) = member(app, json!({
+            "name": "Failing",
+            "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        })).await;
+        mock.script.fail_status.store(500, Ordering::SeqCst);
+        let r = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 20)).await;
+        assert_eq!(r.status.as_u16(), 500, "the provider's answer is passed through");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let spent = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0]["budgets"][0]["current_usage"].clone();
+        assert_eq!(spent, 0.0);
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM request_logs WHERE status = 500 AND cost = 0").await, 1);
+    }
+
+    async fn streams_are_billed_from_usage_or_from_what_was_delivered(app, mock) {
+        let (user, key, _) = member(app, json!({
+            "name": "Streaming",
+            "budgets": [{"max_limit": 10, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        })).await;
+        mock.script.prompt_tokens.store(0, Ordering::SeqCst);
+        let spent = || async {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0]["budgets"][0]["current_usage"].as_f64().unwrap_or(-1.0)
+        };
+        let mut body = chat("openai/mock", 20);
+        body["stream"] = json!(true);
+        let text = app.raw_stream(&key, &body, usize::MAX).await;
+        assert!(text.contains("data: [DONE]"), "{text}");
+        assert!((spent().await - 0.02).abs() < 1e-9, "billed from the usage chunk");
+        mock.script.stream_usage.store(0, Ordering::SeqCst);
+        app.raw_stream(&key, &body, usize::MAX).await;
+        let after_second = spent().await;
+        assert!((after_second - 0.04).abs() < 1e-9, "without a usage chunk the delivered text is counted: {after_second}");
+        mock.script.chunk_delay_ms.store(50, Ordering::SeqCst);
+        let partial = app.raw_stream(&key, &body, 5).await;
+        assert!(!partial.contains("[DONE]"));
+        let after_abandon = spent().await;
+        let charged = after_abandon - after_second;
+        assert!(charged > 0.0 && charged < 0.02, "an abandoned stream pays for what it received: {charged}");
+    }
+}
