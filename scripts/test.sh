@@ -8,6 +8,12 @@ scripts/services.sh
 
 export TOLLGATE_TEST_POSTGRES_URL="${TOLLGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
+# The official OpenAI and Anthropic Python SDKs drive the gateway in the SDK tests.
+venv=.venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/sdk-requirements.txt
+export TOLLGATE_TEST_PYTHON="${TOLLGATE_TEST_PYTHON:-$PWD/$venv/bin/python}"
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi

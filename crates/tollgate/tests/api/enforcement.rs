@@ -1,0 +1,153 @@
+//! Enforcement details of the data plane: provider-level lines, several copies, inactive copies,
+//! unpriced models, and counters that survive restarts and graceful shutdowns exactly.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+use tollgate_testkit::mock::MockUpstream;
+use tollgate_testkit::{Backend, TestApp};
+
+use crate::{FAMILIES, attach_default, create_profile, create_role, create_user};
+
+/// $0.001 per output token: a 10-token answer costs $0.01.
+fn config(mock: &MockUpstream) -> String {
+    format!(
+        "[[providers]]\nname = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\nmax_retries = 0\n\n\
+         [pricing.models.\"openai/mock\"]\ninput = 0\noutput = 1000\n\n[pricing.models.\"openai/other\"]\ninput = 0\noutput = 1000\n",
+        mock.base_url()
+    )
+}
+
+async fn reveal(app: &TestApp, user: &str) -> String {
+    let copy = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0].clone();
+    let kid = copy["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
+    app.admin().post(&format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal"), json!({})).await.expect(200)["virtual_key"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A user with a copy of `profile`; returns (user, key).
+async fn holder(app: &TestApp, profile: Value) -> (String, String) {
+    let name = profile["name"].as_str().unwrap_or("p").to_lowercase();
+    let id = create_profile(app, profile).await;
+    let role = create_role(app, &name).await;
+    let user = create_user(app, &format!("{name}@example.com"), Some(role)).await;
+    attach_default(app, id, role).await;
+    let key = reveal(app, &user).await;
+    (user, key)
+}
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn started(backend: Backend) -> (TestApp, MockUpstream) {
+    let mock = MockUpstream::start().await;
+    mock.script.prompt_tokens.store(0, Ordering::SeqCst);
+    let app = TestApp::start_with_config(backend, &config(&mock)).await;
+    (app, mock)
+}
+
+macro_rules! enforcement_tests {
+    ($(async fn $name:ident($app:ident, $mock:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
+                use super::*;
+
+                async fn scenario($app: TestApp, $mock: &MockUpstream) -> TestApp $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let (app, mock) = started(Backend::Sqlite).await;
+                    scenario(app, &mock).await.stop().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let (app, mock) = started(Backend::Postgres).await;
+                    scenario(app, &mock).await.stop().await;
+                }
+            }
+        )*
+    };
+}
+
+enforcement_tests! {
+    async fn provider_level_lines_are_enforced_and_named(app, mock) {
+        let (_, key) = holder(&app, json!({"name": "Provider", "provider_configs": [{
+            "provider_name": "openai", "allowed_models": ["mock"],
+            "budgets": [{"max_limit": 0.02, "reset_duration": "1M"}],
+            "rate_limit": {"token_max_limit": 1000, "token_reset_duration": "1h"}
+        }]})).await;
+        for _ in 0..2 {
+            app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
+        }
+        let refused = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await;
+        assert_eq!((refused.status.as_u16(), refused.body["type"].clone()), (402, json!("budget_exceeded")));
+        let msg = refused.body["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(msg.contains("provider 'openai' budget") && msg.contains("0.0200"), "{msg}");
+        assert_eq!(mock.calls(), 2);
+        app
+    }
+
+    async fn counters_survive_a_restart_and_a_graceful_shutdown_loses_nothing(app, mock) {
+        let (user, key) = holder(&app, json!({"name": "Durable", "budgets": [{"max_limit": 0.05, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
+        for _ in 0..3 {
+            app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
+        }
+        // Restart at once: the writer has not ticked yet, so only the shutdown drain can save these.
+        let app = app.restart(&config(mock)).await;
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM request_logs").await, 3, "the drain wrote every log line");
+        let spent = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0]["budgets"][0]["current_usage"].clone();
+        assert_eq!(spent, 0.03);
+        for _ in 0..2 {
+            app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
+        }
+        let refused = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await;
+        assert_eq!(refused.body["type"], "budget_exceeded", "the rebuilt counter remembers the first three");
+        app
+    }
+
+    async fn an_unpriced_model_is_refused_only_where_a_budget_must_be_charged(app, mock) {
+        let (_, budgeted) = holder(&app, json!({"name": "Priced", "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mystery"]}]})).await;
+        let refused = app.with_key(&budgeted).post("/v1/chat/completions", chat("openai/mystery")).await;
+        assert_eq!((refused.status.as_u16(), refused.body["type"].clone()), (403, json!("model_unpriced")));
+        let (_, free) = holder(&app, json!({"name": "Unbudgeted", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mystery"]}]})).await;
+        app.with_key(&free).post("/v1/chat/completions", chat("openai/mystery")).await.expect(200);
+        assert_eq!(mock.calls(), 1);
+        app
+    }
+
+    async fn with_several_copies_the_oldest_one_granting_the_model_governs(app, mock) {
+        let _ = mock;
+        let role = create_role(&app, "multi").await;
+        let first = create_profile(&app, json!({"name": "First", "budgets": [{"max_limit": 0.01, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
+        let second = create_profile(&app, json!({"name": "Second", "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock", "other"]}]})).await;
+        let user = create_user(&app, "multi@example.com", Some(role)).await;
+        attach_default(&app, first, role).await;
+        app.admin().post(&format!("{}/{second}/roles", FAMILIES[0]), json!({"role_ids": [role], "apply_to_existing": true})).await.expect(200);
+        let key = reveal(&app, &user).await;
+        app.with_key(&key).post("/v1/chat/completions", chat("openai/other")).await.expect(200);
+        app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
+        let again = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await;
+        assert_eq!(again.body["type"], "budget_exceeded", "'mock' is governed by First, whose $0.01 is spent; Second does not take over");
+        app
+    }
+
+    async fn an_inactive_copy_blocks_its_keys(app, mock) {
+        let _ = mock;
+        let (user, key) = holder(&app, json!({"name": "Paused", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
+        app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
+        app.sql(&format!("UPDATE user_access_profiles SET is_active = 0 WHERE user_id = '{user}'")).await;
+        app.admin().post(FAMILIES[0], json!({"name": "any write reloads the snapshot"})).await.expect(201);
+        let refused = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await;
+        assert_eq!((refused.status.as_u16(), refused.body["type"].clone()), (403, json!("access_blocked")));
+        app
+    }
+}
