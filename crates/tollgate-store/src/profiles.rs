@@ -105,27 +105,17 @@ impl ProfileStore for SqlStore {
     async fn insert_profile(&self, profile: &AccessProfile, version: &NewVersion, audit: &NewAuditEntry) -> Result<(), StoreError> {
         let (tags, policy) = encoded(profile)?;
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO access_profiles (id, name, name_key, description, is_active, version, tags, policy, \
-             auto_rotation_interval, next_rotation_at, last_rotation_at, created_at, updated_at) \
+        let insert = sqlx::query(
+            "INSERT INTO access_profiles (name, name_key, description, is_active, version, tags, policy, auto_rotation_interval, \
+             next_rotation_at, last_rotation_at, updated_at, id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(profile.id.0)
-        .bind(profile.name.as_str())
-        .bind(name_key(&profile.name))
-        .bind(profile.description.clone())
-        .bind(i64::from(profile.is_active))
-        .bind(profile.version)
-        .bind(tags)
-        .bind(policy)
-        .bind(profile.rotation.auto_rotation_interval)
-        .bind(opt_ts(profile.rotation.next_rotation_at))
-        .bind(opt_ts(profile.rotation.last_rotation_at))
-        .bind(ts(profile.created_at))
-        .bind(ts(profile.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        );
+        bind_columns(insert, profile, tags, policy)
+            .bind(profile.id.0)
+            .bind(ts(profile.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         write_tags(&mut tx, profile).await?;
         crate::audit::insert_version(&mut tx, version).await?;
         crate::audit::insert_audit(&mut tx, audit).await?;
@@ -240,30 +230,37 @@ pub(crate) async fn update_profile_tx(
     version: &NewVersion,
 ) -> Result<(), StoreError> {
     let (tags, policy) = encoded(profile)?;
-    let done = sqlx::query(
+    let update = sqlx::query(
         "UPDATE access_profiles SET name = $1, name_key = $2, description = $3, is_active = $4, version = $5, tags = $6, \
          policy = $7, auto_rotation_interval = $8, next_rotation_at = $9, last_rotation_at = $10, updated_at = $11 \
          WHERE id = $12 AND version = $13",
-    )
-    .bind(profile.name.as_str())
-    .bind(name_key(&profile.name))
-    .bind(profile.description.clone())
-    .bind(i64::from(profile.is_active))
-    .bind(profile.version)
-    .bind(tags)
-    .bind(policy)
-    .bind(profile.rotation.auto_rotation_interval)
-    .bind(opt_ts(profile.rotation.next_rotation_at))
-    .bind(opt_ts(profile.rotation.last_rotation_at))
-    .bind(ts(profile.updated_at))
-    .bind(profile.id.0)
-    .bind(expected_version)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    );
+    let done =
+        bind_columns(update, profile, tags, policy).bind(profile.id.0).bind(expected_version).execute(&mut **tx).await.map_err(map_err)?;
     if done.rows_affected() == 0 {
         return Err(StoreError::Stale);
     }
     write_tags(tx, profile).await?;
     crate::audit::insert_version(tx, version).await
+}
+
+/// Binds $1..$11, the columns every profile write sets, in the order both statements use.
+fn bind_columns<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    profile: &'q AccessProfile,
+    tags: String,
+    policy: String,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(profile.name.as_str())
+        .bind(name_key(&profile.name))
+        .bind(profile.description.clone())
+        .bind(i64::from(profile.is_active))
+        .bind(profile.version)
+        .bind(tags)
+        .bind(policy)
+        .bind(profile.rotation.auto_rotation_interval)
+        .bind(opt_ts(profile.rotation.next_rotation_at))
+        .bind(opt_ts(profile.rotation.last_rotation_at))
+        .bind(ts(profile.updated_at))
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tollgate_testkit::mock::MockUpstream;
 use tollgate_testkit::{Backend, TestApp};
 
-use crate::{FAMILIES, attach_default, create_profile, create_role, create_user};
+use crate::{FAMILIES, attach_default, create_profile, create_role, create_user, key_holder, reveal_key};
 
 /// $0.001 per output token: a 10-token answer costs $0.01.
 fn config(mock: &MockUpstream) -> String {
@@ -16,26 +16,6 @@ fn config(mock: &MockUpstream) -> String {
          [pricing.models.\"openai/mock\"]\ninput = 0\noutput = 1000\n\n[pricing.models.\"openai/other\"]\ninput = 0\noutput = 1000\n",
         mock.base_url()
     )
-}
-
-async fn reveal(app: &TestApp, user: &str) -> String {
-    let copy = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0].clone();
-    let kid = copy["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
-    app.admin().post(&format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal"), json!({})).await.expect(200)["virtual_key"]["value"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// A user with a copy of `profile`; returns (user, key).
-async fn holder(app: &TestApp, profile: Value) -> (String, String) {
-    let name = profile["name"].as_str().unwrap_or("p").to_lowercase();
-    let id = create_profile(app, profile).await;
-    let role = create_role(app, &name).await;
-    let user = create_user(app, &format!("{name}@example.com"), Some(role)).await;
-    attach_default(app, id, role).await;
-    let key = reveal(app, &user).await;
-    (user, key)
 }
 
 fn chat(model: &str) -> Value {
@@ -76,7 +56,7 @@ macro_rules! enforcement_tests {
 
 enforcement_tests! {
     async fn provider_level_lines_are_enforced_and_named(app, mock) {
-        let (_, key) = holder(&app, json!({"name": "Provider", "provider_configs": [{
+        let (_, key) = key_holder(&app, json!({"name": "Provider", "provider_configs": [{
             "provider_name": "openai", "allowed_models": ["mock"],
             "budgets": [{"max_limit": 0.02, "reset_duration": "1M"}],
             "rate_limit": {"token_max_limit": 1000, "token_reset_duration": "1h"}
@@ -93,7 +73,7 @@ enforcement_tests! {
     }
 
     async fn counters_survive_a_restart_and_a_graceful_shutdown_loses_nothing(app, mock) {
-        let (user, key) = holder(&app, json!({"name": "Durable", "budgets": [{"max_limit": 0.05, "reset_duration": "1d"}],
+        let (user, key) = key_holder(&app, json!({"name": "Durable", "budgets": [{"max_limit": 0.05, "reset_duration": "1d"}],
             "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
         for _ in 0..3 {
             app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
@@ -112,11 +92,11 @@ enforcement_tests! {
     }
 
     async fn an_unpriced_model_is_refused_only_where_a_budget_must_be_charged(app, mock) {
-        let (_, budgeted) = holder(&app, json!({"name": "Priced", "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+        let (_, budgeted) = key_holder(&app, json!({"name": "Priced", "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
             "provider_configs": [{"provider_name": "openai", "allowed_models": ["mystery"]}]})).await;
         let refused = app.with_key(&budgeted).post("/v1/chat/completions", chat("openai/mystery")).await;
         assert_eq!((refused.status.as_u16(), refused.body["type"].clone()), (403, json!("model_unpriced")));
-        let (_, free) = holder(&app, json!({"name": "Unbudgeted", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mystery"]}]})).await;
+        let (_, free) = key_holder(&app, json!({"name": "Unbudgeted", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mystery"]}]})).await;
         app.with_key(&free).post("/v1/chat/completions", chat("openai/mystery")).await.expect(200);
         assert_eq!(mock.calls(), 1);
         app
@@ -132,7 +112,7 @@ enforcement_tests! {
         let user = create_user(&app, "multi@example.com", Some(role)).await;
         attach_default(&app, first, role).await;
         app.admin().post(&format!("{}/{second}/roles", FAMILIES[0]), json!({"role_ids": [role], "apply_to_existing": true})).await.expect(200);
-        let key = reveal(&app, &user).await;
+        let key = reveal_key(&app, &user).await;
         app.with_key(&key).post("/v1/chat/completions", chat("openai/other")).await.expect(200);
         app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
         let again = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await;
@@ -142,7 +122,7 @@ enforcement_tests! {
 
     async fn an_inactive_copy_blocks_its_keys(app, mock) {
         let _ = mock;
-        let (user, key) = holder(&app, json!({"name": "Paused", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
+        let (user, key) = key_holder(&app, json!({"name": "Paused", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
         app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
         app.sql(&format!("UPDATE user_access_profiles SET is_active = 0 WHERE user_id = '{user}'")).await;
         app.admin().post(FAMILIES[0], json!({"name": "any write reloads the snapshot"})).await.expect(201);

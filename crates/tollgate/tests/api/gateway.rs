@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tollgate_testkit::mock::MockUpstream;
 use tollgate_testkit::{Backend, TestApp};
 
-use crate::{attach_default, create_profile, create_role, create_user};
+use crate::key_holder;
 
 /// $0.001 per output token, input free: a 20-token answer costs exactly $0.02.
 fn config(mock: &MockUpstream) -> String {
@@ -32,17 +32,8 @@ output = 1000
 
 /// A user holding a copy of `profile`; returns (user id, key value, copy).
 async fn member(app: &TestApp, profile: Value) -> (String, String, Value) {
-    let name = profile["name"].as_str().unwrap_or("p").to_lowercase().replace(' ', "_");
-    let id = create_profile(app, profile).await;
-    let role = create_role(app, &name).await;
-    let user = create_user(app, &format!("{name}@example.com"), Some(role)).await;
-    attach_default(app, id, role).await;
+    let (user, key) = key_holder(app, profile).await;
     let copy = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0].clone();
-    let kid = copy["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
-    let key = app.admin().post(&format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal"), json!({})).await.expect(200)["virtual_key"]["value"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     (user, key, copy)
 }
 

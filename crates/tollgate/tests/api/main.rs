@@ -68,6 +68,25 @@ pub async fn attach_default(app: &tollgate_testkit::TestApp, profile_id: i64, ro
     app.admin().post(&format!("{}/{profile_id}/roles", FAMILIES[0]), body).await.expect(200).clone()
 }
 
+/// Reveals the first key of the user's first copy (as an admin hands it over).
+pub async fn reveal_key(app: &tollgate_testkit::TestApp, user: &str) -> String {
+    let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await;
+    let kid = copies.expect(200)["access_profiles"][0]["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
+    let revealed = app.admin().post(&format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal"), serde_json::json!({})).await;
+    revealed.expect(200)["virtual_key"]["value"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A user holding a copy of `profile` (through a role named after it); returns (user, key).
+pub async fn key_holder(app: &tollgate_testkit::TestApp, profile: serde_json::Value) -> (String, String) {
+    let name = profile["name"].as_str().unwrap_or("p").to_lowercase().replace(' ', "_");
+    let id = create_profile(app, profile).await;
+    let role = create_role(app, &name).await;
+    let user = create_user(app, &format!("{name}@example.com"), Some(role)).await;
+    attach_default(app, id, role).await;
+    let key = reveal_key(app, &user).await;
+    (user, key)
+}
+
 /// Creates a profile through the API and returns its id.
 pub async fn create_profile(app: &tollgate_testkit::TestApp, body: serde_json::Value) -> i64 {
     let reply = app.admin().post(FAMILIES[0], body).await;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tollgate_testkit::mock::MockUpstream;
 use tollgate_testkit::{Backend, TestApp};
 
-use crate::{attach_default, create_profile, create_role, create_user};
+use crate::key_holder;
 
 fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("TOLLGATE_TEST_PYTHON") {
@@ -52,16 +52,7 @@ async fn the_official_openai_sdk_works_unmodified_and_is_billed_exactly() {
     );
     let app = TestApp::start_with_config(Backend::Sqlite, &config).await;
     let profile = json!({"name": "SDK", "budgets": [{"max_limit": 5, "reset_duration": "1d"}], "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]});
-    let id = create_profile(&app, profile).await;
-    let role = create_role(&app, "sdk").await;
-    let user = create_user(&app, "sdk@example.com", Some(role)).await;
-    attach_default(&app, id, role).await;
-    let copy = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0].clone();
-    let kid = copy["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
-    let key = app.admin().post(&format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal"), json!({})).await.expect(200)["virtual_key"]["value"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (user, key) = key_holder(&app, profile).await;
     let url = format!("http://{}", app.addr);
     let env = [("TOLLGATE_URL", url), ("TOLLGATE_KEY", key), ("TOLLGATE_MODEL", "openai/mock".to_owned())];
     let seen = tokio::task::spawn_blocking(move || run_sdk_script("openai_sdk.py", &env)).await.unwrap_or(Value::Null);
