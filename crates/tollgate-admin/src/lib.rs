@@ -22,6 +22,7 @@ use tollgate_core::services::auth::AuthService;
 use tollgate_core::services::directory::DirectoryService;
 use tollgate_core::services::keys::KeyService;
 use tollgate_core::services::profiles::ProfileService;
+use tollgate_core::services::providers::ProviderService;
 use tollgate_core::vkeys::Sealer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -47,6 +48,7 @@ pub struct AdminState {
     pub directory: DirectoryService,
     pub assignments: AssignmentService,
     pub keys: KeyService,
+    pub providers: ProviderService,
     pub auth: Arc<AuthService>,
 }
 
@@ -65,6 +67,7 @@ impl AdminState {
             directory: DirectoryService::new(store.clone(), sealer.clone()),
             assignments: AssignmentService::new(store.clone(), sealer.clone()),
             keys: KeyService::new(store.clone(), sealer.clone()),
+            providers: ProviderService::new(store.clone(), sealer.clone()),
             store,
             auth,
         }

@@ -8,8 +8,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Deprecated, PathItem};
 
 use crate::routes::{
-    ApiKeyDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, RbacDoc, RoleDoc, SystemDoc, UserDoc, UserProfileDoc,
-    VirtualKeyDoc,
+    ApiKeyDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc, SystemDoc, UserDoc,
+    UserProfileDoc, VirtualKeyDoc,
 };
 
 #[derive(OpenApi)]
@@ -41,6 +41,7 @@ fn build() -> utoipa::openapi::OpenApi {
     doc.merge(UserDoc::openapi());
     doc.merge(UserProfileDoc::openapi());
     doc.merge(VirtualKeyDoc::openapi());
+    doc.merge(ProviderDoc::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme("BasicAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     components.add_security_scheme("ManagementBearerAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));

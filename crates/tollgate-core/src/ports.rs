@@ -12,6 +12,7 @@ use crate::ids::{ApiKeyId, ProfileId, Sequence};
 use crate::paging::{Page, Paging};
 use crate::profile::AccessProfile;
 use crate::services::api_keys::ApiKey;
+use crate::services::providers::ProviderStore;
 
 /// Storage failures, as far as the services need to tell them apart.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +124,6 @@ pub trait AdminStore: Send + Sync {
 }
 
 /// Everything the management plane needs from storage.
-pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore {}
+pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore {}
 
-impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore> Store for T {}
+impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore> Store for T {}

@@ -7,6 +7,7 @@ mod audit;
 mod directory;
 mod plan;
 mod profiles;
+mod providers;
 mod sql;
 mod usage;
 

@@ -205,6 +205,13 @@ impl TestApp {
         text
     }
 
+    /// The first column of the first row of a query, as text.
+    pub async fn text(&self, query: &str) -> String {
+        use sqlx::Row;
+        let row = sqlx::query(query).fetch_one(&self.pool).await.expect("test query runs");
+        row.try_get::<String, _>(0).expect("the column is text")
+    }
+
     /// Counts rows of a query such as `SELECT COUNT(*) AS n FROM …`.
     pub async fn count(&self, query: &str) -> i64 {
         use sqlx::Row;

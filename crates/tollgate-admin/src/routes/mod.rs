@@ -3,6 +3,7 @@
 mod api_keys;
 mod profile_roles;
 mod profiles;
+mod providers;
 mod rbac;
 mod roles;
 mod system;
@@ -17,6 +18,7 @@ use crate::AdminState;
 pub(crate) use api_keys::ApiKeyDoc;
 pub(crate) use profile_roles::ProfileRoleDoc;
 pub(crate) use profiles::ProfileDoc;
+pub(crate) use providers::ProviderDoc;
 pub(crate) use rbac::RbacDoc;
 pub(crate) use roles::RoleDoc;
 pub(crate) use system::SystemDoc;
@@ -43,6 +45,7 @@ pub(crate) fn api_routes() -> Router<AdminState> {
         .merge(api_keys::routes())
         .merge(rbac::routes())
         .merge(roles::routes())
+        .merge(providers::routes())
         .merge(users::routes())
         .merge(user_profiles::routes())
         .merge(virtual_keys::routes())

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod directory;
 pub mod keys;
 pub mod profiles;
+pub mod providers;
 mod provision;
 
 /// How often an optimistic write is retried when another writer got there first.

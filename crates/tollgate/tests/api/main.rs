@@ -41,6 +41,7 @@ mod envelope;
 mod gateway;
 mod openapi;
 mod profiles;
+mod providers;
 mod sdk;
 mod startup;
 mod updates;

@@ -1,0 +1,172 @@
+//! Upstream providers and their API keys as the management API keeps them: network settings, the
+//! wire format they speak, and keys whose secrets are sealed at rest and redacted when served.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::Problems;
+
+/// The wire format an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI's chat-completions format (OpenAI, Azure OpenAI, Groq, Mistral, vLLM, Ollama, …).
+    #[default]
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+/// Where and how to reach a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct NetworkConfig {
+    /// Base URL up to the API version, e.g. `https://api.openai.com/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub default_request_timeout_in_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+}
+
+/// Settings of a provider that is not one of the built-in names.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct CustomProviderConfig {
+    /// The built-in provider whose wire format it speaks (`openai` or `anthropic`).
+    pub base_provider_type: String,
+    #[serde(default)]
+    pub is_key_less: bool,
+}
+
+/// A provider as stored and served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Provider {
+    pub name: String,
+    pub network_config: NetworkConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_provider_config: Option<CustomProviderConfig>,
+    /// Always `active` for a stored provider.
+    pub provider_status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Provider {
+    pub fn kind(&self) -> ProviderKind {
+        let base = self.custom_provider_config.as_ref().map_or(self.name.as_str(), |c| c.base_provider_type.as_str());
+        if base == "anthropic" { ProviderKind::Anthropic } else { ProviderKind::Openai }
+    }
+
+    /// The default base URL of a built-in provider.
+    pub fn base_url(&self) -> Option<String> {
+        self.network_config.base_url.clone().or_else(|| match self.name.as_str() {
+            "openai" => Some("https://api.openai.com/v1".into()),
+            "anthropic" => Some("https://api.anthropic.com/v1".into()),
+            "groq" => Some("https://api.groq.com/openai/v1".into()),
+            "mistral" => Some("https://api.mistral.ai/v1".into()),
+            "openrouter" => Some("https://openrouter.ai/api/v1".into()),
+            _ => None,
+        })
+    }
+}
+
+/// Body of `POST /api/providers` (and, without `provider`, of the full-replacement PUT).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct ProviderRequest {
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub network_config: Option<NetworkConfig>,
+    #[serde(default)]
+    pub custom_provider_config: Option<CustomProviderConfig>,
+    /// Keys given inline on create (older clients do this).
+    #[serde(default)]
+    pub keys: Option<Vec<KeyRequest>>,
+}
+
+/// A provider key as sent: `value` is the secret itself or `env.NAME`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct KeyRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The secret, or `env.NAME` to read it from the environment when used.
+    pub value: String,
+    /// Models this key serves; `["*"]` or omitted means all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub weight: Option<f64>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A secret as served: never the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RedactedSecret {
+    /// Masked (`sk-p…wxyz`), or empty for an environment reference.
+    pub value: String,
+    pub env_var: String,
+    pub from_env: bool,
+}
+
+/// A provider key as stored (the secret travels separately, sealed).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ProviderKey {
+    pub id: String,
+    #[serde(skip)]
+    pub provider: String,
+    pub name: String,
+    pub value: RedactedSecret,
+    pub models: Vec<String>,
+    pub weight: f64,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProviderKey {
+    pub fn serves(&self, model: &str) -> bool {
+        self.enabled && (self.models.is_empty() || self.models.iter().any(|m| m == "*" || m == model))
+    }
+}
+
+/// The masked form of a secret: its first four and last four characters.
+pub fn redact(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 12 {
+        return "****".into();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+pub(crate) fn checked_provider_name(p: &mut Problems, name: &str) -> String {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        p.add("provider", "must be 1-64 letters, digits, '-', '_' or '.'");
+    }
+    name.to_owned()
+}
+
+pub(crate) fn checked_network(p: &mut Problems, network: &NetworkConfig) {
+    if let Some(url) = &network.base_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        p.add("network_config.base_url", "must be an http(s) URL");
+    }
+    if network.default_request_timeout_in_seconds == Some(0) {
+        p.add("network_config.default_request_timeout_in_seconds", "must be at least 1");
+    }
+    if network.max_retries.is_some_and(|r| r > 10) {
+        p.add("network_config.max_retries", "must be at most 10");
+    }
+}

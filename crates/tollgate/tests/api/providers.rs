@@ -1,0 +1,61 @@
+//! Provider management: CRUD of providers and keys, secrets sealed at rest and redacted in answers.
+
+use serde_json::json;
+use tollgate_testkit::{Backend, TestApp};
+
+on_both_backends! {
+    async fn providers_and_keys_have_crud_and_never_show_secrets(app: &TestApp) {
+        let created = app.admin().post("/api/providers", json!({
+            "provider": "openai",
+            "network_config": {"base_url": "https://api.openai.com/v1", "max_retries": 2},
+            "keys": [{"name": "primary", "value": "sk-proj-abcdefghijklmnopqrstuvwxyz0123", "models": ["*"]}]
+        })).await.expect(200).clone();
+        assert_eq!((created["name"].clone(), created["provider_status"].clone()), (json!("openai"), json!("active")));
+        app.admin().post("/api/providers", json!({"provider": "openai"})).await.expect_error(409);
+        app.admin().post("/api/providers", json!({"provider": "bad name!"})).await.expect_error(400);
+        app.admin().post("/api/providers", json!({"provider": "x", "network_config": {"base_url": "ftp://x"}})).await.expect_error(400);
+        let listed = app.admin().get("/api/providers").await.expect(200).clone();
+        assert_eq!(listed["total"], 1);
+
+        let keys = app.admin().get("/api/providers/openai/keys").await.expect(200).clone();
+        let key = &keys["keys"][0];
+        assert_eq!((key["name"].clone(), key["value"]["value"].clone(), key["value"]["from_env"].clone()), (json!("primary"), json!("sk-p…0123"), json!(false)));
+        let id = key["id"].as_str().unwrap_or_default().to_owned();
+        let env = app.admin().post("/api/providers/openai/keys", json!({"name": "from-env", "value": "env.OPENAI_API_KEY", "weight": 2})).await.expect(200).clone();
+        assert_eq!((env["value"]["env_var"].clone(), env["value"]["from_env"].clone(), env["weight"].clone()), (json!("OPENAI_API_KEY"), json!(true), json!(2.0)));
+        app.admin().post("/api/providers/openai/keys", json!({"name": "primary", "value": "sk-other-0000000000000"})).await.expect_error(409);
+        app.admin().post("/api/providers/openai/keys", json!({"value": ""})).await.expect_error(400);
+        app.admin().post("/api/providers/nobody/keys", json!({"value": "sk-x-000000000000000"})).await.expect_error(404);
+
+        // Echoing the redacted value back keeps the secret; a new value replaces it.
+        let kept = app.admin().put(&format!("/api/providers/openai/keys/{id}"), json!({"name": "primary", "value": "sk-p…0123", "enabled": false})).await.expect(200).clone();
+        assert_eq!((kept["enabled"].clone(), kept["value"]["value"].clone()), (json!(false), json!("sk-p…0123")));
+        let sealed_before = sealed(app, &id).await;
+        app.admin().put(&format!("/api/providers/openai/keys/{id}"), json!({"name": "primary", "value": "sk-p…0123"})).await.expect(200);
+        assert_eq!(sealed(app, &id).await, sealed_before, "the stored secret is untouched");
+        let replaced = app.admin().put(&format!("/api/providers/openai/keys/{id}"), json!({"name": "primary", "value": "sk-new-secret-value-9999"})).await.expect(200).clone();
+        assert_eq!(replaced["value"]["value"], "sk-n…9999");
+        assert_ne!(sealed(app, &id).await, sealed_before);
+
+        let everything = app.admin().get("/api/keys").await.expect(200).to_string();
+        for secret in ["sk-proj-abcdefghijklmnopqrstuvwxyz0123", "sk-new-secret-value-9999"] {
+            assert!(!everything.contains(secret));
+            assert_eq!(app.count(&format!("SELECT COUNT(*) AS n FROM provider_keys WHERE value_sealed LIKE '%{secret}%' OR value_redacted LIKE '%{secret}%'")).await, 0);
+        }
+        let replaced_provider = app.admin().put("/api/providers/openai", json!({"network_config": {"base_url": "https://proxy.example.com/v1"}})).await.expect(200).clone();
+        assert_eq!(replaced_provider["network_config"], json!({"base_url": "https://proxy.example.com/v1"}), "PUT replaces the whole provider");
+        let removed = app.admin().delete(&format!("/api/providers/openai/keys/{id}")).await.expect(200).clone();
+        assert_eq!(removed["id"].as_str(), Some(id.as_str()));
+        app.admin().get(&format!("/api/providers/openai/keys/{id}")).await.expect_error(404);
+        let gone = app.admin().delete("/api/providers/openai").await.expect(200).clone();
+        assert_eq!(gone["name"], "openai");
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM provider_keys").await, 0, "keys go with their provider");
+        app.admin().get("/api/providers/openai").await.expect_error(404);
+    }
+}
+
+async fn sealed(app: &TestApp, id: &str) -> String {
+    let value = app.text(&format!("SELECT value_sealed FROM provider_keys WHERE id = '{id}'")).await;
+    assert!(value.starts_with("v1:"), "the secret is sealed: {value}");
+    value
+}
