@@ -63,6 +63,19 @@ on_both_backends! {
         assert_eq!(app.count("SELECT COUNT(*) AS n FROM api_keys WHERE name = 'escalated'").await, 0);
     }
 
+    async fn user_and_role_routes_are_scoped_too(app: &TestApp) {
+        // Users:View is 49 (resource 3) and RBAC:View is 33 (resource 2).
+        let key = app.admin().post("/api/api-keys", json!({"name": "directory-reader", "scopes": [49, 33]})).await.expect(200)["key"].clone();
+        let reader = app.with_key(key.as_str().unwrap_or_default());
+        reader.get("/api/governance/users").await.expect(200);
+        reader.get("/api/governance/rbac/roles").await.expect(200);
+        let msg = reader.post("/api/governance/users", json!({"name": "N", "email": "n@example.com"})).await.expect_error(403).to_owned();
+        assert!(msg.contains("Users:Create"), "{msg}");
+        reader.post("/api/governance/rbac/roles", json!({"name": "sneaky"})).await.expect_error(403);
+        reader.get("/api/providers").await.expect_error(403);
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM users").await, 0);
+    }
+
     async fn expired_keys_are_refused(app: &TestApp) {
         let created = app.admin().post("/api/api-keys", json!({"name": "short", "scopes": [1], "expires_at": "2999-01-01T00:00:00Z"})).await.expect(200).clone();
         let key = created["key"].as_str().unwrap_or_default().to_owned();

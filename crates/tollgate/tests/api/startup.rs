@@ -74,3 +74,50 @@ async fn an_unreachable_database_stops_start_up_with_a_clear_error() {
     let err = Server::build(&settings).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.starts_with("database:"), "{err}");
 }
+
+/// The real binary: serves with nothing but a SQLite path, answers `/ready`, and exits cleanly
+/// on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_starts_on_sqlite_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or_else(|e| panic!("{e}"), |a| a.port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .current_dir(dir.path())
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("TOLLGATE_DATABASE_URL")
+        .env_remove("TOLLGATE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the binary: {e}"));
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if http.get(format!("http://127.0.0.1:{port}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the binary did not become ready");
+    assert!(dir.path().join("tollgate.db").exists(), "SQLite file created in the working directory");
+    let killed = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(exited.is_some_and(|s| s.success()), "graceful exit with status 0: {exited:?}");
+    let mut printed = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut out, &mut printed);
+    }
+    assert!(
+        printed.contains("password:") && printed.contains("shown only this once"),
+        "the generated admin password is printed once: {printed}"
+    );
+}
