@@ -1,27 +1,51 @@
 //! The gateway's shared state and the life of one reservation: built at start (snapshot loaded,
-//! counters rebuilt from stored usage), kept fresh by background tasks, settled exactly once.
+//! counters rebuilt from stored usage), kept fresh by background tasks; each request admitted once
+//! (provider found, key authorized, estimate reserved) and settled exactly once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use tollgate_core::auth::Secret;
 use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageStore};
 use tollgate_core::windows::Period;
 
+use crate::authorize::{Estimate, authorize, presented_key};
 use crate::counters::{Actual, Counters, Denial, LineKind};
 use crate::error::GatewayError;
-use crate::pricing::{Price, Pricing};
+use crate::pricing::{Price, Pricing, UnpricedModels};
 use crate::snapshot::SharedSnapshot;
 use crate::writer::{UsageWriter, WriterHandle, line_of};
+
+/// The API an upstream speaks; also names the wire format a client speaks on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProviderKind {
+    /// OpenAI-compatible chat completions: `POST {base_url}/chat/completions`, key as Bearer.
+    #[default]
+    OpenAi,
+    /// Anthropic Messages: `POST {base_url}/messages`, key in `x-api-key`, `anthropic-version` set.
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// The chat endpoint under the provider's base URL.
+    pub fn chat_path(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "/chat/completions",
+            ProviderKind::Anthropic => "/messages",
+        }
+    }
+}
 
 /// An upstream provider, from the configuration.
 #[derive(Debug, Clone)]
 pub struct ProviderSpec {
     pub name: String,
+    pub kind: ProviderKind,
     /// Base URL up to and including the API version, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
     pub api_key: Option<Secret>,
@@ -128,6 +152,61 @@ impl Gateway {
     pub fn counter(&self, line: &str) -> Option<(u64, u64)> {
         self.0.counters.peek(line)
     }
+
+    /// The one way to an upstream call, whatever the route's format: finds the provider,
+    /// authorizes the key, prices the estimate and reserves it on every line that applies.
+    /// The returned guard settles the reservation exactly once.
+    pub(crate) fn admit(&self, headers: &HeaderMap, ask: &Ask<'_>) -> Result<(ProviderSpec, Held), GatewayError> {
+        let (provider, model) = (ask.provider, ask.model);
+        let spec = self
+            .0
+            .providers
+            .get(provider)
+            .cloned()
+            .ok_or_else(|| GatewayError::bad_request(format!("provider '{provider}' is not configured")))?;
+        let now = tollgate_core::clock::now();
+        let snapshot = self.0.snapshot.load();
+        let grant = authorize(&snapshot, presented_key(headers), provider, model, now).map_err(|e| e.for_model(provider, model))?;
+        let price = self.0.pricing.price(provider, model);
+        if price.is_none() && grant.has_budgets() && self.0.pricing.unpriced == UnpricedModels::Deny {
+            return Err(GatewayError::new(
+                StatusCode::FORBIDDEN,
+                "model_unpriced",
+                format!("no price is known for '{provider}/{model}', so its budget cannot be charged; add one under [pricing]"),
+            )
+            .for_model(provider, model));
+        }
+        let cost = price.map_or(Money::ZERO, |p| p.cost(ask.prompt, ask.max_out));
+        let estimate = Estimate { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: ask.prompt + ask.max_out };
+        let claims = grant.claims(&snapshot, estimate, now);
+        let reservation = self.0.counters.reserve(&claims, now).map_err(|d| refusal(&d, now).for_model(provider, model))?;
+        let log = RequestLog {
+            created_at: now,
+            user_id: Some(grant.user_id.clone()),
+            virtual_key_id: Some(grant.key_id.clone()),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost: Money::ZERO,
+            status: 0,
+            latency_ms: 0,
+            streamed: ask.stream,
+        };
+        Ok((spec, Held::new(self.clone(), reservation, price, log)))
+    }
+}
+
+/// What a route read from a request, before governance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    /// Estimated prompt tokens.
+    pub prompt: u64,
+    /// Output tokens the request allows.
+    pub max_out: u64,
+    pub stream: bool,
 }
 
 async fn reload_periodically(gateway: Gateway) {
@@ -254,6 +333,15 @@ pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>) -> GatewayError {
 pub(crate) fn tokenizer() -> Option<&'static tiktoken_rs::CoreBPE> {
     static BPE: OnceLock<Option<tiktoken_rs::CoreBPE>> = OnceLock::new();
     BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref()
+}
+
+/// Tokens of a chat request's prompt as a provider will count them, approximately (cl100k plus
+/// framing): the messages, an Anthropic-style `system`, and the tool definitions.
+pub(crate) fn prompt_estimate(request: &Value) -> u64 {
+    let messages = request.get("messages").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let mut parts: Vec<String> = messages.iter().map(|m| m.get("content").map_or(String::new(), ToString::to_string)).collect();
+    parts.extend(["system", "tools"].iter().filter_map(|k| request.get(*k)).map(ToString::to_string));
+    count_tokens(&parts.join("\n")) + 4 * u64::try_from(messages.len()).unwrap_or(0) + 3
 }
 
 /// Tokens of `text` (cl100k); falls back to one token per three bytes if the tokenizer is missing.

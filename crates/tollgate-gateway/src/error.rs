@@ -1,10 +1,11 @@
-//! The data plane's error type and its one mapping to the envelope, with the governance `type`
-//! strings at the top level (clients branch on them) and `Retry-After` on rate limits.
+//! The data plane's error type and its mappings: to the envelope, with the governance `type`
+//! strings at the top level (clients branch on them), or to Anthropic's native error shape on the
+//! Anthropic-format routes; `Retry-After` on rate limits either way.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// An inference request refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +36,32 @@ impl GatewayError {
     }
 }
 
-impl IntoResponse for GatewayError {
-    fn into_response(self) -> Response {
+impl GatewayError {
+    /// The error in Anthropic's shape, `{"type":"error","error":{"type","message"}}`, with the
+    /// same status; `error.type` is the governance type (`budget_exceeded`, …), a malformed
+    /// request is Anthropic's own `invalid_request_error`.
+    pub fn into_anthropic_response(self) -> Response {
+        let kind = if self.kind == "invalid_request" { "invalid_request_error" } else { self.kind };
+        let body = json!({"type": "error", "error": {"type": kind, "message": self.message}});
+        self.respond(body)
+    }
+
+    fn respond(self, body: Value) -> Response {
         if self.status.is_server_error() {
             tracing::warn!(kind = self.kind, status = self.status.as_u16(), message = %self.message, "inference request failed");
         }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
         let mut extra = json!({"request_type": "chat_completion"});
         if let (Some(provider), Some(model)) = (&self.provider, &self.model) {
             extra["provider"] = json!(provider);
@@ -52,12 +74,6 @@ impl IntoResponse for GatewayError {
             "error": {"type": self.kind, "message": self.message},
             "extra_fields": extra,
         });
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after
-            && let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        response
+        self.respond(body)
     }
 }

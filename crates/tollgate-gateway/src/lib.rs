@@ -1,11 +1,15 @@
-//! Tollgate's data plane: the governed inference routes under `/v1`, authorized against an
+//! Tollgate's data plane: the governed inference routes (`/v1`, `/openai`, `/anthropic`), authorized against an
 //! in-memory governance snapshot, reserved and settled on counters, persisted by a batching writer.
+//!
+//! Clients speak OpenAI's chat format (`/v1/chat/completions`) or Anthropic's Messages format
+//! (`/anthropic/v1/messages`); upstreams speak either (`ProviderKind`), and `translate` bridges.
 //!
 //! A chat request goes: parse → find the key (header order of the contract) → authorize (key,
 //! copy, provider, model) → reserve the estimate on every rate limit and budget that applies
 //! (all or nothing) → call the provider → settle the real usage (or, for an abandoned stream,
 //! the tokens delivered) → the writer persists counters and the request log within a second.
 
+mod anthropic;
 mod authorize;
 mod chat;
 pub mod counters;
@@ -14,6 +18,7 @@ mod error;
 mod models;
 pub mod pricing;
 mod snapshot;
+mod translate;
 mod upstream;
 mod writer;
 
@@ -21,16 +26,18 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderSpec};
+pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec};
 
 /// Largest inference request body accepted (32 MiB).
 pub const MAX_INFERENCE_BODY_BYTES: usize = 32 * 1024 * 1024;
 
-/// The `/v1` routes (authenticated by virtual key, not by the admin credential).
+/// The inference routes (authenticated by virtual key, not by the admin credential).
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/openai/v1/chat/completions", post(chat::chat_completions))
+        .route("/anthropic/v1/messages", post(anthropic::messages))
+        .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(models::list_models))
         .layer(DefaultBodyLimit::max(MAX_INFERENCE_BODY_BYTES))
         .with_state(gateway)

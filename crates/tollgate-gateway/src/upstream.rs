@@ -1,12 +1,24 @@
-//! Calls to OpenAI-compatible upstreams, with retries on errors that are worth retrying.
+//! Calls to upstreams (OpenAI-compatible or Anthropic) with retries on errors worth retrying, and
+//! the way an answer travels back: plain or streamed, in the client's format, its usage tapped so
+//! the reservation settles exactly once — with the reported usage, or what a stream delivered.
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures::{StreamExt, stream};
 use serde_json::Value;
 
-use crate::engine::ProviderSpec;
+use crate::engine::{Held, ProviderKind, ProviderSpec, count_tokens};
 use crate::error::GatewayError;
+use crate::translate::{self, stream::Reframe};
+
+/// The Anthropic API version sent with every call to an Anthropic upstream.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Upstream statuses that a retry may cure.
 fn retryable(status: reqwest::StatusCode) -> bool {
@@ -17,25 +29,34 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100 * 2u64.pow(attempt.min(6)))
 }
 
-/// POSTs `body` to `path` under the provider's base URL. Connection failures and retryable
-/// statuses are retried up to the provider's `max_retries`; the last answer is returned as is.
-/// A stream has no overall timeout (only the connection must open in time).
+/// POSTs `body` to the provider's chat endpoint, authenticated as its kind wants, with the
+/// `forwarded` client headers. Connection failures and retryable statuses are retried up to the
+/// provider's `max_retries`; the last answer is returned as is. A stream has no overall timeout
+/// (only the connection must open in time).
 pub async fn post(
     http: &reqwest::Client,
     spec: &ProviderSpec,
-    path: &str,
     body: &Value,
     stream: bool,
+    forwarded: &[(&'static str, HeaderValue)],
 ) -> Result<reqwest::Response, GatewayError> {
-    let url = format!("{}{path}", spec.base_url.trim_end_matches('/'));
+    let url = format!("{}{}", spec.base_url.trim_end_matches('/'), spec.kind.chat_path());
     let mut attempt = 0;
     loop {
         let mut request = http.post(&url).json(body);
         if !stream {
             request = request.timeout(spec.timeout);
         }
-        if let Some(key) = &spec.api_key {
-            request = request.bearer_auth(key.expose());
+        request = match (spec.kind, &spec.api_key) {
+            (ProviderKind::OpenAi, Some(key)) => request.bearer_auth(key.expose()),
+            (ProviderKind::Anthropic, Some(key)) => request.header("x-api-key", key.expose()),
+            (_, None) => request,
+        };
+        if spec.kind == ProviderKind::Anthropic {
+            request = request.header("anthropic-version", ANTHROPIC_VERSION);
+        }
+        for (name, value) in forwarded {
+            request = request.header(*name, value.clone());
         }
         let last = attempt >= spec.max_retries;
         match request.send().await {
@@ -55,4 +76,157 @@ pub async fn post(
         tokio::time::sleep(backoff(attempt)).await;
         attempt += 1;
     }
+}
+
+/// One governed upstream call and the way its answer travels back to the client.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub spec: ProviderSpec,
+    pub held: Held,
+    /// The request, already in the upstream's format.
+    pub body: Value,
+    /// The format the client speaks.
+    pub client: ProviderKind,
+    pub stream: bool,
+    /// An OpenAI client asked for the closing usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// Estimated (prompt, output) tokens: charged when a successful answer reports no usage.
+    pub estimate: (u64, u64),
+    /// Client headers passed on to the upstream.
+    pub forwarded: Vec<(&'static str, HeaderValue)>,
+}
+
+impl Exchange {
+    /// Calls the upstream and answers the client; the reservation is settled on every path.
+    pub async fn run(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
+        let Exchange { spec, held, body, client, stream, include_usage, estimate, forwarded } = self;
+        let response = post(http, &spec, &body, stream, &forwarded).await?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes = response.bytes().await.unwrap_or_default();
+            held.finish(None, status);
+            let bytes = if spec.kind == client { bytes } else { Bytes::from(translate::error_body(client, status, &bytes).to_string()) };
+            return Ok(json_response(status, bytes));
+        }
+        if stream {
+            let reframe = translate::stream::reframe(spec.kind, client, include_usage);
+            return Ok(relay(response, Tap::new(held, spec.kind, estimate.0), reframe));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|_| GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"))?;
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        // A successful answer without usage data is charged at the estimate: never less than billed.
+        held.finish(Some(translate::usage_of(spec.kind, &parsed).unwrap_or(estimate)), status);
+        if spec.kind == client {
+            return Ok(json_response(status, bytes));
+        }
+        if !parsed.is_object() {
+            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer is not JSON"));
+        }
+        Ok(json_response(status, Bytes::from(translate::answer(spec.kind, &parsed).to_string())))
+    }
+}
+
+fn json_response(status: u16, bytes: Bytes) -> Response {
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Watches a stream go by in the upstream's format: the usage it reports, else the text
+/// delivered. Dropped when the stream ends or the client leaves, it settles the reservation.
+#[derive(Debug)]
+struct Tap {
+    held: Held,
+    upstream: ProviderKind,
+    input: Option<u64>,
+    output: Option<u64>,
+    text: String,
+    prompt: u64,
+    finished: bool,
+}
+
+impl Tap {
+    fn new(held: Held, upstream: ProviderKind, prompt: u64) -> Tap {
+        Tap { held, upstream, input: None, output: None, text: String::new(), prompt, finished: false }
+    }
+
+    fn observe(&mut self, data: &str) {
+        if data.trim() == "[DONE]" {
+            self.finished = true;
+            return;
+        }
+        let Ok(event) = serde_json::from_str::<Value>(data) else { return };
+        match self.upstream {
+            ProviderKind::OpenAi => self.observe_chunk(&event),
+            ProviderKind::Anthropic => self.observe_event(&event),
+        }
+    }
+
+    fn observe_chunk(&mut self, chunk: &Value) {
+        if let Some((input, output)) = translate::usage_of(ProviderKind::OpenAi, chunk) {
+            (self.input, self.output) = (Some(input), Some(output));
+        }
+        for delta in chunk.get("choices").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c.get("delta")) {
+            if let Some(text) = delta.get("content").and_then(Value::as_str) {
+                self.text.push_str(text);
+            }
+            let calls = delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten();
+            for arguments in calls.filter_map(|c| c.pointer("/function/arguments").and_then(Value::as_str)) {
+                self.text.push_str(arguments);
+            }
+        }
+    }
+
+    fn observe_event(&mut self, event: &Value) {
+        let tokens = |at: &str| event.pointer(at).and_then(Value::as_u64);
+        match event.get("type").and_then(Value::as_str) {
+            Some("message_start") => self.input = tokens("/message/usage/input_tokens").or(self.input),
+            Some("content_block_delta") => {
+                let piece = event.pointer("/delta/text").or_else(|| event.pointer("/delta/partial_json")).and_then(Value::as_str);
+                self.text.push_str(piece.unwrap_or_default());
+            }
+            Some("message_delta") => {
+                self.input = tokens("/usage/input_tokens").or(self.input);
+                self.output = tokens("/usage/output_tokens").or(self.output);
+            }
+            Some("message_stop") => self.finished = true,
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        let usage = (self.input.unwrap_or(self.prompt), self.output.unwrap_or_else(|| count_tokens(&self.text)));
+        self.held.settle_stream(usage, if self.finished { 200 } else { 499 });
+    }
+}
+
+/// Relays an upstream stream to the client, event by event, through the tap and the reframer.
+fn relay(response: reqwest::Response, mut tap: Tap, mut reframe: Box<dyn Reframe>) -> Response {
+    let events = response.bytes_stream().eventsource().flat_map(move |event| {
+        let out: Vec<Result<Event, std::io::Error>> = match event {
+            Ok(event) => {
+                tap.observe(&event.data);
+                reframe
+                    .reframe(&event.event, &event.data)
+                    .into_iter()
+                    .map(|sse| {
+                        let built = Event::default().data(sse.data);
+                        Ok(match sse.event {
+                            Some(name) => built.event(name),
+                            None => built,
+                        })
+                    })
+                    .collect()
+            }
+            Err(e) => vec![Err(std::io::Error::other(e.to_string()))],
+        };
+        stream::iter(out)
+    });
+    Sse::new(events).into_response()
 }

@@ -1,12 +1,12 @@
-//! The `[[providers]]`, `[pricing]` and `[gateway]` sections of the config file: upstreams with
-//! their API keys given as environment references, price overrides, and data-plane settings.
+//! The `[[providers]]`, `[pricing]` and `[gateway]` sections of the config file: upstreams (their
+//! API kind, keys given as environment references), price overrides, and data-plane settings.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tollgate_core::auth::Secret;
-use tollgate_gateway::ProviderSpec;
 use tollgate_gateway::pricing::{Price, UnpricedModels};
+use tollgate_gateway::{ProviderKind, ProviderSpec};
 
 /// Default output tokens assumed when a request sets no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -73,6 +73,7 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
     };
     let mut spec = ProviderSpec {
         name: String::new(),
+        kind: ProviderKind::OpenAi,
         base_url: String::new(),
         api_key: None,
         models: Vec::new(),
@@ -83,6 +84,12 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
         let path = format!("{at}.{key}");
         match key.as_str() {
             "name" => text(problems, &path, v).unwrap_or_default().clone_into(&mut spec.name),
+            "kind" => match text(problems, &path, v) {
+                Some("openai") => spec.kind = ProviderKind::OpenAi,
+                Some("anthropic") => spec.kind = ProviderKind::Anthropic,
+                Some(_) => problems.push(format!("{path}: must be \"openai\" (any OpenAI-compatible API) or \"anthropic\"")),
+                None => {}
+            },
             "base_url" => text(problems, &path, v).unwrap_or_default().clone_into(&mut spec.base_url),
             "api_key" => spec.api_key = text(problems, &path, v).and_then(|raw| api_key(problems, &path, raw)),
             "models" => match v.as_array() {
@@ -191,6 +198,11 @@ mod tests {
             base_url = "https://api.openai.com/v1"
             api_key = "sk-literal"
             models = ["gpt-4o"]
+            [[providers]]
+            name = "anthropic"
+            kind = "anthropic"
+            base_url = "https://api.anthropic.com/v1"
+            api_key = "sk-ant-literal"
             [pricing]
             unpriced_models = "free"
             [pricing.models."openai/gpt-4o"]
@@ -204,7 +216,8 @@ mod tests {
         let mut problems = Vec::new();
         let c = parse(doc.get("providers"), doc.get("pricing"), doc.get("gateway"), &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(c.providers[0].name, "openai");
+        assert_eq!((c.providers[0].name.as_str(), c.providers[0].kind), ("openai", ProviderKind::OpenAi), "openai is the default kind");
+        assert_eq!((c.providers[1].name.as_str(), c.providers[1].kind), ("anthropic", ProviderKind::Anthropic));
         assert_eq!(c.prices["openai/gpt-4o"], Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 });
         assert_eq!((c.unpriced, c.default_max_tokens), (UnpricedModels::Free, 1000));
     }
@@ -217,6 +230,10 @@ mod tests {
             base_url = "ftp://x"
             api_key = "env.TOLLGATE_TEST_SURELY_UNSET_VARIABLE"
             colour = 1
+            [[providers]]
+            name = "other"
+            kind = "gemini"
+            base_url = "https://example.com/v1"
             [pricing.models."gpt-4o"]
             input = -1
             output = 1
@@ -225,9 +242,15 @@ mod tests {
         .unwrap_or_default();
         let mut problems = Vec::new();
         parse(doc.get("providers"), doc.get("pricing"), doc.get("gateway"), &mut problems);
-        for needle in
-            ["providers[0].name", "providers[0].base_url", "TOLLGATE_TEST_SURELY_UNSET_VARIABLE", "colour", ".input", "provider/model"]
-        {
+        for needle in [
+            "providers[0].name",
+            "providers[0].base_url",
+            "providers[1].kind",
+            "TOLLGATE_TEST_SURELY_UNSET_VARIABLE",
+            "colour",
+            ".input",
+            "provider/model",
+        ] {
             assert!(problems.iter().any(|p| p.contains(needle)), "{needle} missing from {problems:?}");
         }
     }

@@ -30,6 +30,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod anthropic;
 mod api_keys;
 mod assignments;
 mod auth;
