@@ -65,3 +65,27 @@ async fn the_official_openai_sdk_works_unmodified_and_is_billed_exactly() {
     assert!((bill - 0.05).abs() < 1e-9, "billed {bill}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_anthropic_sdk_works_unmodified_and_is_billed_exactly() {
+    let mock = MockUpstream::start().await;
+    mock.script.prompt_tokens.store(5, std::sync::atomic::Ordering::SeqCst);
+    let config = format!(
+        "[[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"upstream\"\nmax_retries = 0\n\n\
+         [pricing.models.\"anthropic/claude-mock\"]\ninput = 1000\noutput = 1000\n",
+        mock.base_url()
+    );
+    let app = TestApp::start_with_config(Backend::Postgres, &config).await;
+    let profile = json!({"name": "Claude", "budgets": [{"max_limit": 5, "reset_duration": "1d"}],
+        "provider_configs": [{"provider_name": "anthropic", "allowed_models": ["claude-mock"]}]});
+    let (user, key) = key_holder(&app, profile).await;
+    let env = [("TOLLGATE_URL", format!("http://{}", app.addr)), ("TOLLGATE_KEY", key), ("TOLLGATE_MODEL", "claude-mock".to_owned())];
+    let seen = tokio::task::spawn_blocking(move || run_sdk_script("anthropic_sdk.py", &env)).await.unwrap_or(Value::Null);
+    assert_eq!(seen["plain_text_words"], 20, "{seen}");
+    assert_eq!(seen["stream_text_words"], 20);
+    assert_eq!(seen["refused_status"], 403);
+    // Two answers of 5 input + 20 output tokens at $1000 per million tokens: $0.05.
+    let bill = spent(&app, &user).await;
+    assert!((bill - 0.05).abs() < 1e-9, "billed {bill}");
+    app.stop().await;
+}
