@@ -8,6 +8,7 @@ use crate::copies::UserCopy;
 use crate::money::Money;
 use crate::overrides::BudgetOverride;
 use crate::ports::StoreError;
+use crate::providers::{Provider, ProviderKey};
 
 /// A virtual key as the data plane needs it: found by the hash of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub struct GovernanceData {
     pub keys: Vec<KeyRecord>,
     pub copies: Vec<UserCopy>,
     pub overrides: Vec<BudgetOverride>,
+    /// Providers managed through the API, with their keys' sealed secrets.
+    pub providers: Vec<Provider>,
+    pub provider_keys: Vec<(ProviderKey, String)>,
 }
 
 /// Usage of one counter line in the window that starts at `window_start`.

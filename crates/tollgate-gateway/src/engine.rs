@@ -53,6 +53,42 @@ pub struct ProviderSpec {
     pub models: Vec<String>,
     pub timeout: Duration,
     pub max_retries: u32,
+    /// Keys of a provider managed through the API; one is picked per request (`api_key` is then
+    /// set to it). Empty for a provider declared in the config file, which has one `api_key`.
+    pub keys: Vec<WeightedKey>,
+    /// True when a key must be picked from `keys` (an API-managed provider that is not key-less):
+    /// with none usable the request is refused rather than sent without credentials.
+    pub needs_key: bool,
+}
+
+/// A provider key with its share of the traffic.
+#[derive(Debug, Clone)]
+pub struct WeightedKey {
+    pub secret: Secret,
+    pub weight: f64,
+    /// Models it serves; empty or `*` means all.
+    pub models: Vec<String>,
+}
+
+impl ProviderSpec {
+    /// A key serving `model`, chosen at random in proportion to the keys' weights.
+    pub fn pick_key(&self, model: &str) -> Option<Secret> {
+        use rand::Rng;
+        let serving: Vec<&WeightedKey> =
+            self.keys.iter().filter(|k| k.models.is_empty() || k.models.iter().any(|m| m == "*" || m == model)).collect();
+        let total: f64 = serving.iter().map(|k| k.weight.max(0.0)).sum();
+        if total <= 0.0 {
+            return serving.first().map(|k| k.secret.clone());
+        }
+        let mut point = rand::thread_rng().gen_range(0.0..total);
+        for key in &serving {
+            point -= key.weight.max(0.0);
+            if point < 0.0 {
+                return Some(key.secret.clone());
+            }
+        }
+        serving.last().map(|k| k.secret.clone())
+    }
 }
 
 /// Gateway settings.
@@ -115,8 +151,9 @@ impl Gateway {
         store: Arc<dyn UsageStore>,
         counters: Arc<dyn Counters>,
         settings: GatewaySettings,
+        sealer: tollgate_core::vkeys::Sealer,
     ) -> Result<(Gateway, GatewayTasks), String> {
-        let snapshot = SharedSnapshot::default();
+        let snapshot = SharedSnapshot::new(sealer);
         snapshot.reload(store.as_ref()).await?;
         for row in store.load_usage().await.map_err(|e| e.to_string())? {
             let (line, kind, used, window_start) = line_of(&row);
@@ -158,14 +195,26 @@ impl Gateway {
     /// The returned guard settles the reservation exactly once.
     pub(crate) fn admit(&self, headers: &HeaderMap, ask: &Ask<'_>) -> Result<(ProviderSpec, Held), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
-        let spec = self
-            .0
-            .providers
-            .get(provider)
-            .cloned()
-            .ok_or_else(|| GatewayError::bad_request(format!("provider '{provider}' is not configured")))?;
         let now = tollgate_core::clock::now();
         let snapshot = self.0.snapshot.load();
+        // A provider managed through the API takes precedence over one of the same name in the file.
+        let mut spec = snapshot
+            .providers
+            .get(provider)
+            .or_else(|| self.0.providers.get(provider))
+            .cloned()
+            .ok_or_else(|| GatewayError::bad_request(format!("provider '{provider}' is not configured")))?;
+        if spec.needs_key {
+            let key = spec.pick_key(model).ok_or_else(|| {
+                GatewayError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_provider_key",
+                    format!("provider '{provider}' has no enabled key for model '{model}'"),
+                )
+                .for_model(provider, model)
+            })?;
+            spec.api_key = Some(key);
+        }
         let grant = authorize(&snapshot, presented_key(headers), provider, model, now).map_err(|e| e.for_model(provider, model))?;
         let price = self.0.pricing.price(provider, model);
         if price.is_none() && grant.has_budgets() && self.0.pricing.unpriced == UnpricedModels::Deny {

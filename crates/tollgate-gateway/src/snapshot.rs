@@ -1,14 +1,22 @@
 //! The immutable governance snapshot the hot path reads: keys by value hash, each user's active
-//! copies, budget overrides. Rebuilt from the store and swapped as a unit (`ArcSwap`).
+//! copies, budget overrides, the providers managed through the API with their opened keys.
+//! Rebuilt from the store and swapped as a unit (`ArcSwap`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use std::time::Duration;
 use tollgate_core::copies::UserCopy;
 use tollgate_core::ids::BudgetId;
 use tollgate_core::overrides::BudgetOverride;
+
+use tollgate_core::auth::Secret;
+use tollgate_core::providers::{Provider, ProviderKey, ProviderKind as CoreKind};
 use tollgate_core::usage::{GovernanceData, KeyRecord, UsageStore};
+use tollgate_core::vkeys::Sealer;
+
+use crate::engine::{ProviderKind, ProviderSpec, WeightedKey};
 
 /// Governance state at one instant.
 #[derive(Debug, Default)]
@@ -17,39 +25,79 @@ pub struct Snapshot {
     /// Copies per user, oldest first.
     pub copies: HashMap<String, Vec<Arc<UserCopy>>>,
     pub overrides: HashMap<BudgetId, BudgetOverride>,
+    /// Providers managed through the API, by name.
+    pub providers: HashMap<String, ProviderSpec>,
 }
 
 impl Snapshot {
-    pub fn build(data: GovernanceData) -> Snapshot {
+    pub fn build(data: GovernanceData, sealer: &Sealer) -> Snapshot {
+        let providers =
+            data.providers.iter().filter_map(|p| spec_of(p, &data.provider_keys, sealer)).map(|s| (s.name.clone(), s)).collect();
         let keys = data.keys.into_iter().map(|k| (k.value_hash.clone(), k)).collect();
         let mut copies: HashMap<String, Vec<Arc<UserCopy>>> = HashMap::new();
         for copy in data.copies {
             copies.entry(copy.user_id.clone()).or_default().push(Arc::new(copy));
         }
         let overrides = data.overrides.into_iter().map(|o| (o.budget_id.clone(), o)).collect();
-        Snapshot { keys, copies, overrides }
+        Snapshot { keys, copies, overrides, providers }
     }
+}
+
+/// An API-managed provider as the data plane calls it; `None` (logged) when it cannot be used.
+fn spec_of(provider: &Provider, keys: &[(ProviderKey, String)], sealer: &Sealer) -> Option<ProviderSpec> {
+    let Some(base_url) = provider.base_url() else {
+        tracing::warn!(provider = %provider.name, "provider has no base_url and is not a built-in name; not served");
+        return None;
+    };
+    let mut models = Vec::new();
+    let mut usable = Vec::new();
+    for (key, sealed) in keys.iter().filter(|(k, _)| k.provider == provider.name && k.enabled) {
+        let secret = if key.value.from_env { std::env::var(&key.value.env_var).ok().map(Secret::new) } else { sealer.open(sealed).ok() };
+        let Some(secret) = secret else {
+            tracing::warn!(provider = %provider.name, key = %key.name, "provider key secret unavailable; key not used");
+            continue;
+        };
+        models.extend(key.models.iter().filter(|m| *m != "*").cloned());
+        usable.push(WeightedKey { secret, weight: key.weight, models: key.models.clone() });
+    }
+    let kind = match provider.kind() {
+        CoreKind::Openai => ProviderKind::OpenAi,
+        CoreKind::Anthropic => ProviderKind::Anthropic,
+    };
+    let network = &provider.network_config;
+    Some(ProviderSpec {
+        name: provider.name.clone(),
+        kind,
+        base_url,
+        api_key: None,
+        models,
+        timeout: Duration::from_secs(network.default_request_timeout_in_seconds.unwrap_or(120)),
+        max_retries: network.max_retries.unwrap_or(2),
+        keys: usable,
+        needs_key: !provider.custom_provider_config.as_ref().is_some_and(|c| c.is_key_less),
+    })
 }
 
 /// The current snapshot, shared by every request.
 #[derive(Debug, Clone)]
-pub struct SharedSnapshot(Arc<ArcSwap<Snapshot>>);
-
-impl Default for SharedSnapshot {
-    fn default() -> Self {
-        Self(Arc::new(ArcSwap::from_pointee(Snapshot::default())))
-    }
+pub struct SharedSnapshot {
+    current: Arc<ArcSwap<Snapshot>>,
+    sealer: Sealer,
 }
 
 impl SharedSnapshot {
+    pub fn new(sealer: Sealer) -> Self {
+        Self { current: Arc::new(ArcSwap::from_pointee(Snapshot::default())), sealer }
+    }
+
     pub fn load(&self) -> Arc<Snapshot> {
-        self.0.load_full()
+        self.current.load_full()
     }
 
     /// Reads the store and swaps in a fresh snapshot; on failure the old one stays.
     pub async fn reload(&self, store: &dyn UsageStore) -> Result<(), String> {
         let data = store.load_governance().await.map_err(|e| e.to_string())?;
-        self.0.store(Arc::new(Snapshot::build(data)));
+        self.current.store(Arc::new(Snapshot::build(data, &self.sealer)));
         Ok(())
     }
 }

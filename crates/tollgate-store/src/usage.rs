@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
+use tollgate_core::services::providers::ProviderStore;
 use tollgate_core::usage::{GovernanceData, KeyRecord, RequestLog, UsageRow, UsageStore};
 
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
@@ -43,7 +44,9 @@ impl UsageStore for SqlStore {
             sqlx::query(&format!("SELECT {OVERRIDE_COLUMNS} FROM budget_overrides")).fetch_all(&mut *tx).await.map_err(map_err)?;
         let overrides = override_rows.iter().map(override_from_row).collect::<Result<Vec<_>, _>>()?;
         tx.commit().await.map_err(map_err)?;
-        Ok(GovernanceData { keys, copies, overrides })
+        let providers = self.list_providers().await?;
+        let provider_keys = self.sealed_provider_keys().await?;
+        Ok(GovernanceData { keys, copies, overrides, providers, provider_keys })
     }
 
     async fn load_usage(&self) -> Result<Vec<UsageRow>, StoreError> {

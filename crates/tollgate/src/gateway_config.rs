@@ -79,6 +79,8 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
         models: Vec::new(),
         timeout: Duration::from_mins(2),
         max_retries: 2,
+        keys: Vec::new(),
+        needs_key: false,
     };
     for (key, v) in table {
         let path = format!("{at}.{key}");

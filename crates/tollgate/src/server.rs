@@ -12,6 +12,7 @@ use tollgate_admin::AdminState;
 use tollgate_core::ports::Store;
 use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
 use tollgate_core::usage::UsageStore;
+use tollgate_core::vkeys::Sealer;
 use tollgate_gateway::counters::MemoryCounters;
 use tollgate_gateway::pricing::Pricing;
 use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks};
@@ -49,7 +50,7 @@ pub struct Server {
 }
 
 /// Loads the governance snapshot, rebuilds the counters and starts the data plane's tasks.
-async fn start_gateway(store: &SqlStore, settings: &Settings) -> Result<(Gateway, GatewayTasks), StartError> {
+async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -> Result<(Gateway, GatewayTasks), StartError> {
     let config = &settings.gateway;
     let pricing = Pricing::new(config.prices.clone(), config.unpriced).map_err(StartError::Gateway)?;
     let gateway_settings = GatewaySettings {
@@ -59,7 +60,7 @@ async fn start_gateway(store: &SqlStore, settings: &Settings) -> Result<(Gateway
         log_retention_days: config.log_retention_days,
     };
     let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
-    Gateway::start(usage, Arc::new(MemoryCounters::new()), gateway_settings).await.map_err(StartError::Gateway)
+    Gateway::start(usage, Arc::new(MemoryCounters::new()), gateway_settings, sealer.clone()).await.map_err(StartError::Gateway)
 }
 
 impl Server {
@@ -75,7 +76,7 @@ impl Server {
         let auth = Arc::new(AuthService::new(shared.clone(), admin));
         let bootstrap = auth.bootstrap().await.map_err(|e| StartError::Database(e.to_string()))?;
         crate::declared::apply(&settings.declared, shared.clone(), &sealer).await.map_err(StartError::Declared)?;
-        let (gateway, tasks) = start_gateway(&store, settings).await?;
+        let (gateway, tasks) = start_gateway(&store, settings, &sealer).await?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let mut state = AdminState::new(shared, auth, &sealer);
         let hook = gateway.clone();

@@ -59,3 +59,72 @@ async fn sealed(app: &TestApp, id: &str) -> String {
     assert!(value.starts_with("v1:"), "the secret is sealed: {value}");
     value
 }
+
+/// Providers added through the API serve traffic at once, with their keys chosen per request.
+mod served {
+    use serde_json::json;
+    use tollgate_testkit::mock::MockUpstream;
+    use tollgate_testkit::{Backend, TestApp};
+
+    use crate::key_holder;
+
+    fn chat() -> serde_json::Value {
+        json!({"model": "managed/mock", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    }
+
+    async fn scenario(backend: Backend) {
+        let mock = MockUpstream::start().await;
+        let file = format!("[[providers]]\nname = \"managed\"\nbase_url = \"{}\"\napi_key = \"from-the-file\"\n", mock.base_url());
+        let app = TestApp::start_with_config(backend, &file).await;
+        let (_, key) =
+            key_holder(&app, json!({"name": "Managed", "provider_configs": [{"provider_name": "managed", "allowed_models": ["mock"]}]}))
+                .await;
+        let seen = |r: &tollgate_testkit::Reply| r.body["upstream_saw_authorization"].as_str().unwrap_or_default().to_owned();
+        let before = app.with_key(&key).post("/v1/chat/completions", chat()).await;
+        assert_eq!(seen(&before), "Bearer from-the-file");
+
+        app.admin().post("/api/providers", json!({
+            "provider": "managed",
+            "network_config": {"base_url": mock.base_url()},
+            "keys": [{"name": "k-on", "value": "key-one", "models": ["mock"]}, {"name": "k-off", "value": "key-off", "enabled": false}]
+        })).await.expect(200);
+        for _ in 0..5 {
+            let r = app.with_key(&key).post("/v1/chat/completions", chat()).await;
+            assert_eq!(seen(&r), "Bearer key-one", "the API's provider wins; a disabled key is never used");
+        }
+        let keys = app.admin().get("/api/providers/managed/keys").await.expect(200).clone();
+        let on = keys["keys"].as_array().and_then(|a| a.iter().find(|k| k["name"] == "k-on")).map(|k| k["id"].clone()).unwrap_or_default();
+        app.admin()
+            .put(
+                &format!("/api/providers/managed/keys/{}", on.as_str().unwrap_or_default()),
+                json!({"name": "k-on", "value": "key-rotated"}),
+            )
+            .await
+            .expect(200);
+        let rotated = app.with_key(&key).post("/v1/chat/completions", chat()).await;
+        assert_eq!(seen(&rotated), "Bearer key-rotated", "a rotated key is used from the next request");
+        app.admin()
+            .put(
+                &format!("/api/providers/managed/keys/{}", on.as_str().unwrap_or_default()),
+                json!({"name": "k-on", "value": "key-rotated", "enabled": false}),
+            )
+            .await
+            .expect(200);
+        let none = app.with_key(&key).post("/v1/chat/completions", chat()).await;
+        assert_eq!((none.status.as_u16(), none.body["type"].clone()), (503, json!("no_provider_key")));
+        app.admin().delete("/api/providers/managed").await.expect(200);
+        let after = app.with_key(&key).post("/v1/chat/completions", chat()).await;
+        assert_eq!(seen(&after), "Bearer from-the-file", "without the API's provider the file's serves again");
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        scenario(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        scenario(Backend::Postgres).await;
+    }
+}
