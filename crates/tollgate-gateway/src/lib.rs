@@ -13,6 +13,7 @@ mod anthropic;
 mod authorize;
 mod chat;
 pub mod counters;
+mod embeddings;
 mod engine;
 mod error;
 mod models;
@@ -36,6 +37,9 @@ pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/openai/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/openai/v1/embeddings", post(embeddings::embeddings))
+        .route("/openai/v1/models", get(models::list_models))
         .route("/anthropic/v1/messages", post(anthropic::messages))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(models::list_models))

@@ -29,18 +29,19 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100 * 2u64.pow(attempt.min(6)))
 }
 
-/// POSTs `body` to the provider's chat endpoint, authenticated as its kind wants, with the
+/// POSTs `body` to `path` under the provider's base URL, authenticated as its kind wants, with the
 /// `forwarded` client headers. Connection failures and retryable statuses are retried up to the
 /// provider's `max_retries`; the last answer is returned as is. A stream has no overall timeout
 /// (only the connection must open in time).
 pub async fn post(
     http: &reqwest::Client,
     spec: &ProviderSpec,
+    path: &str,
     body: &Value,
     stream: bool,
     forwarded: &[(&'static str, HeaderValue)],
 ) -> Result<reqwest::Response, GatewayError> {
-    let url = format!("{}{}", spec.base_url.trim_end_matches('/'), spec.kind.chat_path());
+    let url = format!("{}{path}", spec.base_url.trim_end_matches('/'));
     let mut attempt = 0;
     loop {
         let mut request = http.post(&url).json(body);
@@ -100,7 +101,7 @@ impl Exchange {
     /// Calls the upstream and answers the client; the reservation is settled on every path.
     pub async fn run(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
         let Exchange { spec, held, body, client, stream, include_usage, estimate, forwarded } = self;
-        let response = post(http, &spec, &body, stream, &forwarded).await?;
+        let response = post(http, &spec, spec.kind.chat_path(), &body, stream, &forwarded).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let bytes = response.bytes().await.unwrap_or_default();
@@ -129,7 +130,7 @@ impl Exchange {
     }
 }
 
-fn json_response(status: u16, bytes: Bytes) -> Response {
+pub(crate) fn json_response(status: u16, bytes: Bytes) -> Response {
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

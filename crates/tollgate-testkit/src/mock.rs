@@ -77,7 +77,11 @@ impl MockUpstream {
             calls: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
         });
-        let app = Router::new().route("/v1/chat/completions", post(chat)).route("/v1/messages", post(messages)).with_state(script.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/messages", post(messages))
+            .route("/v1/embeddings", post(embeddings))
+            .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("mock upstream bind: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("mock upstream addr: {e}"));
         tokio::spawn(async move {
@@ -121,6 +125,10 @@ impl Script {
             received.push(Received { path, headers: headers.clone(), body: request.clone() });
         }
         let fail = self.fail_status.load(Ordering::SeqCst);
+        // A model whose name starts with `down-` is always unavailable (for fallback tests).
+        if request["model"].as_str().is_some_and(|m| m.starts_with("down-")) {
+            return Err(StatusCode::SERVICE_UNAVAILABLE);
+        }
         if fail != 0 {
             return Err(StatusCode::from_u16(fail).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
         }
@@ -270,4 +278,18 @@ async fn messages(State(script): State<Arc<Script>>, headers: HeaderMap, Json(re
         ("message_stop", json!({"type": "message_stop"})),
     ]);
     sse(events.into_iter().map(|(name, data)| (Some(name), data.to_string())).collect(), turn.delay)
+}
+
+async fn embeddings(State(script): State<Arc<Script>>, headers: HeaderMap, Json(request): Json<Value>) -> Response {
+    let turn = match script.begin("/v1/embeddings", &headers, &request) {
+        Ok(turn) => turn,
+        Err(status) => return (status, Json(json!({"error": {"message": "scripted failure", "type": "server_error"}}))).into_response(),
+    };
+    Json(json!({
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125]}],
+        "model": turn.model,
+        "usage": {"prompt_tokens": turn.prompt, "total_tokens": turn.prompt},
+    }))
+    .into_response()
 }

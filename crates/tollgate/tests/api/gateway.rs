@@ -25,6 +25,10 @@ max_retries = 0
 [pricing.models."openai/mock"]
 input = 0
 output = 1000
+
+[pricing.models."openai/down-model"]
+input = 0
+output = 1000
 "#,
         mock.base_url()
     )
@@ -192,5 +196,46 @@ gateway_tests! {
         let after_abandon = spent().await;
         let charged = after_abandon - after_second;
         assert!(charged > 0.0 && charged < 0.02, "an abandoned stream pays for what it received: {charged}");
+    }
+}
+
+gateway_tests! {
+    async fn embeddings_are_governed_and_billed_by_input_tokens(app, mock) {
+        let (_, key, _) = member(app, json!({
+            "name": "Embedder",
+            "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        })).await;
+        mock.script.prompt_tokens.store(8, Ordering::SeqCst);
+        let ok = app.with_key(&key).post("/v1/embeddings", json!({"model": "openai/mock", "input": ["alpha", "beta"]})).await;
+        assert_eq!(ok.expect(200)["data"][0]["embedding"], json!([0.25, -0.5, 0.125]));
+        let refused = app.with_key(&key).post("/v1/embeddings", json!({"model": "openai/other", "input": "x"})).await;
+        assert_eq!(refused.body["type"], "model_blocked");
+        app.with_key(&key).post("/v1/embeddings", json!({"model": "openai/mock"})).await.expect(400);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let logs = app.count("SELECT COUNT(*) AS n FROM request_logs WHERE prompt_tokens = 8 AND completion_tokens = 0").await;
+        assert_eq!(logs, 1, "charged by the tokens the provider reported");
+    }
+
+    async fn fallbacks_are_tried_in_order_each_under_governance(app, mock) {
+        let (user, key, _) = member(app, json!({
+            "name": "Fallback",
+            "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["down-model", "mock"]}]
+        })).await;
+        mock.script.prompt_tokens.store(0, Ordering::SeqCst);
+        let mut body = chat("openai/down-model", 20);
+        body["fallbacks"] = json!(["openai/mock-large", "openai/mock"]);
+        let served = app.with_key(&key).post("/v1/chat/completions", body.clone()).await;
+        assert_eq!(served.expect(200)["model"], "mock", "the first fallback that passes governance and answers serves");
+        assert_eq!(mock.calls(), 2, "down-model failed upstream; mock-large was refused by governance before any call");
+        let forwarded = mock.script.received.lock().map(|r| r.last().map(|x| x.body.clone())).ok().flatten().unwrap_or_default();
+        assert!(forwarded.get("fallbacks").is_none(), "fallbacks are not forwarded");
+        body["fallbacks"] = json!(["openai/mock-large"]);
+        let failed = app.with_key(&key).post("/v1/chat/completions", body).await;
+        assert_eq!(failed.status.as_u16(), 503, "when all fail, the primary's answer stands");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let spent = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0]["budgets"][0]["current_usage"].clone();
+        assert_eq!(spent, 0.02, "only the fallback that served was charged");
     }
 }

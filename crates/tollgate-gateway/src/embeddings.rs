@@ -1,0 +1,56 @@
+//! `POST /v1/embeddings` (OpenAI format): the same governance as chat — authorize, reserve the
+//! input tokens' price, call the provider, settle with the tokens it reports.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::engine::{Ask, Gateway, ProviderKind, count_tokens};
+use crate::error::GatewayError;
+use crate::upstream::{json_response, post};
+
+/// Input tokens of an embeddings request: text is counted, token arrays are taken as they are.
+fn input_tokens(input: &Value) -> u64 {
+    match input {
+        Value::String(text) => count_tokens(text),
+        Value::Array(items) if items.iter().all(Value::is_number) => u64::try_from(items.len()).unwrap_or(u64::MAX),
+        Value::Array(items) => items.iter().map(input_tokens).sum(),
+        _ => 0,
+    }
+}
+
+pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
+    let mut request: Value = serde_json::from_slice(&body).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
+    let full = request.get("model").and_then(Value::as_str).ok_or_else(|| GatewayError::bad_request("model is required"))?.to_owned();
+    let (provider, model) = full
+        .split_once('/')
+        .ok_or_else(|| GatewayError::bad_request("model must be written as provider/model, e.g. openai/text-embedding-3-small"))?;
+    let input = request
+        .get("input")
+        .filter(|i| i.is_string() || i.is_array())
+        .ok_or_else(|| GatewayError::bad_request("input must be a string or an array"))?;
+    let prompt = input_tokens(input);
+    let ask = Ask { provider, model, prompt, max_out: 0, stream: false };
+    let (spec, held) = gw.admit(&headers, &ask)?;
+    if spec.kind != ProviderKind::OpenAi {
+        held.finish(None, 400);
+        return Err(GatewayError::bad_request(format!("provider '{provider}' does not serve embeddings")).for_model(provider, model));
+    }
+    request["model"] = json!(model);
+    let response = post(&gw.0.http, &spec, "/embeddings", &request, false, &[]).await.map_err(|e| e.for_model(provider, model))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|_| GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"))?;
+    if !(200..300).contains(&status) {
+        held.finish(None, status);
+        return Ok(json_response(status, bytes));
+    }
+    let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let used = parsed.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or(prompt);
+    held.finish(Some((used, 0)), status);
+    Ok(json_response(status, bytes))
+}
