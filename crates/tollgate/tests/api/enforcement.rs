@@ -131,3 +131,33 @@ enforcement_tests! {
         app
     }
 }
+
+enforcement_tests! {
+    async fn calendar_aligned_windows_start_at_utc_boundaries(app, mock) {
+        let _ = mock;
+        let (user, key) = key_holder(&app, json!({"name": "Aligned", "calendar_aligned": true,
+            "budgets": [{"max_limit": 1, "reset_duration": "1d"}, {"max_limit": 5, "reset_duration": "1M"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
+        app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
+        let copy = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0].clone();
+        let now = tollgate_core::clock::now();
+        let midnight = now.format("%Y-%m-%dT00:00:00Z").to_string();
+        let first_of_month = now.format("%Y-%m-01T00:00:00Z").to_string();
+        let starts: Vec<String> = copy["budgets"].as_array().map(|b| b.iter().filter_map(|x| x["last_reset"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
+        assert_eq!(starts, [midnight, first_of_month], "aligned windows start at UTC midnight and on the 1st");
+        app
+    }
+
+    async fn request_logs_older_than_the_retention_are_pruned(app, mock) {
+        let (_, key) = key_holder(&app, json!({"name": "Logged", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
+        app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
+        app.sql("INSERT INTO request_logs (created_at, provider, model, prompt_tokens, completion_tokens, cost, status, latency_ms, streamed) \
+                 VALUES ('2001-01-01T00:00:00.000000Z', 'openai', 'mock', 1, 1, 0, 200, 1, 0)").await;
+        let config = format!("{}\n[gateway]\nrequest_log_retention_days = 7\n", config(mock));
+        let app = app.restart(&config).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM request_logs WHERE created_at < '2002-01-01'").await, 0, "the old line is gone");
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM request_logs").await, 1, "this week's line stays");
+        app
+    }
+}
