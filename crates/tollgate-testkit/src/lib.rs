@@ -191,9 +191,15 @@ impl TestApp {
     /// POSTs a streamed chat request with a virtual key and reads the SSE answer as text, hanging
     /// up after `max_events` events (to play a client that abandons the stream).
     pub async fn raw_stream(&self, key: &str, body: &Value, max_events: usize) -> String {
+        self.read_stream("/v1/chat/completions", ("authorization", &format!("Bearer {key}")), body, max_events).await
+    }
+
+    /// POSTs a streamed request to `path` with one credential header and reads the SSE answer
+    /// (status 200 expected) as text, hanging up after `max_events` events.
+    pub async fn read_stream(&self, path: &str, header: (&str, &str), body: &Value, max_events: usize) -> String {
         use futures::StreamExt;
-        let response =
-            self.http.post(self.url("/v1/chat/completions")).bearer_auth(key).json(body).send().await.expect("stream request sent");
+        let response = self.http.post(self.url(path)).header(header.0, header.1).json(body).send().await.expect("stream request sent");
+        assert_eq!(response.status().as_u16(), 200, "stream status");
         let mut text = String::new();
         let mut chunks = response.bytes_stream();
         while let Some(Ok(chunk)) = chunks.next().await {

@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tollgate_testkit::mock::{MockUpstream, Received, TOOL_INPUT};
 use tollgate_testkit::{Backend, TestApp};
@@ -82,28 +81,6 @@ fn streamed(mut body: Value) -> Value {
     body
 }
 
-/// POSTs a streamed request with the key in `header` and reads the SSE answer as text, hanging
-/// up after `max_events` events (to play a client that abandons the stream).
-async fn read_stream(app: &TestApp, path: &str, header: (&str, &str), body: &Value, max_events: usize) -> String {
-    let response = reqwest::Client::new()
-        .post(app.url(path))
-        .header(header.0, header.1)
-        .json(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("stream request: {e}"));
-    assert_eq!(response.status().as_u16(), 200, "stream status");
-    let mut text = String::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(Ok(chunk)) = chunks.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        if text.matches("data:").count() >= max_events {
-            break;
-        }
-    }
-    text
-}
-
 /// The latest request the mock received.
 fn last(mock: &MockUpstream) -> Received {
     mock.last_request().unwrap_or_else(|| panic!("the mock was not called"))
@@ -133,34 +110,7 @@ async fn anthropic_app(backend: Backend) -> (TestApp, MockUpstream) {
     (app, mock)
 }
 
-macro_rules! anthropic_tests {
-    ($(async fn $name:ident($app:ident, $mock:ident) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
-                use super::*;
-
-                async fn scenario($app: &TestApp, $mock: &MockUpstream) $body
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let (app, mock) = anthropic_app(Backend::Sqlite).await;
-                    scenario(&app, &mock).await;
-                    app.stop().await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let (app, mock) = anthropic_app(Backend::Postgres).await;
-                    scenario(&app, &mock).await;
-                    app.stop().await;
-                }
-            }
-        )*
-    };
-}
-
-anthropic_tests! {
+with_mock_upstream! { anthropic_app;
     async fn an_openai_request_to_an_anthropic_model_is_translated_and_billed_exactly(app, mock) {
         let (user, key) = key_holder(app, both("Translated")).await;
         let mut body = chat("anthropic/claude-mock");
@@ -268,7 +218,7 @@ anthropic_tests! {
 
     async fn the_anthropic_route_streams_events_as_they_come_and_bills_exactly(app, mock) {
         let (user, key) = key_holder(app, both("NativeStream")).await;
-        let text = read_stream(app, "/anthropic/v1/messages", ("x-api-key", &key), &streamed(message("claude-mock")), usize::MAX).await;
+        let text = app.read_stream("/anthropic/v1/messages", ("x-api-key", &key), &streamed(message("claude-mock")), usize::MAX).await;
         let names = events_of(&text);
         assert_eq!(names.first().map(String::as_str), Some("message_start"), "{text}");
         assert_eq!(names.last().map(String::as_str), Some("message_stop"));
@@ -297,7 +247,7 @@ anthropic_tests! {
             "model": "mock", "max_tokens": 50, "stop": ["END"],
             "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
         }));
-        let text = read_stream(app, "/anthropic/v1/messages", ("x-api-key", &key), &streamed(body), usize::MAX).await;
+        let text = app.read_stream("/anthropic/v1/messages", ("x-api-key", &key), &streamed(body), usize::MAX).await;
         let names = events_of(&text);
         assert_eq!(names.first().map(String::as_str), Some("message_start"), "{text}");
         assert_eq!(names.last().map(String::as_str), Some("message_stop"));
@@ -356,7 +306,7 @@ anthropic_tests! {
     async fn an_abandoned_anthropic_stream_pays_for_what_it_received(app, mock) {
         let (user, key) = key_holder(app, both("Abandoned")).await;
         mock.script.chunk_delay_ms.store(50, Ordering::SeqCst);
-        let partial = read_stream(app, "/anthropic/v1/messages", ("x-api-key", &key), &streamed(message("claude-mock")), 6).await;
+        let partial = app.read_stream("/anthropic/v1/messages", ("x-api-key", &key), &streamed(message("claude-mock")), 6).await;
         assert!(partial.contains("message_start") && !partial.contains("message_stop"), "{partial}");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let charged = spent(app, &user).await;

@@ -29,32 +29,7 @@ async fn started(backend: Backend) -> (TestApp, MockUpstream) {
     (app, mock)
 }
 
-macro_rules! enforcement_tests {
-    ($(async fn $name:ident($app:ident, $mock:ident) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
-                use super::*;
-
-                async fn scenario($app: TestApp, $mock: &MockUpstream) -> TestApp $body
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let (app, mock) = started(Backend::Sqlite).await;
-                    scenario(app, &mock).await.stop().await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let (app, mock) = started(Backend::Postgres).await;
-                    scenario(app, &mock).await.stop().await;
-                }
-            }
-        )*
-    };
-}
-
-enforcement_tests! {
+with_mock_upstream! { owned started;
     async fn provider_level_lines_are_enforced_and_named(app, mock) {
         let (_, key) = key_holder(&app, json!({"name": "Provider", "provider_configs": [{
             "provider_name": "openai", "allowed_models": ["mock"],
@@ -132,7 +107,7 @@ enforcement_tests! {
     }
 }
 
-enforcement_tests! {
+with_mock_upstream! { owned started;
     async fn calendar_aligned_windows_start_at_utc_boundaries(app, mock) {
         let _ = mock;
         let (user, key) = key_holder(&app, json!({"name": "Aligned", "calendar_aligned": true,

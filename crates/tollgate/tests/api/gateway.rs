@@ -55,34 +55,7 @@ async fn gateway_app(backend: Backend) -> (TestApp, MockUpstream) {
     (app, mock)
 }
 
-macro_rules! gateway_tests {
-    ($(async fn $name:ident($app:ident, $mock:ident) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
-                use super::*;
-
-                async fn scenario($app: &TestApp, $mock: &MockUpstream) $body
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let (app, mock) = gateway_app(Backend::Sqlite).await;
-                    scenario(&app, &mock).await;
-                    app.stop().await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let (app, mock) = gateway_app(Backend::Postgres).await;
-                    scenario(&app, &mock).await;
-                    app.stop().await;
-                }
-            }
-        )*
-    };
-}
-
-gateway_tests! {
+with_mock_upstream! { gateway_app;
     async fn identity_and_access_checks_follow_the_contract(app, mock) {
         let (_, key, _) = member(app, openai_only("Checked")).await;
         let r = app.anonymous().post("/v1/chat/completions", chat("openai/mock", 5)).await;
@@ -199,7 +172,7 @@ gateway_tests! {
     }
 }
 
-gateway_tests! {
+with_mock_upstream! { gateway_app;
     async fn embeddings_are_governed_and_billed_by_input_tokens(app, mock) {
         let (_, key, _) = member(app, json!({
             "name": "Embedder",

@@ -30,6 +30,57 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Runs each scenario against a server and mock upstream made by `$start(backend)`, once per
+/// backend. `owned` scenarios take the app by value and hand it back (so they can restart it).
+macro_rules! with_mock_upstream {
+    ($start:ident; $(async fn $name:ident($app:ident, $mock:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
+                use super::*;
+
+                async fn scenario($app: &TestApp, $mock: &MockUpstream) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let (app, mock) = $start(Backend::Sqlite).await;
+                    scenario(&app, &mock).await;
+                    app.stop().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let (app, mock) = $start(Backend::Postgres).await;
+                    scenario(&app, &mock).await;
+                    app.stop().await;
+                }
+            }
+        )*
+    };
+    (owned $start:ident; $(async fn $name:ident($app:ident, $mock:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
+                use super::*;
+
+                async fn scenario($app: TestApp, $mock: &MockUpstream) -> TestApp $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let (app, mock) = $start(Backend::Sqlite).await;
+                    scenario(app, &mock).await.stop().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let (app, mock) = $start(Backend::Postgres).await;
+                    scenario(app, &mock).await.stop().await;
+                }
+            }
+        )*
+    };
+}
+
 mod anthropic;
 mod api_keys;
 mod assignments;
