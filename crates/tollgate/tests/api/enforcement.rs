@@ -95,6 +95,16 @@ with_mock_upstream! { owned started;
         app
     }
 
+    async fn an_inactive_key_is_refused_before_its_copy_is_consulted(app, mock) {
+        let _ = mock;
+        let (_, key) = key_holder(&app, json!({"name": "Frozen", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
+        app.sql("UPDATE virtual_keys SET is_active = 0").await;
+        app.admin().post(FAMILIES[0], json!({"name": "reload"})).await.expect(201);
+        let refused = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await;
+        assert_eq!((refused.status.as_u16(), refused.body["type"].clone()), (403, json!("virtual_key_blocked")));
+        app
+    }
+
     async fn an_inactive_copy_blocks_its_keys(app, mock) {
         let _ = mock;
         let (user, key) = key_holder(&app, json!({"name": "Paused", "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]})).await;
