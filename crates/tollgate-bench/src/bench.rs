@@ -1,0 +1,262 @@
+//! The benchmark run: start the three processes, govern a key, drive each path phase by phase, measure its process, report.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::load::{self, Stats, Target};
+use crate::report::{self, Context, Measured, Path, Results};
+use crate::setup::{self, Admin};
+use crate::{procstat, spawn};
+
+/// How long after a run Tollgate's CPU is still counted: its usage writer flushes once a second.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// Command-line options of the benchmark run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// The Tollgate binary [default: `tollgate` beside this binary, i.e. target/release/tollgate]
+    #[arg(long)]
+    pub tollgate_bin: Option<PathBuf>,
+    /// Fixed request rates (requests/s), comma-separated; the target rate is added if missing
+    #[arg(long, value_delimiter = ',', default_value = "200,1000")]
+    pub rates: Vec<u32>,
+    /// The rate at which the latency, CPU and memory targets are judged
+    #[arg(long, default_value_t = 1000)]
+    pub target_rate: u32,
+    /// Seconds of each fixed-rate run
+    #[arg(long, default_value_t = 8.0)]
+    pub duration: f64,
+    /// Keep-alive connections of the fixed-rate runs
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Seconds of each full-speed run
+    #[arg(long, default_value_t = 8.0)]
+    pub full_duration: f64,
+    /// Connections (each with one request at a time) of the full-speed runs
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Rate (requests/s) of the streamed runs
+    #[arg(long, default_value_t = 200)]
+    pub stream_rate: u32,
+    /// Seconds of each streamed run
+    #[arg(long, default_value_t = 5.0)]
+    pub stream_duration: f64,
+    /// Seconds of unmeasured full-speed warm-up per path
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Milliseconds between the mock's streamed chunks (the first goes at once)
+    #[arg(long, default_value_t = 1)]
+    pub chunk_delay_ms: u64,
+    /// A smoke run of about 25 seconds: the target rate only, short runs
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Run lengths, checked.
+#[derive(Debug, Clone)]
+struct Plan {
+    rates: Vec<u32>,
+    target_rate: u32,
+    fixed: Duration,
+    full: Duration,
+    stream: Duration,
+    warmup: Duration,
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, String> {
+    if value.is_finite() && value > 0.0 && value <= 600.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!("--{name}: must be between 0 and 600 seconds"))
+    }
+}
+
+impl Options {
+    fn plan(&self) -> Result<Plan, String> {
+        let quick = |normal: f64, short: f64| if self.quick { short } else { normal };
+        let mut rates: Vec<u32> = if self.quick { vec![self.target_rate] } else { self.rates.clone() };
+        if !rates.contains(&self.target_rate) {
+            rates.push(self.target_rate);
+        }
+        if rates.iter().chain([&self.stream_rate]).any(|r| !(1..=100_000).contains(r)) {
+            return Err("rates must be between 1 and 100000 requests/s".to_owned());
+        }
+        if !(1..=1024).contains(&self.connections) || !(1..=1024).contains(&self.concurrency) {
+            return Err("--connections and --concurrency must be between 1 and 1024".to_owned());
+        }
+        Ok(Plan {
+            rates,
+            target_rate: self.target_rate,
+            fixed: seconds("duration", quick(self.duration, 2.5))?,
+            full: seconds("full-duration", quick(self.full_duration, 1.5))?,
+            stream: seconds("stream-duration", quick(self.stream_duration, 1.5))?,
+            warmup: seconds("warmup", quick(self.warmup, 0.3))?,
+        })
+    }
+}
+
+/// CPU time the serving process, the mock upstream and this process (the load) spent while `run`
+/// ran and for `settle` after it (work the server defers, such as Tollgate's batched usage writes,
+/// is charged to the requests that caused it).
+async fn measure(server: u32, mock: u32, settle: Duration, run: impl Future<Output = Result<Stats, String>>) -> Result<Measured, String> {
+    let pids = [server, mock, std::process::id()];
+    let mut before = [Duration::ZERO; 3];
+    for (pid, t) in pids.iter().zip(&mut before) {
+        *t = procstat::cpu_time(*pid)?;
+    }
+    let switches = procstat::context_switches(server)?;
+    let stats = run.await?;
+    tokio::time::sleep(settle).await;
+    let switches = procstat::context_switches(server)?.saturating_sub(switches);
+    let mut spent = [Duration::ZERO; 3];
+    for ((pid, t), b) in pids.iter().zip(&mut spent).zip(before) {
+        *t = procstat::cpu_time(*pid)?.saturating_sub(b);
+    }
+    let [cpu, mock_cpu, client_cpu] = spent;
+    Ok(Measured { stats, cpu, mock_cpu: (server != mock).then_some(mock_cpu), client_cpu, switches })
+}
+
+/// CPU time other processes on the machine took while the benchmark ran (the three children and
+/// this process excluded), and what the hypervisor stole.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    pub wall: Duration,
+    pub others: Duration,
+    pub steal: Duration,
+}
+
+#[derive(Debug)]
+struct UsageStart {
+    at: Instant,
+    processes: HashMap<u32, Duration>,
+    steal: Duration,
+}
+
+impl UsageStart {
+    fn now() -> Result<UsageStart, String> {
+        Ok(UsageStart { at: Instant::now(), processes: procstat::all_processes(), steal: procstat::stolen()? })
+    }
+
+    fn usage(&self, ours: &[u32]) -> Result<Usage, String> {
+        let others = procstat::all_processes()
+            .into_iter()
+            .filter(|(pid, _)| !ours.contains(pid))
+            .map(|(pid, cpu)| cpu.saturating_sub(self.processes.get(&pid).copied().unwrap_or_default()))
+            .sum();
+        Ok(Usage { wall: self.at.elapsed(), others, steal: procstat::stolen()?.saturating_sub(self.steal) })
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+/// Starts everything, runs the phases (each path in turn within a phase, so drift in the
+/// machine's load touches all three alike) and prints the report.
+pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
+    let plan = options.plan()?;
+    let load_before = load_average();
+    let tollgate_bin = spawn::tollgate_binary(options.tollgate_bin.as_deref())?;
+    let dir = tempfile::Builder::new().prefix("tollgate-bench-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let delay = options.chunk_delay_ms.to_string();
+    let mock = spawn::start("mock", spawn::own(&["mock", "--port", "0", "--chunk-delay-ms", &delay])?, None)?;
+    let upstream = format!("http://{}", mock.addr);
+    let forwarder = spawn::start("forwarder", spawn::own(&["forward", "--listen", "127.0.0.1:0", "--upstream", &upstream])?, None)?;
+    let tollgate = setup::start_tollgate(&tollgate_bin, dir.path(), mock.addr)?;
+    let admin = Admin::new(tollgate.addr)?;
+    let governed = admin.govern().await?;
+    say(&format!(
+        "mock {} (pid {}), forwarder {} (pid {}), tollgate {} (pid {}, {}); load average {load_before}",
+        mock.addr,
+        mock.pid(),
+        forwarder.addr,
+        forwarder.pid(),
+        tollgate.addr,
+        tollgate.pid(),
+        tollgate_bin.display()
+    ));
+    let targets = [
+        (Target::new("direct", mock.addr, setup::UPSTREAM_MODEL, "bench")?, &mock),
+        (Target::new("forwarder", forwarder.addr, setup::UPSTREAM_MODEL, "bench")?, &forwarder),
+        (Target::new("tollgate", tollgate.addr, setup::GOVERNED_MODEL, &governed.key)?, &tollgate),
+    ];
+    let mock_pid = mock.pid();
+    let settle = |target: &Target| if target.name == "tollgate" { SETTLE } else { Duration::ZERO };
+    let ours = [mock_pid, forwarder.pid(), tollgate.pid(), std::process::id()];
+    let machine_before = UsageStart::now()?;
+    let mut paths: Vec<Path> = targets.iter().map(|(t, child)| Path::new(t.name, child.name)).collect();
+    for ((target, _), path) in targets.iter().zip(&mut paths) {
+        check(target).await?;
+        path.answered += 2 + load::closed_loop(target, options.concurrency.min(8), plan.warmup, false).await?.ok;
+    }
+    // Tollgate's writer persists the warm-up before anything is measured.
+    tokio::time::sleep(SETTLE).await;
+    for &rate in &plan.rates {
+        for ((target, child), path) in targets.iter().zip(&mut paths) {
+            let at_target = rate == plan.target_rate;
+            if at_target {
+                path.rss_before = procstat::peak_rss(child.pid()).ok();
+                path.rss_reset = procstat::reset_peak(child.pid());
+            }
+            let run = measure(child.pid(), mock_pid, settle(target), load::open_loop(target, rate, plan.fixed, options.connections, false))
+                .await?;
+            if at_target {
+                path.rss_at_target = procstat::peak_rss(child.pid()).ok();
+            }
+            say(&report::progress(target.name, &format!("{rate}/s"), &run));
+            path.answered += run.stats.ok;
+            path.fixed.push((rate, run));
+        }
+    }
+    for ((target, child), path) in targets.iter().zip(&mut paths) {
+        let run = measure(
+            child.pid(),
+            mock_pid,
+            settle(target),
+            load::open_loop(target, options.stream_rate, plan.stream, options.connections, true),
+        )
+        .await?;
+        say(&report::progress(target.name, &format!("stream {}/s", options.stream_rate), &run));
+        path.answered += run.stats.ok;
+        path.stream = Some(run);
+    }
+    for ((target, child), path) in targets.iter().zip(&mut paths) {
+        let run = measure(child.pid(), mock_pid, settle(target), load::closed_loop(target, options.concurrency, plan.full, false)).await?;
+        say(&report::progress(target.name, &format!("full speed ×{}", options.concurrency), &run));
+        path.answered += run.stats.ok;
+        path.full = Some(run);
+        path.rss_end = procstat::peak_rss(child.pid()).ok();
+    }
+    let machine = machine_before.usage(&ours)?;
+    // The last run settled past the writer's flush; the charge shows governance really ran.
+    let charged = admin.spent(&governed.user).await?;
+    let context = Context {
+        load_before,
+        load_after: load_average(),
+        target_rate: plan.target_rate,
+        stream_rate: options.stream_rate,
+        concurrency: options.concurrency,
+        charged,
+        governed_requests: paths.get(2).map_or(0, |p| p.answered),
+        machine,
+    };
+    report::print(&Results { paths, context }, say);
+    drop((tollgate, forwarder, mock));
+    Ok(())
+}
+
+/// One plain and one streamed request must come back whole before any load.
+async fn check(target: &Arc<Target>) -> Result<(), String> {
+    let plain = load::probe(target, false).await.map_err(|e| format!("{}: plain request failed: {e}", target.name))?;
+    if !plain.contains("\"usage\"") {
+        return Err(format!("{}: plain answer without usage: {plain}", target.name));
+    }
+    let streamed = load::probe(target, true).await.map_err(|e| format!("{}: streamed request failed: {e}", target.name))?;
+    if !streamed.contains("data: [DONE]") || !streamed.contains("\"usage\"") {
+        return Err(format!("{}: streamed answer incomplete: {streamed}", target.name));
+    }
+    Ok(())
+}
