@@ -32,8 +32,8 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Respons
     }
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let max_out = request.get("max_tokens").and_then(Value::as_u64).unwrap_or(gw.0.default_max_tokens);
-    let ask = Ask { provider, model, prompt: prompt_estimate(&request), max_out, stream };
-    let (spec, held) = gw.admit(headers, &ask)?;
+    let ask = Ask { provider, model, max_out, stream };
+    let (spec, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(&request))?;
     let (body, forwarded) = match spec.kind {
         ProviderKind::Anthropic => {
             request["model"] = json!(model);
@@ -55,7 +55,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Respons
         client: ProviderKind::Anthropic,
         stream,
         include_usage: false,
-        estimate: (ask.prompt, max_out),
+        estimate: (prompt, max_out),
         forwarded,
     };
     exchange.run(&gw.0.http).await.map_err(|e| e.for_model(provider, model))

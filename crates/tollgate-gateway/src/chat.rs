@@ -62,8 +62,8 @@ async fn attempt(gw: &Gateway, headers: &HeaderMap, mut request: Value, full: &s
         .or_else(|| request.get("max_tokens"))
         .and_then(Value::as_u64)
         .unwrap_or(gw.0.default_max_tokens);
-    let ask = Ask { provider, model, prompt: prompt_estimate(&request), max_out, stream };
-    let (spec, held) = gw.admit(headers, &ask)?;
+    let ask = Ask { provider, model, max_out, stream };
+    let (spec, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(&request))?;
     let include_usage = request.pointer("/stream_options/include_usage") == Some(&json!(true));
     let body = match spec.kind {
         ProviderKind::OpenAi => {
@@ -83,7 +83,7 @@ async fn attempt(gw: &Gateway, headers: &HeaderMap, mut request: Value, full: &s
         client: ProviderKind::OpenAi,
         stream,
         include_usage,
-        estimate: (ask.prompt, max_out),
+        estimate: (prompt, max_out),
         forwarded: Vec::new(),
     };
     exchange.run(&gw.0.http).await.map_err(|e| e.for_model(provider, model))

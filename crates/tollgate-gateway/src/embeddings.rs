@@ -31,9 +31,8 @@ pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Byt
         .get("input")
         .filter(|i| i.is_string() || i.is_array())
         .ok_or_else(|| GatewayError::bad_request("input must be a string or an array"))?;
-    let prompt = input_tokens(input);
-    let ask = Ask { provider, model, prompt, max_out: 0, stream: false };
-    let (spec, held) = gw.admit(&headers, &ask)?;
+    let ask = Ask { provider, model, max_out: 0, stream: false };
+    let (spec, held, prompt) = gw.admit(&headers, &ask, || input_tokens(input))?;
     if spec.kind != ProviderKind::OpenAi {
         held.finish(None, 400);
         return Err(GatewayError::bad_request(format!("provider '{provider}' does not serve embeddings")).for_model(provider, model));

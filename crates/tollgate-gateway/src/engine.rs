@@ -193,7 +193,14 @@ impl Gateway {
     /// The one way to an upstream call, whatever the route's format: finds the provider,
     /// authorizes the key, prices the estimate and reserves it on every line that applies.
     /// The returned guard settles the reservation exactly once.
-    pub(crate) fn admit(&self, headers: &HeaderMap, ask: &Ask<'_>) -> Result<(ProviderSpec, Held), GatewayError> {
+    /// `prompt` estimates the prompt tokens; it runs only once the caller is authorized, so an
+    /// unauthenticated request never pays for tokenizing its body.
+    pub(crate) fn admit(
+        &self,
+        headers: &HeaderMap,
+        ask: &Ask<'_>,
+        prompt: impl FnOnce() -> u64,
+    ) -> Result<(ProviderSpec, Held, u64), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
         let now = tollgate_core::clock::now();
         let snapshot = self.0.snapshot.load();
@@ -225,8 +232,9 @@ impl Gateway {
             )
             .for_model(provider, model));
         }
-        let cost = price.map_or(Money::ZERO, |p| p.cost(ask.prompt, ask.max_out));
-        let estimate = Estimate { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: ask.prompt + ask.max_out };
+        let prompt = prompt();
+        let cost = price.map_or(Money::ZERO, |p| p.cost(prompt, ask.max_out));
+        let estimate = Estimate { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: prompt + ask.max_out };
         let claims = grant.claims(&snapshot, estimate, now);
         let reservation = self.0.counters.reserve(&claims, now).map_err(|d| refusal(&d, now).for_model(provider, model))?;
         let log = RequestLog {
@@ -242,7 +250,7 @@ impl Gateway {
             latency_ms: 0,
             streamed: ask.stream,
         };
-        Ok((spec, Held::new(self.clone(), reservation, price, log)))
+        Ok((spec, Held::new(self.clone(), reservation, price, log), prompt))
     }
 }
 
@@ -251,8 +259,6 @@ impl Gateway {
 pub(crate) struct Ask<'a> {
     pub provider: &'a str,
     pub model: &'a str,
-    /// Estimated prompt tokens.
-    pub prompt: u64,
     /// Output tokens the request allows.
     pub max_out: u64,
     pub stream: bool,
@@ -379,9 +385,15 @@ pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>) -> GatewayError {
 }
 
 /// The tokenizer used for prompt estimates and for counting what an abandoned stream delivered.
+static BPE: OnceLock<Option<tiktoken_rs::CoreBPE>> = OnceLock::new();
+
 pub(crate) fn tokenizer() -> Option<&'static tiktoken_rs::CoreBPE> {
-    static BPE: OnceLock<Option<tiktoken_rs::CoreBPE>> = OnceLock::new();
     BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref()
+}
+
+/// Whether this process has loaded the tokenizer yet (it is loaded on first use).
+pub fn tokenizer_loaded() -> bool {
+    BPE.get().is_some()
 }
 
 /// Tokens of a chat request's prompt as a provider will count them, approximately (cl100k plus

@@ -212,3 +212,21 @@ with_mock_upstream! { gateway_app;
         assert_eq!(spent, 0.02, "only the fallback that served was charged");
     }
 }
+
+/// Regression: the prompt used to be tokenized before the key was checked, so anyone could make
+/// the gateway tokenize a 32 MiB body. Refusals now come first; nextest runs each test in its own
+/// process, so the tokenizer's state here is this test's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_request_is_refused_before_its_body_is_tokenized() {
+    let (app, _mock) = gateway_app(Backend::Sqlite).await;
+    let mut body = chat("openai/mock", 5);
+    body["messages"][0]["content"] = json!("word ".repeat(200_000));
+    assert_eq!(app.anonymous().post("/v1/chat/completions", body.clone()).await.status.as_u16(), 401);
+    let unknown = app.with_key("sk-bf-00000000-0000-0000-0000-000000000000").post("/v1/chat/completions", body).await;
+    assert_eq!(unknown.status.as_u16(), 401);
+    assert!(!tollgate_gateway::tokenizer_loaded(), "nothing was tokenized for callers who were refused");
+    let (_, key, _) = member(&app, openai_only("Tokenized")).await;
+    app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 5)).await.expect(200);
+    assert!(tollgate_gateway::tokenizer_loaded(), "an admitted request is estimated with the tokenizer");
+    app.stop().await;
+}
