@@ -1,11 +1,11 @@
-//! The usage writer: settles arrive on a channel and are persisted in batches, at least once a
-//! second; closing drains everything still queued, so a graceful shutdown loses nothing.
+//! The usage writer: settled usage collects in a shared batch that a task persists once a second;
+//! closing drains everything still pending, so a graceful shutdown loses nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageRow, UsageStore};
@@ -15,48 +15,8 @@ use crate::counters::{LineKind, LineValue};
 /// How often queued usage is written.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
-enum Message {
-    Settled { values: Vec<LineValue>, log: Option<RequestLog> },
-    Close,
-}
-
-/// Sends settled usage to the writer task (never blocks the request).
-#[derive(Debug, Clone)]
-pub struct UsageWriter {
-    tx: mpsc::UnboundedSender<Message>,
-}
-
-/// Owns the writer task; `close` drains and stops it.
-#[derive(Debug)]
-pub struct WriterHandle {
-    tx: mpsc::UnboundedSender<Message>,
-    task: JoinHandle<()>,
-}
-
-impl UsageWriter {
-    pub fn spawn(store: Arc<dyn UsageStore>) -> (UsageWriter, WriterHandle) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(store, rx));
-        (UsageWriter { tx: tx.clone() }, WriterHandle { tx, task })
-    }
-
-    pub fn record(&self, values: Vec<LineValue>, log: Option<RequestLog>) {
-        if self.tx.send(Message::Settled { values, log }).is_err() {
-            tracing::error!("usage writer is gone; usage of this request is kept in memory only");
-        }
-    }
-}
-
-impl WriterHandle {
-    /// Writes everything queued so far, then stops the task.
-    pub async fn close(self) {
-        let _ = self.tx.send(Message::Close);
-        let _ = self.task.await;
-    }
-}
-
-#[derive(Default)]
+/// Settled usage waiting for the next flush, shared between requests and the writer task.
+#[derive(Debug, Default)]
 struct Batch {
     lines: HashMap<String, LineValue>,
     logs: Vec<RequestLog>,
@@ -73,37 +33,86 @@ impl Batch {
     fn is_empty(&self) -> bool {
         self.lines.is_empty() && self.logs.is_empty()
     }
+
+    /// Puts back a batch whose write failed, behind anything newer that arrived meanwhile.
+    fn restore(&mut self, older: Batch) {
+        for (line, value) in older.lines {
+            self.lines.entry(line).or_insert(value);
+        }
+        let newer = std::mem::take(&mut self.logs);
+        self.logs = older.logs;
+        self.logs.extend(newer);
+    }
 }
 
-async fn run(store: Arc<dyn UsageStore>, mut rx: mpsc::UnboundedReceiver<Message>) {
-    let mut batch = Batch::default();
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    loop {
-        tokio::select! {
-            message = rx.recv() => match message {
-                Some(Message::Settled { values, log }) => batch.add(values, log),
-                Some(Message::Close) | None => {
-                    while let Ok(Message::Settled { values, log }) = rx.try_recv() {
-                        batch.add(values, log);
-                    }
-                    flush(store.as_ref(), &mut batch).await;
-                    return;
-                }
-            },
-            _ = tick.tick() => flush(store.as_ref(), &mut batch).await,
+/// Hands settled usage to the writer task. Recording only appends to a shared batch under a
+/// short lock — no message, no wake-up per request; the task takes the batch once a second.
+#[derive(Debug, Clone)]
+pub struct UsageWriter {
+    pending: Arc<Mutex<Batch>>,
+}
+
+/// Owns the writer task; `close` drains and stops it.
+#[derive(Debug)]
+pub struct WriterHandle {
+    close: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl UsageWriter {
+    pub fn spawn(store: Arc<dyn UsageStore>) -> (UsageWriter, WriterHandle) {
+        let pending = Arc::new(Mutex::new(Batch::default()));
+        let close = Arc::new(Notify::new());
+        let task = tokio::spawn(run(store, pending.clone(), close.clone()));
+        (UsageWriter { pending }, WriterHandle { close, task })
+    }
+
+    pub fn record(&self, values: Vec<LineValue>, log: Option<RequestLog>) {
+        if let Ok(mut batch) = self.pending.lock() {
+            batch.add(values, log);
+        } else {
+            tracing::error!("usage batch lock poisoned; usage of this request is kept in memory only");
         }
     }
 }
 
-/// Writes the batch; on failure it stays queued and is retried at the next tick.
-async fn flush(store: &dyn UsageStore, batch: &mut Batch) {
-    if batch.is_empty() {
+impl WriterHandle {
+    /// Writes everything recorded so far, then stops the task.
+    pub async fn close(self) {
+        self.close.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+async fn run(store: Arc<dyn UsageStore>, pending: Arc<Mutex<Batch>>, close: Arc<Notify>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        let closing = tokio::select! {
+            () = close.notified() => true,
+            _ = tick.tick() => false,
+        };
+        flush(store.as_ref(), &pending).await;
+        if closing {
+            return;
+        }
+    }
+}
+
+/// Writes what is pending; on failure it goes back into the batch and is retried next tick.
+async fn flush(store: &dyn UsageStore, pending: &Mutex<Batch>) {
+    let taken = match pending.lock() {
+        Ok(mut batch) => std::mem::take(&mut *batch),
+        Err(_) => return,
+    };
+    if taken.is_empty() {
         return;
     }
-    let rows: Vec<UsageRow> = batch.lines.values().map(row).collect();
-    match store.write_usage(&rows, &batch.logs).await {
-        Ok(()) => *batch = Batch::default(),
-        Err(e) => tracing::error!(error = %e, queued = rows.len(), "usage write failed; will retry"),
+    let rows: Vec<UsageRow> = taken.lines.values().map(row).collect();
+    if let Err(e) = store.write_usage(&rows, &taken.logs).await {
+        tracing::error!(error = %e, queued = rows.len(), "usage write failed; will retry");
+        if let Ok(mut batch) = pending.lock() {
+            batch.restore(taken);
+        }
     }
 }
 

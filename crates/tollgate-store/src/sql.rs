@@ -9,6 +9,8 @@ use sqlx::{Any, Arguments};
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
+    /// Text or NULL.
+    OptText(Option<String>),
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +44,7 @@ impl Sql {
             let _ = match arg {
                 Arg::Int(v) => args.add(*v),
                 Arg::Text(v) => args.add(v.clone()),
+                Arg::OptText(v) => args.add(v.clone()),
             };
         }
         sqlx::query_with(&self.text, args)

@@ -10,7 +10,11 @@ use tollgate_core::services::providers::ProviderStore;
 use tollgate_core::usage::{GovernanceData, KeyRecord, RequestLog, UsageRow, UsageStore};
 
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
+use crate::sql::{Arg, Sql};
 use crate::{SqlStore, map_err, parse_ts, ts};
+
+/// Request-log rows per INSERT statement (11 parameters each, well under both databases' limits).
+const LOG_ROWS_PER_INSERT: usize = 200;
 
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -113,25 +117,35 @@ impl UsageStore for SqlStore {
             };
             query.execute(&mut *tx).await.map_err(map_err)?;
         }
-        for log in logs {
-            sqlx::query(
-                "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, completion_tokens, cost, status, latency_ms, streamed) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(ts(log.created_at))
-            .bind(log.user_id.clone())
-            .bind(log.virtual_key_id.clone())
-            .bind(log.provider.as_str())
-            .bind(log.model.as_str())
-            .bind(count(log.prompt_tokens))
-            .bind(count(log.completion_tokens))
-            .bind(log.cost.micros())
-            .bind(i64::from(log.status))
-            .bind(count(log.latency_ms))
-            .bind(i64::from(log.streamed))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        // Many rows per statement: one round trip to the database for a whole chunk of lines.
+        for chunk in logs.chunks(LOG_ROWS_PER_INSERT) {
+            let mut sql = Sql::new(
+                "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, completion_tokens, cost, status, latency_ms, streamed) VALUES ",
+            );
+            for (i, log) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                let values = [
+                    Arg::Text(ts(log.created_at)),
+                    Arg::OptText(log.user_id.clone()),
+                    Arg::OptText(log.virtual_key_id.clone()),
+                    Arg::Text(log.provider.clone()),
+                    Arg::Text(log.model.clone()),
+                    Arg::Int(count(log.prompt_tokens)),
+                    Arg::Int(count(log.completion_tokens)),
+                    Arg::Int(log.cost.micros()),
+                    Arg::Int(i64::from(log.status)),
+                    Arg::Int(count(log.latency_ms)),
+                    Arg::Int(i64::from(log.streamed)),
+                ];
+                for (j, value) in values.into_iter().enumerate() {
+                    if j > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(value);
+                }
+                sql.push(")");
+            }
+            sql.query().execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }
