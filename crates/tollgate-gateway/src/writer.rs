@@ -1,4 +1,4 @@
-//! The usage writer: settled usage collects in a shared batch that a task persists once a second;
+//! The usage writer: settled usage collects in a shared batch that a task persists ten times a second;
 //! closing drains everything still pending, so a graceful shutdown loses nothing.
 
 use std::collections::HashMap;
@@ -12,8 +12,9 @@ use tollgate_core::usage::{RequestLog, UsageRow, UsageStore};
 
 use crate::counters::{LineKind, LineValue};
 
-/// How often queued usage is written.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often pending usage is written: often enough that each write is small (no latency spike
+/// for the requests running beside it), rarely enough that requests never wake the task.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// Settled usage waiting for the next flush, shared between requests and the writer task.
 #[derive(Debug, Default)]
