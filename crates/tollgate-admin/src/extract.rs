@@ -6,10 +6,48 @@ use tollgate_core::auth::Principal;
 
 use crate::error::ApiError;
 
-/// JSON body; syntax, type and size problems become 400/413/415 in the envelope.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// JSON body; syntax, type and size problems become 400/413/415 in the envelope, and text with
+/// a NUL character (which Postgres cannot store) is refused with 400 before it reaches a store.
+#[derive(Debug)]
 pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = bytes::Bytes::from_request(request, state).await.map_err(|_| {
+            ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", crate::error::too_large_message())
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        if let Some(at) = nul_at(&value, "") {
+            let at = if at.is_empty() { "body".to_owned() } else { at };
+            return Err(ApiError::bad_request(format!("{at}: text must not contain NUL characters")).with_param(at));
+        }
+        serde_path_to_error::deserialize(value).map(Body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    }
+}
+
+/// The path of the first string or key holding a NUL character.
+fn nul_at(value: &serde_json::Value, at: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(at.to_owned()),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_at(v, &format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            if k.contains('\0') { Some(here) } else { nul_at(v, &here) }
+        }),
+        _ => None,
+    }
+}
 
 /// Query string; a wrong type becomes 400 in the envelope.
 #[derive(Debug, FromRequestParts)]

@@ -112,9 +112,16 @@ async fn unknown_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-/// Runs the request with its id in scope so error bodies and logs can name it.
+/// Runs the request with its id in scope so error bodies and logs can name it. A path or query
+/// with an encoded NUL character is refused here: no store can hold it (Postgres refuses it).
 async fn request_scope(request: Request, next: Next) -> Response {
     let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    let uri = request.uri().to_string().to_ascii_lowercase();
+    if uri.contains("%00") {
+        return REQUEST_ID
+            .scope(id, async { ApiError::bad_request("the path and query must not contain NUL characters").into_response() })
+            .await;
+    }
     REQUEST_ID.scope(id, next.run(request)).await
 }
 

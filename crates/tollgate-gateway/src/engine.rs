@@ -202,6 +202,9 @@ impl Gateway {
         prompt: impl FnOnce() -> u64,
     ) -> Result<(ProviderSpec, Held, u64), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
+        if provider.chars().chain(model.chars()).any(char::is_control) {
+            return Err(GatewayError::bad_request("the model name must not contain control characters"));
+        }
         let now = tollgate_core::clock::now();
         let snapshot = self.0.snapshot.load();
         // A provider managed through the API takes precedence over one of the same name in the file.

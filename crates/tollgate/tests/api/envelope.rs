@@ -21,6 +21,21 @@ on_both_backends! {
         assert_eq!(app.count("SELECT COUNT(*) AS n FROM access_profiles").await, 0);
     }
 
+    async fn nul_characters_are_refused_with_400_not_500(app: &TestApp) {
+        // Regression: Postgres cannot store NUL, so a NUL in a search term answered 500 there.
+        let msg = app.admin().get(&format!("{}?search=a%00b&tags=x", FAMILIES[0])).await.expect_error(400).to_owned();
+        assert!(msg.contains("NUL"), "{msg}");
+        app.admin().get("/api/governance/users/abc%00").await.expect_error(400);
+        let reply = app.admin().post(FAMILIES[0], json!({"name": "Nul", "description": "a\u{0}b"})).await;
+        let msg = reply.expect_error(400).to_owned();
+        assert!(msg.starts_with("description: text must not contain NUL"), "{msg}");
+        assert_eq!(reply.body["error"]["param"], "description");
+        app.admin().post(FAMILIES[0], json!({"name": "Nul", "budgets": [{"max_limit": 1, "reset_duration": "1d", "x\u{0}": 1}]})).await.expect_error(400);
+        app.admin().post("/api/governance/rbac/roles", json!({"name": "nul", "description": "\u{0}"})).await.expect_error(400);
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM access_profiles").await, 0);
+        app.admin().get(&format!("{}?search=plain", FAMILIES[0])).await.expect(200);
+    }
+
     async fn oversize_bodies_get_413(app: &TestApp) {
         let big = format!("{{\"name\":\"big\",\"description\":\"{}\"}}", "x".repeat(tollgate_admin::MAX_BODY_BYTES + 10));
         let reply = app.admin().raw(Method::POST, FAMILIES[0], "application/json", big.into_bytes()).await;

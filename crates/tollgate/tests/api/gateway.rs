@@ -65,6 +65,8 @@ with_mock_upstream! { gateway_app;
         let r = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock-large", 5)).await;
         assert_eq!((r.status.as_u16(), r.body["type"].clone()), (403, json!("model_blocked")));
         assert_eq!(r.body["extra_fields"]["model_requested"], "mock-large");
+        let r = app.with_key(&key).post("/v1/chat/completions", chat("openai/mo\u{0}ck", 5)).await;
+        assert_eq!(r.status.as_u16(), 400, "a control character in the model name is refused before it could reach the request log");
         let r = app.with_key(&key).post("/v1/chat/completions", chat("anthropic/claude-3-5-haiku", 5)).await;
         assert_eq!(r.status.as_u16(), 400, "an unconfigured provider is a bad request: {}", r.body);
         assert_eq!(mock.calls(), 0, "nothing refused reached the provider");
