@@ -85,3 +85,8 @@ impl Caller {
         }
     }
 }
+
+/// A profile id from the path; ids beyond the stored range simply do not exist (404).
+pub fn profile_id(raw: u64) -> tollgate_core::ids::ProfileId {
+    tollgate_core::ids::ProfileId(i64::try_from(raw).unwrap_or(i64::MAX))
+}

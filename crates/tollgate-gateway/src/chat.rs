@@ -20,8 +20,13 @@ pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, bod
     if !request.get("messages").is_some_and(Value::is_array) {
         return Err(GatewayError::bad_request("messages must be an array"));
     }
+    let fallbacks = fallbacks(&request);
+    if fallbacks.is_empty() {
+        // The common case: one attempt, no copy of the body.
+        return attempt(&gw, &headers, request, &primary).await;
+    }
     let mut first_failure = None;
-    for candidate in std::iter::once(primary).chain(fallbacks(&request)) {
+    for candidate in std::iter::once(primary).chain(fallbacks) {
         match attempt(&gw, &headers, request.clone(), &candidate).await {
             Ok(response) if response.status().is_success() => return Ok(response),
             failed => {

@@ -4,13 +4,12 @@
 use axum::extract::State;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use tollgate_core::ids::ProfileId;
 use tollgate_core::services::assignments::{AttachRolesRequest, AttachRolesResponse, PropagateRequest, PropagateResponse};
 
 use crate::AdminState;
 use crate::dto::MessageResponse;
 use crate::error::{ApiError, ErrorResponse};
-use crate::extract::{Body, Caller, Path};
+use crate::extract::{Body, Caller, Path, profile_id};
 
 const RESOURCE: &str = "AccessProfiles";
 
@@ -24,10 +23,6 @@ pub(crate) fn routes() -> Router<AdminState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(attach, detach, propagate))]
 pub(crate) struct ProfileRoleDoc;
-
-fn profile_id(raw: u64) -> ProfileId {
-    ProfileId(i64::try_from(raw).unwrap_or(i64::MAX))
-}
 
 /// Attaches roles; `is_default` provisions future members, `apply_to_existing` current ones.
 #[utoipa::path(post, path = "/api/governance/access-profiles/{profile_id}/roles", tag = "Access Profiles", operation_id = "attachRolesToAccessProfile",

@@ -17,7 +17,7 @@ use crate::dto::{
     ProfileListParams, VersionListResponse, VersionResponse, count, paging,
 };
 use crate::error::{ApiError, ErrorResponse};
-use crate::extract::{Body, Caller, Path, Query};
+use crate::extract::{Body, Caller, Path, Query, profile_id};
 
 const RESOURCE: &str = "AccessProfiles";
 
@@ -50,11 +50,6 @@ pub(crate) fn routes() -> Router<AdminState> {
     profile_audit_logs
 ))]
 pub(crate) struct ProfileDoc;
-
-/// A profile id from the path; ids beyond the stored range simply do not exist.
-fn profile_id(raw: u64) -> ProfileId {
-    ProfileId(i64::try_from(raw).unwrap_or(i64::MAX))
-}
 
 /// Lists templates, filtered and paged.
 #[utoipa::path(get, path = "/api/governance/access-profiles", tag = "Access Profiles", operation_id = "listAccessProfiles",

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
-use tollgate_core::ids::ProfileId;
 use tollgate_core::overrides::{BudgetOverrideResponse, OverrideRequest};
 use tollgate_core::services::assignments::{DetachUserProfileResponse, UserAccessProfile};
 use tollgate_core::services::keys::MintKeyRequest;
@@ -13,7 +12,7 @@ use utoipa::ToSchema;
 use crate::AdminState;
 use crate::dto::MessageResponse;
 use crate::error::{ApiError, ErrorResponse};
-use crate::extract::{Body, Caller, Path};
+use crate::extract::{Body, Caller, Path, profile_id};
 use crate::routes::users::{USERS_ALIAS, USERS_CANONICAL, VirtualKeyResponse};
 
 const RESOURCE: &str = "AccessProfiles";
@@ -39,10 +38,6 @@ pub(crate) struct UserProfileDoc;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserAccessProfileListResponse {
     pub access_profiles: Vec<UserAccessProfile>,
-}
-
-fn profile_id(raw: u64) -> ProfileId {
-    ProfileId(i64::try_from(raw).unwrap_or(i64::MAX))
 }
 
 /// The user's copies, key values masked, budgets with their current usage.
