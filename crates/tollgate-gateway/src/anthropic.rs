@@ -6,8 +6,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::body::RawObject;
+use crate::chat::INCLUDE_USAGE;
 use crate::engine::{Ask, Gateway, ProviderKind, prompt_estimate};
 use crate::error::GatewayError;
 use crate::translate;
@@ -24,34 +26,36 @@ pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes
 }
 
 async fn serve(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Response, GatewayError> {
-    let mut request: Value = serde_json::from_slice(body).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
-    let full = request.get("model").and_then(Value::as_str).ok_or_else(|| GatewayError::bad_request("model is required"))?.to_owned();
+    let request = RawObject::parse(body)?;
+    let full = request.str("model").ok_or_else(|| GatewayError::bad_request("model is required"))?;
     let (provider, model) = full.split_once('/').unwrap_or((DEFAULT_PROVIDER, &full));
-    if !request.get("messages").is_some_and(Value::is_array) {
+    if !request.is_array("messages") {
         return Err(GatewayError::bad_request("messages must be an array"));
     }
-    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let max_out = request.get("max_tokens").and_then(Value::as_u64).unwrap_or(gw.0.default_max_tokens);
+    let stream = request.bool("stream").unwrap_or(false);
+    let max_out = request.u64("max_tokens").unwrap_or(gw.0.default_max_tokens);
     let ask = Ask { provider, model, max_out, stream };
-    let (spec, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(&request))?;
-    let (body, forwarded) = match spec.kind {
+    let (target, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(&request))?;
+    let (upstream_body, forwarded) = match target.spec.kind {
         ProviderKind::Anthropic => {
-            request["model"] = json!(model);
+            let name = serde_json::to_string(model).unwrap_or_default();
             let forwarded = FORWARDED.iter().filter_map(|name| headers.get(*name).map(|v| (*name, v.clone()))).collect();
-            (request, forwarded)
+            (request.encode(&[("model", Some(&name))]), forwarded)
         }
         ProviderKind::OpenAi => {
-            let mut chat = translate::messages_to_chat(&request, model);
+            // Translation needs the whole tree; only this path builds one.
+            let tree: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let mut chat = translate::messages_to_chat(&tree, model);
             if stream {
-                chat["stream_options"] = json!({"include_usage": true});
+                chat["stream_options"] = serde_json::from_str(INCLUDE_USAGE).unwrap_or(Value::Null);
             }
-            (chat, Vec::new())
+            (chat.to_string().into_bytes(), Vec::new())
         }
     };
     let exchange = Exchange {
-        spec,
+        target,
         held,
-        body,
+        body: Bytes::from(upstream_body),
         client: ProviderKind::Anthropic,
         stream,
         include_usage: false,

@@ -41,7 +41,8 @@ pub struct Grant {
     pub user_id: String,
     pub key_id: String,
     pub copy: Arc<UserCopy>,
-    pub config: ProviderConfig,
+    /// Index of the governing provider config in the copy's policy.
+    config_at: usize,
 }
 
 fn refused(status: StatusCode, kind: &'static str, message: String) -> GatewayError {
@@ -81,8 +82,8 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
             "the access profile of this virtual key is inactive or expired".into(),
         ));
     }
-    let with_provider: Vec<(&Arc<UserCopy>, &ProviderConfig)> =
-        copies.iter().filter_map(|c| c.policy.provider_configs.iter().find(|p| p.provider_name == provider).map(|p| (*c, p))).collect();
+    let with_provider: Vec<(&Arc<UserCopy>, usize)> =
+        copies.iter().filter_map(|c| c.policy.provider_configs.iter().position(|p| p.provider_name == provider).map(|i| (*c, i))).collect();
     if with_provider.is_empty() {
         return Err(refused(
             StatusCode::FORBIDDEN,
@@ -90,11 +91,14 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
             format!("Provider '{provider}' is not allowed for this virtual key"),
         ));
     }
-    let (copy, config) = with_provider
+    let (copy, config_at) = with_provider
         .into_iter()
-        .find(|(_, p)| p.all_models_allowed || p.allowed_models.iter().any(|m| m == model))
+        .find(|(c, i)| {
+            let p = &c.policy.provider_configs[*i];
+            p.all_models_allowed || p.allowed_models.iter().any(|m| m == model)
+        })
         .ok_or_else(|| refused(StatusCode::FORBIDDEN, "model_blocked", format!("Model '{model}' is not allowed for this virtual key")))?;
-    Ok(Grant { user_id: record.user_id.clone(), key_id: record.id.clone(), copy: Arc::clone(copy), config: config.clone() })
+    Ok(Grant { user_id: record.user_id.clone(), key_id: record.id.clone(), copy: Arc::clone(copy), config_at })
 }
 
 /// What a request is expected to consume.
@@ -105,19 +109,25 @@ pub struct Estimate {
 }
 
 impl Grant {
+    /// The provider config that governs the request.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.copy.policy.provider_configs[self.config_at]
+    }
+
     /// True when any budget line applies, so the request needs a price.
     pub fn has_budgets(&self) -> bool {
-        !self.config.budgets.is_empty() || !self.copy.policy.budgets.is_empty()
+        !self.config().budgets.is_empty() || !self.copy.policy.budgets.is_empty()
     }
 
     /// The lines the request must fit into: rate limits (provider config first, then profile),
     /// then budgets (provider config first, then profile), each with its own window.
     pub fn claims(&self, snapshot: &Snapshot, estimate: Estimate, now: DateTime<Utc>) -> Vec<Claim> {
         let aligned = self.copy.policy.calendar_aligned;
-        let provider = &self.config.provider_name;
+        let config = self.config();
+        let provider = &config.provider_name;
         let mut claims = Vec::new();
         let limits = [
-            (self.config.rate_limit.as_ref(), format!("provider '{provider}'")),
+            (config.rate_limit.as_ref(), format!("provider '{provider}'")),
             (self.copy.policy.rate_limit.as_ref(), "profile".to_owned()),
         ];
         for (limit, owner) in limits {
@@ -125,8 +135,7 @@ impl Grant {
                 claims.extend(rate_claims(limit, &owner, aligned, self.copy.created_at, estimate));
             }
         }
-        let budgets = self
-            .config
+        let budgets = config
             .budgets
             .iter()
             .map(|b| (b, format!("provider '{provider}'")))

@@ -7,27 +7,32 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
+use crate::body::{RawObject, elements};
 use crate::engine::{Ask, Gateway, ProviderKind, prompt_estimate};
 use crate::error::GatewayError;
 use crate::translate;
 use crate::upstream::Exchange;
 
+/// Always asked of an OpenAI-compatible upstream when streaming, so the bill is exact; passed on
+/// to the client as it comes only if the client asked for it too.
+pub(crate) const INCLUDE_USAGE: &str = r#"{"include_usage":true}"#;
+
 pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
-    let request: Value = serde_json::from_slice(&body).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
-    let primary = request.get("model").and_then(Value::as_str).ok_or_else(|| GatewayError::bad_request("model is required"))?.to_owned();
-    if !request.get("messages").is_some_and(Value::is_array) {
+    let request = RawObject::parse(&body)?;
+    let primary = request.str("model").ok_or_else(|| GatewayError::bad_request("model is required"))?;
+    if !request.is_array("messages") {
         return Err(GatewayError::bad_request("messages must be an array"));
     }
-    let fallbacks = fallbacks(&request);
+    let fallbacks = fallbacks(request.get("fallbacks"));
     if fallbacks.is_empty() {
-        // The common case: one attempt, no copy of the body.
-        return attempt(&gw, &headers, request, &primary).await;
+        return attempt(&gw, &headers, &body, &request, &primary).await;
     }
     let mut first_failure = None;
-    for candidate in std::iter::once(primary).chain(fallbacks) {
-        match attempt(&gw, &headers, request.clone(), &candidate).await {
+    for candidate in std::iter::once(primary.into_owned()).chain(fallbacks) {
+        match attempt(&gw, &headers, &body, &request, &candidate).await {
             Ok(response) if response.status().is_success() => return Ok(response),
             failed => {
                 if first_failure.is_none() {
@@ -40,12 +45,11 @@ pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, bod
 }
 
 /// The `fallbacks` of a request, as `provider/model` names (strings or `{provider, model}` objects).
-fn fallbacks(request: &Value) -> Vec<String> {
-    let items = request.get("fallbacks").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-    items
-        .iter()
-        .filter_map(|f| match f {
-            Value::String(name) => Some(name.clone()),
+fn fallbacks(raw: Option<&RawValue>) -> Vec<String> {
+    elements(raw)
+        .into_iter()
+        .filter_map(|f| match serde_json::from_str::<Value>(f.get()).ok()? {
+            Value::String(name) => Some(name),
             Value::Object(o) => Some(format!("{}/{}", o.get("provider")?.as_str()?, o.get("model")?.as_str()?)),
             _ => None,
         })
@@ -54,37 +58,36 @@ fn fallbacks(request: &Value) -> Vec<String> {
 
 /// One governed try at `full` (`provider/model`): admitted, reserved and charged on its own, so a
 /// fallback passes governance again and a failed try charges nothing.
-async fn attempt(gw: &Gateway, headers: &HeaderMap, mut request: Value, full: &str) -> Result<Response, GatewayError> {
+async fn attempt(gw: &Gateway, headers: &HeaderMap, body: &[u8], request: &RawObject<'_>, full: &str) -> Result<Response, GatewayError> {
     let (provider, model) = full
         .split_once('/')
         .ok_or_else(|| GatewayError::bad_request("model must be written as provider/model, e.g. openai/gpt-4o-mini"))?;
-    if let Some(o) = request.as_object_mut() {
-        o.remove("fallbacks");
-    }
-    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let max_out = request
-        .get("max_completion_tokens")
-        .or_else(|| request.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(gw.0.default_max_tokens);
+    let stream = request.bool("stream").unwrap_or(false);
+    let max_out = request.u64("max_completion_tokens").or_else(|| request.u64("max_tokens")).unwrap_or(gw.0.default_max_tokens);
     let ask = Ask { provider, model, max_out, stream };
-    let (spec, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(&request))?;
-    let include_usage = request.pointer("/stream_options/include_usage") == Some(&json!(true));
-    let body = match spec.kind {
+    let (target, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(request))?;
+    let include_usage = request.get("stream_options").is_some_and(|raw| {
+        RawObject::of(raw).bool("include_usage") == Some(true)
+    });
+    let upstream_body = match target.spec.kind {
         ProviderKind::OpenAi => {
-            request["model"] = json!(model);
-            if stream {
-                // Always asked for, so the bill is exact; passed on to the client as it comes.
-                request["stream_options"] = json!({"include_usage": true});
-            }
-            request
+            let name = serde_json::to_string(model).unwrap_or_default();
+            let usage = if stream { Some(INCLUDE_USAGE) } else { request.get("stream_options").map(RawValue::get) };
+            request.encode(&[("model", Some(&name)), ("fallbacks", None), ("stream_options", usage)])
         }
-        ProviderKind::Anthropic => translate::chat_to_messages(&request, model, max_out),
+        ProviderKind::Anthropic => {
+            // Translation needs the whole tree; only this path builds one.
+            let mut tree: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            if let Some(o) = tree.as_object_mut() {
+                o.remove("fallbacks");
+            }
+            translate::chat_to_messages(&tree, model, max_out).to_string().into_bytes()
+        }
     };
     let exchange = Exchange {
-        spec,
+        target,
         held,
-        body,
+        body: Bytes::from(upstream_body),
         client: ProviderKind::OpenAi,
         stream,
         include_usage,

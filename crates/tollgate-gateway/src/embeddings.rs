@@ -32,13 +32,14 @@ pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Byt
         .filter(|i| i.is_string() || i.is_array())
         .ok_or_else(|| GatewayError::bad_request("input must be a string or an array"))?;
     let ask = Ask { provider, model, max_out: 0, stream: false };
-    let (spec, held, prompt) = gw.admit(&headers, &ask, || input_tokens(input))?;
-    if spec.kind != ProviderKind::OpenAi {
+    let (target, held, prompt) = gw.admit(&headers, &ask, || input_tokens(input))?;
+    if target.spec.kind != ProviderKind::OpenAi {
         held.finish(None, 400);
         return Err(GatewayError::bad_request(format!("provider '{provider}' does not serve embeddings")).for_model(provider, model));
     }
     request["model"] = json!(model);
-    let response = post(&gw.0.http, &spec, "/embeddings", &request, false, &[]).await.map_err(|e| e.for_model(provider, model))?;
+    let body = Bytes::from(request.to_string());
+    let response = post(&gw.0.http, &target, "/embeddings", &body, false, &[]).await.map_err(|e| e.for_model(provider, model))?;
     let status = response.status().as_u16();
     let bytes = response
         .bytes()

@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tollgate_core::auth::Secret;
 use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageStore};
 use tollgate_core::windows::Period;
 
 use crate::authorize::{Estimate, authorize, presented_key};
+use crate::body::{RawObject, elements};
 use crate::counters::{Actual, Counters, Denial, LineKind};
 use crate::error::GatewayError;
 use crate::pricing::{Price, Pricing, UnpricedModels};
@@ -59,6 +59,15 @@ pub struct ProviderSpec {
     /// True when a key must be picked from `keys` (an API-managed provider that is not key-less):
     /// with none usable the request is refused rather than sent without credentials.
     pub needs_key: bool,
+    /// Headers added to every call (`network_config.extra_headers`).
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Where one request goes: the provider, and the key chosen for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub spec: Arc<ProviderSpec>,
+    pub key: Option<Secret>,
 }
 
 /// A provider key with its share of the traffic.
@@ -111,7 +120,7 @@ pub(crate) struct Inner {
     pub counters: Arc<dyn Counters>,
     pub writer: UsageWriter,
     pub pricing: Pricing,
-    pub providers: HashMap<String, ProviderSpec>,
+    pub providers: HashMap<String, Arc<ProviderSpec>>,
     pub http: reqwest::Client,
     pub store: Arc<dyn UsageStore>,
     pub default_max_tokens: u64,
@@ -161,7 +170,7 @@ impl Gateway {
         }
         let http = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| e.to_string())?;
         let (writer, writer_handle) = UsageWriter::spawn(store.clone());
-        let providers = settings.providers.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let providers = settings.providers.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
         let inner = Inner {
             snapshot,
             counters,
@@ -200,7 +209,7 @@ impl Gateway {
         headers: &HeaderMap,
         ask: &Ask<'_>,
         prompt: impl FnOnce() -> u64,
-    ) -> Result<(ProviderSpec, Held, u64), GatewayError> {
+    ) -> Result<(Target, Held, u64), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
         if provider.chars().chain(model.chars()).any(char::is_control) {
             return Err(GatewayError::bad_request("the model name must not contain control characters"));
@@ -208,14 +217,15 @@ impl Gateway {
         let now = tollgate_core::clock::now();
         let snapshot = self.0.snapshot.load();
         // A provider managed through the API takes precedence over one of the same name in the file.
-        let mut spec = snapshot
+        let spec = snapshot
             .providers
             .get(provider)
             .or_else(|| self.0.providers.get(provider))
-            .cloned()
+            .map(Arc::clone)
             .ok_or_else(|| GatewayError::bad_request(format!("provider '{provider}' is not configured")))?;
+        let mut key = spec.api_key.clone();
         if spec.needs_key {
-            let key = spec.pick_key(model).ok_or_else(|| {
+            let picked = spec.pick_key(model).ok_or_else(|| {
                 GatewayError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no_provider_key",
@@ -223,7 +233,7 @@ impl Gateway {
                 )
                 .for_model(provider, model)
             })?;
-            spec.api_key = Some(key);
+            key = Some(picked);
         }
         let grant = authorize(&snapshot, presented_key(headers), provider, model, now).map_err(|e| e.for_model(provider, model))?;
         let price = self.0.pricing.price(provider, model);
@@ -253,7 +263,7 @@ impl Gateway {
             latency_ms: 0,
             streamed: ask.stream,
         };
-        Ok((spec, Held::new(self.clone(), reservation, price, log), prompt))
+        Ok((Target { spec, key }, Held::new(self.clone(), reservation, price, log), prompt))
     }
 }
 
@@ -401,11 +411,21 @@ pub fn tokenizer_loaded() -> bool {
 
 /// Tokens of a chat request's prompt as a provider will count them, approximately (cl100k plus
 /// framing): the messages, an Anthropic-style `system`, and the tool definitions.
-pub(crate) fn prompt_estimate(request: &Value) -> u64 {
-    let messages = request.get("messages").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-    let mut parts: Vec<String> = messages.iter().map(|m| m.get("content").map_or(String::new(), ToString::to_string)).collect();
-    parts.extend(["system", "tools"].iter().filter_map(|k| request.get(*k)).map(ToString::to_string));
-    count_tokens(&parts.join("\n")) + 4 * u64::try_from(messages.len()).unwrap_or(0) + 3
+/// The JSON text of each part is counted as it came, without parsing it further.
+pub(crate) fn prompt_estimate(request: &RawObject<'_>) -> u64 {
+    let messages = elements(request.get("messages"));
+    let mut text = String::new();
+    for message in &messages {
+        if let Some(content) = RawObject::of(message).get("content") {
+            text.push_str(content.get());
+        }
+        text.push('\n');
+    }
+    for part in ["system", "tools"].iter().filter_map(|k| request.get(k)) {
+        text.push_str(part.get());
+        text.push('\n');
+    }
+    count_tokens(&text) + 4 * u64::try_from(messages.len()).unwrap_or(0) + 3
 }
 
 /// Tokens of `text` (cl100k); falls back to one token per three bytes if the tokenizer is missing.

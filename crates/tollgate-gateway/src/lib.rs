@@ -11,6 +11,7 @@
 
 mod anthropic;
 mod authorize;
+mod body;
 mod chat;
 pub mod counters;
 mod embeddings;

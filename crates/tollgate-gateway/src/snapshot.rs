@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use axum::http::{HeaderName, HeaderValue};
 use std::time::Duration;
 use tollgate_core::copies::UserCopy;
 use tollgate_core::ids::BudgetId;
@@ -26,13 +27,13 @@ pub struct Snapshot {
     pub copies: HashMap<String, Vec<Arc<UserCopy>>>,
     pub overrides: HashMap<BudgetId, BudgetOverride>,
     /// Providers managed through the API, by name.
-    pub providers: HashMap<String, ProviderSpec>,
+    pub providers: HashMap<String, Arc<ProviderSpec>>,
 }
 
 impl Snapshot {
     pub fn build(data: GovernanceData, sealer: &Sealer) -> Snapshot {
         let providers =
-            data.providers.iter().filter_map(|p| spec_of(p, &data.provider_keys, sealer)).map(|s| (s.name.clone(), s)).collect();
+            data.providers.iter().filter_map(|p| spec_of(p, &data.provider_keys, sealer)).map(|s| (s.name.clone(), Arc::new(s))).collect();
         let keys = data.keys.into_iter().map(|k| (k.value_hash.clone(), k)).collect();
         let mut copies: HashMap<String, Vec<Arc<UserCopy>>> = HashMap::new();
         for copy in data.copies {
@@ -75,7 +76,24 @@ fn spec_of(provider: &Provider, keys: &[(ProviderKey, String)], sealer: &Sealer)
         max_retries: network.max_retries.unwrap_or(2),
         keys: usable,
         needs_key: !provider.custom_provider_config.as_ref().is_some_and(|c| c.is_key_less),
+        extra_headers: extra_headers(provider),
     })
+}
+
+/// Headers that would replace the call's credentials or framing; never taken from `extra_headers`.
+const RESERVED_HEADERS: [&str; 6] = ["authorization", "x-api-key", "anthropic-version", "content-type", "content-length", "host"];
+
+/// A provider's `network_config.extra_headers` as header pairs; an unusable one is skipped (logged).
+fn extra_headers(provider: &Provider) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (name, value) in &provider.network_config.extra_headers {
+        let parsed = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value));
+        match parsed {
+            (Ok(name), Ok(value)) if !RESERVED_HEADERS.contains(&name.as_str()) => out.push((name, value)),
+            _ => tracing::warn!(provider = %provider.name, header = %name, "extra header not usable (invalid or reserved); not sent"),
+        }
+    }
+    out
 }
 
 /// The current snapshot, shared by every request.

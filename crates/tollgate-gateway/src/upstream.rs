@@ -13,7 +13,7 @@ use eventsource_stream::Eventsource;
 use futures::{StreamExt, stream};
 use serde_json::Value;
 
-use crate::engine::{Held, ProviderKind, ProviderSpec, count_tokens};
+use crate::engine::{Held, ProviderKind, Target, count_tokens};
 use crate::error::GatewayError;
 use crate::translate::{self, stream::Reframe};
 
@@ -29,26 +29,30 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100 * 2u64.pow(attempt.min(6)))
 }
 
-/// POSTs `body` to `path` under the provider's base URL, authenticated as its kind wants, with the
-/// `forwarded` client headers. Connection failures and retryable statuses are retried up to the
+/// POSTs the JSON `body` to `path` under the provider's base URL, authenticated as its kind wants,
+/// with the provider's extra headers and the `forwarded` client headers. Connection failures and retryable statuses are retried up to the
 /// provider's `max_retries`; the last answer is returned as is. A stream has no overall timeout
 /// (only the connection must open in time).
 pub async fn post(
     http: &reqwest::Client,
-    spec: &ProviderSpec,
+    target: &Target,
     path: &str,
-    body: &Value,
+    body: &Bytes,
     stream: bool,
     forwarded: &[(&'static str, HeaderValue)],
 ) -> Result<reqwest::Response, GatewayError> {
+    let spec = &target.spec;
     let url = format!("{}{path}", spec.base_url.trim_end_matches('/'));
     let mut attempt = 0;
     loop {
-        let mut request = http.post(&url).json(body);
+        let mut request = http.post(&url).header(header::CONTENT_TYPE, "application/json").body(body.clone());
         if !stream {
             request = request.timeout(spec.timeout);
         }
-        request = match (spec.kind, &spec.api_key) {
+        for (name, value) in &spec.extra_headers {
+            request = request.header(name, value.clone());
+        }
+        request = match (spec.kind, &target.key) {
             (ProviderKind::OpenAi, Some(key)) => request.bearer_auth(key.expose()),
             (ProviderKind::Anthropic, Some(key)) => request.header("x-api-key", key.expose()),
             (_, None) => request,
@@ -82,10 +86,10 @@ pub async fn post(
 /// One governed upstream call and the way its answer travels back to the client.
 #[derive(Debug)]
 pub(crate) struct Exchange {
-    pub spec: ProviderSpec,
+    pub target: Target,
     pub held: Held,
-    /// The request, already in the upstream's format.
-    pub body: Value,
+    /// The request, already in the upstream's format (JSON).
+    pub body: Bytes,
     /// The format the client speaks.
     pub client: ProviderKind,
     pub stream: bool,
@@ -100,8 +104,9 @@ pub(crate) struct Exchange {
 impl Exchange {
     /// Calls the upstream and answers the client; the reservation is settled on every path.
     pub async fn run(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
-        let Exchange { spec, held, body, client, stream, include_usage, estimate, forwarded } = self;
-        let response = post(http, &spec, spec.kind.chat_path(), &body, stream, &forwarded).await?;
+        let Exchange { target, held, body, client, stream, include_usage, estimate, forwarded } = self;
+        let spec = &target.spec;
+        let response = post(http, &target, spec.kind.chat_path(), &body, stream, &forwarded).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let bytes = response.bytes().await.unwrap_or_default();
@@ -117,12 +122,12 @@ impl Exchange {
             .bytes()
             .await
             .map_err(|_| GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"))?;
-        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         // A successful answer without usage data is charged at the estimate: never less than billed.
-        held.finish(Some(translate::usage_of(spec.kind, &parsed).unwrap_or(estimate)), status);
+        held.finish(Some(translate::usage_in(spec.kind, &bytes).unwrap_or(estimate)), status);
         if spec.kind == client {
             return Ok(json_response(status, bytes));
         }
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !parsed.is_object() {
             return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer is not JSON"));
         }

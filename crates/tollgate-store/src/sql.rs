@@ -1,4 +1,4 @@
-//! A small builder for SQL whose filters vary: numbers `$N` placeholders and keeps the binds.
+//! A small builder for SQL whose filters vary: writes the placeholders and keeps the binds.
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -17,11 +17,21 @@ pub(crate) enum Arg {
 pub(crate) struct Sql {
     pub(crate) text: String,
     args: Vec<Arg>,
+    /// Anonymous `?` placeholders instead of `$N` (SQLite only).
+    anonymous: bool,
 }
 
 impl Sql {
+    /// Numbered `$N` placeholders, understood by both backends.
     pub(crate) fn new(text: &str) -> Self {
-        Self { text: text.to_owned(), args: Vec::new() }
+        Self { text: text.to_owned(), args: Vec::new(), anonymous: false }
+    }
+
+    /// Placeholders in the backend's cheapest form. SQLite resolves a named placeholder (`$N`)
+    /// by a linear search of the statement's names, which is quadratic in a statement with
+    /// thousands of binds (a multi-row insert); anonymous `?` are bound by position instead.
+    pub(crate) fn for_backend(backend: crate::Backend, text: &str) -> Self {
+        Self { anonymous: backend == crate::Backend::Sqlite, ..Self::new(text) }
     }
 
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
@@ -32,8 +42,12 @@ impl Sql {
     /// Appends a placeholder bound to `arg`.
     pub(crate) fn bind(&mut self, arg: Arg) -> &mut Self {
         self.args.push(arg);
-        self.text.push('$');
-        self.text.push_str(&self.args.len().to_string());
+        if self.anonymous {
+            self.text.push('?');
+        } else {
+            self.text.push('$');
+            self.text.push_str(&self.args.len().to_string());
+        }
         self
     }
 

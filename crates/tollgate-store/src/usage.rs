@@ -119,7 +119,8 @@ impl UsageStore for SqlStore {
         }
         // Many rows per statement: one round trip to the database for a whole chunk of lines.
         for chunk in logs.chunks(LOG_ROWS_PER_INSERT) {
-            let mut sql = Sql::new(
+            let mut sql = Sql::for_backend(
+                self.backend,
                 "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, completion_tokens, cost, status, latency_ms, streamed) VALUES ",
             );
             for (i, log) in chunk.iter().enumerate() {

@@ -81,6 +81,7 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
         max_retries: 2,
         keys: Vec::new(),
         needs_key: false,
+        extra_headers: Vec::new(),
     };
     for (key, v) in table {
         let path = format!("{at}.{key}");

@@ -85,13 +85,15 @@ mod served {
 
         app.admin().post("/api/providers", json!({
             "provider": "managed",
-            "network_config": {"base_url": mock.base_url()},
+            "network_config": {"base_url": mock.base_url(), "extra_headers": {"x-team": "platform", "Authorization": "Bearer not-this"}},
             "keys": [{"name": "k-on", "value": "key-one", "models": ["mock"]}, {"name": "k-off", "value": "key-off", "enabled": false}]
         })).await.expect(200);
         for _ in 0..5 {
             let r = app.with_key(&key).post("/v1/chat/completions", chat()).await;
             assert_eq!(seen(&r), "Bearer key-one", "the API's provider wins; a disabled key is never used");
         }
+        let sent = mock.last_request().map(|r| (r.header("x-team"), r.headers.get_all("authorization").iter().count())).unwrap_or_default();
+        assert_eq!(sent, ("platform".to_owned(), 1), "extra headers are sent; one cannot replace the credentials");
         let keys = app.admin().get("/api/providers/managed/keys").await.expect(200).clone();
         let on = keys["keys"].as_array().and_then(|a| a.iter().find(|k| k["name"] == "k-on")).map(|k| k["id"].clone()).unwrap_or_default();
         app.admin()
