@@ -126,10 +126,8 @@ impl Grant {
         let config = self.config();
         let provider = &config.provider_name;
         let mut claims = Vec::new();
-        let limits = [
-            (config.rate_limit.as_ref(), format!("provider '{provider}'")),
-            (self.copy.policy.rate_limit.as_ref(), "profile".to_owned()),
-        ];
+        let limits =
+            [(config.rate_limit.as_ref(), format!("provider '{provider}'")), (self.copy.policy.rate_limit.as_ref(), "profile".to_owned())];
         for (limit, owner) in limits {
             if let Some(limit) = limit {
                 claims.extend(rate_claims(limit, &owner, aligned, self.copy.created_at, estimate));

@@ -159,7 +159,8 @@ mod tests {
         assert_eq!(object.u64("max_tokens"), Some(7));
         assert_eq!(object.bool("stream"), Some(true));
         assert!(object.is_array("messages"));
-        let out = object.encode(&[("model", Some("\"gpt-4o\"")), ("fallbacks", None), ("stream_options", Some(r#"{"include_usage":true}"#))]);
+        let out =
+            object.encode(&[("model", Some("\"gpt-4o\"")), ("fallbacks", None), ("stream_options", Some(r#"{"include_usage":true}"#))]);
         assert_eq!(
             reparsed(&out),
             json!({"model":"gpt-4o","messages":[{"role":"user","content":"hi \"there\""}],"max_tokens":7,"stream":true,"stream_options":{"include_usage":true}})
