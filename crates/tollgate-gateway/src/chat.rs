@@ -70,8 +70,11 @@ async fn attempt(gw: &Gateway, headers: &HeaderMap, body: &[u8], request: &RawOb
     let upstream_body = match target.spec.kind {
         ProviderKind::OpenAi => {
             let name = serde_json::to_string(model).unwrap_or_default();
-            let usage = if stream { Some(INCLUDE_USAGE) } else { request.get("stream_options").map(RawValue::get) };
-            request.encode(&[("model", Some(&name)), ("fallbacks", None), ("stream_options", usage)])
+            let mut changes = vec![("model", Some(name.as_str())), ("fallbacks", None)];
+            if stream {
+                changes.push(("stream_options", Some(INCLUDE_USAGE)));
+            }
+            request.encode(&changes)
         }
         ProviderKind::Anthropic => {
             // Translation needs the whole tree; only this path builds one.
