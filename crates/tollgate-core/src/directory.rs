@@ -70,8 +70,19 @@ pub enum Write {
     },
     SetOverride(BudgetOverride),
     DeleteOverride(BudgetId),
+    /// The line is gone: its stored usage goes too.
     ResetBudgetUsage(BudgetId),
     ResetRateLimitUsage(RateLimitId),
+    /// The line continues from zero: a new window starts `at`, which the data plane adopts on its
+    /// next reload (a stored window newer than its own replaces its counter).
+    ZeroBudgetUsage {
+        id: BudgetId,
+        at: DateTime<Utc>,
+    },
+    ZeroRateLimitUsage {
+        id: RateLimitId,
+        at: DateTime<Utc>,
+    },
     /// Guarded: the profile is still at `expected_version`.
     UpdateProfile {
         profile: AccessProfile,
@@ -86,6 +97,15 @@ pub enum Write {
 pub struct BudgetUsage {
     pub current_usage: Money,
     pub last_reset: DateTime<Utc>,
+}
+
+/// Stored usage of a rate limit: tokens and requests, each with the start of its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitUsage {
+    pub tokens: u64,
+    pub token_window: DateTime<Utc>,
+    pub requests: u64,
+    pub request_window: DateTime<Utc>,
 }
 
 #[async_trait]
@@ -111,6 +131,7 @@ pub trait DirectoryStore: Send + Sync {
     async fn sealed_value(&self, id: &str) -> Result<Option<String>, StoreError>;
     async fn overrides_of_copy(&self, copy_id: i64) -> Result<Vec<BudgetOverride>, StoreError>;
     async fn budget_usage(&self, ids: &[BudgetId]) -> Result<HashMap<BudgetId, BudgetUsage>, StoreError>;
+    async fn rate_limit_usage(&self, ids: &[RateLimitId]) -> Result<HashMap<RateLimitId, RateLimitUsage>, StoreError>;
     /// Runs a plan in one transaction.
     async fn apply(&self, plan: &[Write]) -> Result<(), StoreError>;
     /// Stores `value` under `name` unless one is stored; returns the stored value.

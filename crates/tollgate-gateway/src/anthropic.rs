@@ -35,7 +35,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Respons
     let stream = request.bool("stream").unwrap_or(false);
     let max_out = request.u64("max_tokens").unwrap_or(gw.0.default_max_tokens);
     let ask = Ask { provider, model, max_out, stream };
-    let (target, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(&request))?;
+    let (target, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(&request)).await?;
     let (upstream_body, forwarded) = match target.spec.kind {
         ProviderKind::Anthropic => {
             let name = serde_json::to_string(model).unwrap_or_default();

@@ -65,7 +65,7 @@ async fn attempt(gw: &Gateway, headers: &HeaderMap, body: &[u8], request: &RawOb
     let stream = request.bool("stream").unwrap_or(false);
     let max_out = request.u64("max_completion_tokens").or_else(|| request.u64("max_tokens")).unwrap_or(gw.0.default_max_tokens);
     let ask = Ask { provider, model, max_out, stream };
-    let (target, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(request))?;
+    let (target, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(request)).await?;
     let include_usage = request.get("stream_options").is_some_and(|raw| RawObject::of(raw).bool("include_usage") == Some(true));
     let upstream_body = match target.spec.kind {
         ProviderKind::OpenAi => {

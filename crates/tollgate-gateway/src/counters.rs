@@ -2,11 +2,16 @@
 //! line that applies, all or nothing, and later settles the real amount; the in-memory store does
 //! both under one short lock, so concurrent requests can never take the same room twice.
 
-use std::collections::HashMap;
+mod redis;
+
 use std::sync::Mutex;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use hashbrown::HashMap;
 use tollgate_core::windows::Period;
+
+pub use self::redis::RedisCounters;
 
 /// What a line counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +40,26 @@ pub struct Claim {
     pub label: String,
 }
 
+impl Claim {
+    /// The refusal of this claim on a line holding `taken` (used plus reserved) in the window
+    /// that started at `window_start`.
+    pub fn denial(&self, taken: u64, window_start: DateTime<Utc>) -> Denial {
+        Denial {
+            kind: self.kind,
+            label: self.label.clone(),
+            used: taken,
+            limit: self.limit,
+            period: self.period,
+            resets_at: self.period.next_start(self.calendar_aligned, window_start),
+        }
+    }
+
+    /// Start of this line's window at `now`.
+    pub fn window_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.period.window_start(self.calendar_aligned, self.anchor, now)
+    }
+}
+
 /// A line that has no room for the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
@@ -57,18 +82,35 @@ pub struct LineValue {
     pub window_start: DateTime<Utc>,
 }
 
-/// Counter stores: in memory for one instance (Redis for several is a planned implementation).
-pub trait Counters: Send + Sync {
-    /// Reserves every claim or none. Refusals list every line without room.
-    fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Vec<Denial>>;
-    /// Ends a reservation, charging `actual` per kind (0 releases it). Returns the new line values.
-    fn settle(&self, reservation: u64, actual: &Actual, now: DateTime<Utc>) -> Vec<LineValue>;
-    /// Seeds a line from persisted usage (at start).
-    fn seed(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>);
+/// Why a reservation was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Lines without room for the request (every one of them).
+    Denied(Vec<Denial>),
+    /// The counter store could not be asked; the request is refused rather than let through unchecked.
+    Unavailable,
+}
+
+/// Receives the new values of the lines a settlement charged, for persistence.
+pub type Settled = Box<dyn FnOnce(Vec<LineValue>) + Send>;
+
+/// Counter stores: in memory for one instance, or in Redis (`redis`) shared by several.
+#[async_trait]
+pub trait Counters: Send + Sync + std::fmt::Debug {
+    /// Reserves every claim or none.
+    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal>;
+    /// Ends a reservation, charging `actual` per kind (0 releases it), and hands the charged lines'
+    /// new values to `done`. Never waits: a store that must do I/O does it in the background.
+    fn settle(&self, reservation: u64, actual: Actual, now: DateTime<Utc>, done: Settled);
+    /// Takes a persisted line value if the store has none for the line or holds an older window
+    /// (at start, and on reload after a management write zeroed a line).
+    async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String>;
     /// Releases reservations older than `max_age`; returns how many.
-    fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize;
+    async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize;
     /// Used and reserved of a line in its current window (for reads and tests).
-    fn peek(&self, line: &str) -> Option<(u64, u64)>;
+    async fn peek(&self, line: &str) -> Option<(u64, u64)>;
+    /// Waits for settlements still being written (graceful shutdown).
+    async fn drain(&self) {}
 }
 
 /// What a finished request really consumed.
@@ -123,8 +165,8 @@ impl MemoryCounters {
 
 /// The line, moved into the window that contains `now` (usage of a past window is dropped).
 fn current<'a>(lines: &'a mut HashMap<String, Line>, claim: &Claim, now: DateTime<Utc>) -> &'a mut Line {
-    let start = claim.period.window_start(claim.calendar_aligned, claim.anchor, now);
-    let line = lines.entry(claim.line.clone()).or_insert(Line { window_start: start, used: 0, reserved: 0 });
+    let start = claim.window_start(now);
+    let line = lines.entry_ref(claim.line.as_str()).or_insert(Line { window_start: start, used: 0, reserved: 0 });
     if line.window_start < start {
         line.window_start = start;
         line.used = 0;
@@ -132,27 +174,19 @@ fn current<'a>(lines: &'a mut HashMap<String, Line>, claim: &Claim, now: DateTim
     line
 }
 
-impl Counters for MemoryCounters {
-    fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Vec<Denial>> {
-        let Ok(mut state) = self.state.lock() else { return Err(Vec::new()) };
+impl MemoryCounters {
+    fn reserve_now(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
+        let Ok(mut state) = self.state.lock() else { return Err(Refusal::Unavailable) };
         let mut denials = Vec::new();
         for claim in claims {
             let line = current(&mut state.lines, claim, now);
             let taken = line.used.saturating_add(line.reserved);
             if taken.saturating_add(claim.estimate) > claim.limit {
-                let resets_at = claim.period.next_start(claim.calendar_aligned, line.window_start);
-                denials.push(Denial {
-                    kind: claim.kind,
-                    label: claim.label.clone(),
-                    used: taken,
-                    limit: claim.limit,
-                    period: claim.period,
-                    resets_at,
-                });
+                denials.push(claim.denial(taken, line.window_start));
             }
         }
         if !denials.is_empty() {
-            return Err(denials);
+            return Err(Refusal::Denied(denials));
         }
         for claim in claims {
             let line = current(&mut state.lines, claim, now);
@@ -164,7 +198,7 @@ impl Counters for MemoryCounters {
         Ok(id)
     }
 
-    fn settle(&self, reservation: u64, actual: &Actual, now: DateTime<Utc>) -> Vec<LineValue> {
+    fn settle_now(&self, reservation: u64, actual: Actual, now: DateTime<Utc>) -> Vec<LineValue> {
         let Ok(mut state) = self.state.lock() else { return Vec::new() };
         let Some(held) = state.held.remove(&reservation) else { return Vec::new() };
         let mut values = Vec::with_capacity(held.claims.len());
@@ -179,37 +213,51 @@ impl Counters for MemoryCounters {
         }
         values
     }
+}
 
-    fn seed(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>) {
-        let _ = kind;
-        if let Ok(mut state) = self.state.lock() {
-            state.lines.insert(line.to_owned(), Line { window_start, used, reserved: 0 });
-        }
+#[async_trait]
+impl Counters for MemoryCounters {
+    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
+        self.reserve_now(claims, now)
     }
 
-    fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize {
+    fn settle(&self, reservation: u64, actual: Actual, now: DateTime<Utc>, done: Settled) {
+        done(self.settle_now(reservation, actual, now));
+    }
+
+    async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+        let mut state = self.state.lock().map_err(|_| "counter lock poisoned".to_owned())?;
+        let kept = state.lines.entry_ref(line).or_insert(Line { window_start, used, reserved: 0 });
+        if kept.window_start < window_start {
+            (kept.window_start, kept.used) = (window_start, used);
+        }
+        Ok(())
+    }
+
+    async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize {
         let stale: Vec<u64> = match self.state.lock() {
             Ok(state) => state.held.iter().filter(|(_, h)| now - h.at > max_age).map(|(id, _)| *id).collect(),
             Err(_) => return 0,
         };
         for id in &stale {
-            self.settle(*id, &Actual::default(), now);
+            self.settle_now(*id, Actual::default(), now);
         }
         stale.len()
     }
 
-    fn peek(&self, line: &str) -> Option<(u64, u64)> {
+    async fn peek(&self, line: &str) -> Option<(u64, u64)> {
         self.state.lock().ok()?.lines.get(line).map(|l| (l.used, l.reserved))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    //! The counter contract, run against every store (the Redis store's tests call these too).
     use super::*;
 
-    fn budget(limit: u64, estimate: u64) -> Claim {
+    pub fn budget(line: &str, limit: u64, estimate: u64) -> Claim {
         Claim {
-            line: "b1".into(),
+            line: line.into(),
             kind: LineKind::Budget,
             limit,
             period: Period::Day,
@@ -220,43 +268,79 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_request_is_admitted_only_if_its_estimate_fits() {
-        let c = MemoryCounters::new();
+    /// Settles and waits for the new line values.
+    pub async fn settle(c: &dyn Counters, id: u64, actual: Actual, now: DateTime<Utc>) -> Vec<LineValue> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        c.settle(id, actual, now, Box::new(move |values| drop(tx.send(values))));
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn a_request_is_admitted_only_if_its_estimate_fits(c: &dyn Counters, line: &str) {
         let now = tollgate_core::clock::now();
-        let first = c.reserve(&[budget(100, 60)], now);
+        let first = c.reserve(&[budget(line, 100, 60)], now).await;
         assert!(first.is_ok());
-        let second = c.reserve(&[budget(100, 60)], now);
-        assert_eq!(second.err().map(|d| d[0].used), Some(60), "in-flight reservations count");
-        c.settle(first.unwrap_or_default(), &Actual { cost_micros: 30, ..Actual::default() }, now);
-        assert_eq!(c.peek("b1"), Some((30, 0)));
-        assert!(c.reserve(&[budget(100, 60)], now).is_ok());
+        let second = c.reserve(&[budget(line, 100, 60)], now).await;
+        let Err(Refusal::Denied(denials)) = second else { panic!("expected a denial, got {second:?}") };
+        assert_eq!(denials[0].used, 60, "in-flight reservations count");
+        let values = settle(c, first.unwrap_or_default(), Actual { cost_micros: 30, ..Actual::default() }, now).await;
+        assert_eq!(values.iter().map(|v| v.used).collect::<Vec<_>>(), vec![30], "the charged line's new value is reported");
+        assert_eq!(c.peek(line).await, Some((30, 0)));
+        assert!(c.reserve(&[budget(line, 100, 60)], now).await.is_ok());
     }
 
-    #[test]
-    fn all_lines_or_none_are_reserved() {
-        let c = MemoryCounters::new();
+    pub async fn all_lines_or_none_are_reserved(c: &dyn Counters, line: &str) {
         let now = tollgate_core::clock::now();
-        let mut tight = budget(5, 10);
-        tight.line = "b2".into();
-        assert!(c.reserve(&[budget(100, 10), tight], now).is_err());
-        assert_eq!(c.peek("b1"), Some((0, 0)), "the line with room was not touched");
+        let tight = budget(&format!("{line}-tight"), 5, 10);
+        assert!(c.reserve(&[budget(line, 100, 10), tight], now).await.is_err());
+        assert_eq!(c.peek(line).await.unwrap_or_default(), (0, 0), "the line with room was not touched");
     }
 
-    #[test]
-    fn stale_reservations_are_swept() {
-        let c = MemoryCounters::new();
+    pub async fn stale_reservations_are_swept(c: &dyn Counters, line: &str) {
         let now = tollgate_core::clock::now();
-        assert!(c.reserve(&[budget(100, 90)], now).is_ok());
-        assert_eq!(c.sweep(Duration::minutes(10), now + Duration::minutes(11)), 1);
-        assert_eq!(c.peek("b1"), Some((0, 0)));
+        assert!(c.reserve(&[budget(line, 100, 90)], now).await.is_ok());
+        assert!(c.sweep(Duration::minutes(10), now + Duration::minutes(11)).await >= 1);
+        assert_eq!(c.peek(line).await, Some((0, 0)));
     }
 
-    #[test]
-    fn usage_of_a_past_window_does_not_count() {
-        let c = MemoryCounters::new();
+    pub async fn usage_of_a_past_window_does_not_count(c: &dyn Counters, line: &str) {
         let now = tollgate_core::clock::now();
-        c.seed("b1", LineKind::Budget, 100, now - Duration::days(2));
-        assert!(c.reserve(&[budget(100, 50)], now).is_ok(), "yesterday's spend is gone");
+        assert!(c.adopt(line, 100, now - Duration::days(2)).await.is_ok());
+        assert!(c.reserve(&[budget(line, 100, 50)], now).await.is_ok(), "yesterday's spend is gone");
+    }
+
+    pub async fn a_newer_persisted_window_replaces_the_counter(c: &dyn Counters, line: &str) {
+        let now = tollgate_core::clock::now();
+        let id = c.reserve(&[budget(line, 100, 10)], now).await.unwrap_or_default();
+        settle(c, id, Actual { cost_micros: 80, ..Actual::default() }, now).await;
+        assert!(c.adopt(line, 5, now - Duration::days(1)).await.is_ok());
+        assert_eq!(c.peek(line).await, Some((80, 0)), "an older value never overwrites a newer one");
+        assert!(c.adopt(line, 0, now).await.is_ok());
+        assert_eq!(c.peek(line).await, Some((0, 0)), "a reset (a window starting now) zeroes the line");
+        assert!(c.reserve(&[budget(line, 100, 90)], now).await.is_ok(), "the room is back at once");
+    }
+
+    #[tokio::test]
+    async fn memory_a_request_is_admitted_only_if_its_estimate_fits() {
+        a_request_is_admitted_only_if_its_estimate_fits(&MemoryCounters::new(), "b1").await;
+    }
+
+    #[tokio::test]
+    async fn memory_all_lines_or_none_are_reserved() {
+        all_lines_or_none_are_reserved(&MemoryCounters::new(), "b1").await;
+    }
+
+    #[tokio::test]
+    async fn memory_stale_reservations_are_swept() {
+        stale_reservations_are_swept(&MemoryCounters::new(), "b1").await;
+    }
+
+    #[tokio::test]
+    async fn memory_usage_of_a_past_window_does_not_count() {
+        usage_of_a_past_window_does_not_count(&MemoryCounters::new(), "b1").await;
+    }
+
+    #[tokio::test]
+    async fn memory_a_newer_persisted_window_replaces_the_counter() {
+        a_newer_persisted_window_replaces_the_counter(&MemoryCounters::new(), "b1").await;
     }
 }

@@ -32,7 +32,7 @@ pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Byt
         .filter(|i| i.is_string() || i.is_array())
         .ok_or_else(|| GatewayError::bad_request("input must be a string or an array"))?;
     let ask = Ask { provider, model, max_out: 0, stream: false };
-    let (target, held, prompt) = gw.admit(&headers, &ask, || input_tokens(input))?;
+    let (target, held, prompt) = gw.admit(&headers, &ask, || input_tokens(input)).await?;
     if target.spec.kind != ProviderKind::OpenAi {
         held.finish(None, 400);
         return Err(GatewayError::bad_request(format!("provider '{provider}' does not serve embeddings")).for_model(provider, model));

@@ -3,6 +3,7 @@
 //! (provider found, key authorized, estimate reserved) and settled exactly once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use tollgate_core::windows::Period;
 
 use crate::authorize::{Estimate, authorize, presented_key};
 use crate::body::{RawObject, elements};
-use crate::counters::{Actual, Counters, Denial, LineKind};
+use crate::counters::{Actual, Claim, Counters, Denial, LineKind, Refusal};
 use crate::error::GatewayError;
 use crate::pricing::{Price, Pricing, UnpricedModels};
 use crate::snapshot::SharedSnapshot;
@@ -61,6 +62,8 @@ pub struct ProviderSpec {
     pub needs_key: bool,
     /// Headers added to every call (`network_config.extra_headers`).
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The chat endpoint's URL, parsed on first use rather than on every request.
+    pub chat_url: OnceLock<Option<reqwest::Url>>,
 }
 
 /// Where one request goes: the provider, and the key chosen for it.
@@ -80,6 +83,16 @@ pub struct WeightedKey {
 }
 
 impl ProviderSpec {
+    /// The URL of `path` under the base URL (`None` if it does not parse); the chat endpoint's is
+    /// parsed once and kept.
+    pub fn url(&self, path: &str) -> Option<reqwest::Url> {
+        let parse = || reqwest::Url::parse(&format!("{}{path}", self.base_url.trim_end_matches('/'))).ok();
+        if path == self.kind.chat_path() {
+            return self.chat_url.get_or_init(parse).clone();
+        }
+        parse()
+    }
+
     /// A key serving `model`, chosen at random in proportion to the keys' weights.
     pub fn pick_key(&self, model: &str) -> Option<Secret> {
         use rand::Rng;
@@ -138,6 +151,7 @@ pub struct GatewayTasks {
     writer: WriterHandle,
     sweeper: tokio::task::JoinHandle<()>,
     reloader: tokio::task::JoinHandle<()>,
+    counters: Arc<dyn Counters>,
 }
 
 impl GatewayTasks {
@@ -145,6 +159,7 @@ impl GatewayTasks {
     pub async fn shutdown(self) {
         self.sweeper.abort();
         self.reloader.abort();
+        self.counters.drain().await;
         self.writer.close().await;
     }
 }
@@ -164,10 +179,7 @@ impl Gateway {
     ) -> Result<(Gateway, GatewayTasks), String> {
         let snapshot = SharedSnapshot::new(sealer);
         snapshot.reload(store.as_ref()).await?;
-        for row in store.load_usage().await.map_err(|e| e.to_string())? {
-            let (line, kind, used, window_start) = line_of(&row);
-            counters.seed(&line, kind, used, window_start);
-        }
+        adopt_stored_usage(store.as_ref(), counters.as_ref()).await?;
         let http = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| e.to_string())?;
         let (writer, writer_handle) = UsageWriter::spawn(store.clone());
         let providers = settings.providers.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
@@ -184,19 +196,24 @@ impl Gateway {
         let gateway = Gateway(Arc::new(inner));
         let sweeper = tokio::spawn(sweep_and_prune(gateway.clone(), settings.log_retention_days));
         let reloader = tokio::spawn(reload_periodically(gateway.clone()));
-        Ok((gateway, GatewayTasks { writer: writer_handle, sweeper, reloader }))
+        let counters = gateway.0.counters.clone();
+        Ok((gateway, GatewayTasks { writer: writer_handle, sweeper, reloader, counters }))
     }
 
-    /// Rebuilds the snapshot now (called after every management write).
+    /// Rebuilds the snapshot now (called after every management write), and takes up stored
+    /// usage from newer windows than the counters hold — a line a management write zeroed.
     pub async fn reload(&self) {
         if let Err(e) = self.0.snapshot.reload(self.0.store.as_ref()).await {
             tracing::error!(error = %e, "governance snapshot reload failed; serving the previous one");
         }
+        if let Err(e) = adopt_stored_usage(self.0.store.as_ref(), self.0.counters.as_ref()).await {
+            tracing::error!(error = %e, "stored usage could not be read; counters keep their values");
+        }
     }
 
     /// Used and reserved of a counter line (for tests and diagnostics).
-    pub fn counter(&self, line: &str) -> Option<(u64, u64)> {
-        self.0.counters.peek(line)
+    pub async fn counter(&self, line: &str) -> Option<(u64, u64)> {
+        self.0.counters.peek(line).await
     }
 
     /// The one way to an upstream call, whatever the route's format: finds the provider,
@@ -204,12 +221,37 @@ impl Gateway {
     /// The returned guard settles the reservation exactly once.
     /// `prompt` estimates the prompt tokens; it runs only once the caller is authorized, so an
     /// unauthenticated request never pays for tokenizing its body.
-    pub(crate) fn admit(
+    pub(crate) async fn admit(
         &self,
         headers: &HeaderMap,
         ask: &Ask<'_>,
         prompt: impl FnOnce() -> u64,
     ) -> Result<(Target, Held, u64), GatewayError> {
+        let (provider, model) = (ask.provider, ask.model);
+        let (target, price, claims, log, prompt) = self.check(headers, ask, prompt)?;
+        let reservation = match self.0.counters.reserve(&claims, log.created_at).await {
+            Ok(id) => id,
+            Err(Refusal::Denied(denials)) => return Err(refusal(&denials, log.created_at).for_model(provider, model)),
+            Err(Refusal::Unavailable) => {
+                return Err(GatewayError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "counters_unavailable",
+                    "usage counters cannot be reached, so the request cannot be checked; try again shortly",
+                )
+                .for_model(provider, model));
+            }
+        };
+        Ok((target, Held::new(self.clone(), reservation, price, log), prompt))
+    }
+
+    /// Everything before the reservation, against one snapshot: provider, key, price, claims.
+    #[expect(clippy::type_complexity, reason = "the parts of an admission, consumed at once by `admit`")]
+    fn check(
+        &self,
+        headers: &HeaderMap,
+        ask: &Ask<'_>,
+        prompt: impl FnOnce() -> u64,
+    ) -> Result<(Target, Option<Price>, Vec<Claim>, RequestLog, u64), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
         if provider.chars().chain(model.chars()).any(char::is_control) {
             return Err(GatewayError::bad_request("the model name must not contain control characters"));
@@ -249,7 +291,6 @@ impl Gateway {
         let cost = price.map_or(Money::ZERO, |p| p.cost(prompt, ask.max_out));
         let estimate = Estimate { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: prompt + ask.max_out };
         let claims = grant.claims(&snapshot, estimate, now);
-        let reservation = self.0.counters.reserve(&claims, now).map_err(|d| refusal(&d, now).for_model(provider, model))?;
         let log = RequestLog {
             created_at: now,
             user_id: Some(grant.user_id.clone()),
@@ -263,7 +304,7 @@ impl Gateway {
             latency_ms: 0,
             streamed: ask.stream,
         };
-        Ok((Target { spec, key }, Held::new(self.clone(), reservation, price, log), prompt))
+        Ok((Target { spec, key }, price, claims, log, prompt))
     }
 }
 
@@ -275,6 +316,15 @@ pub(crate) struct Ask<'a> {
     /// Output tokens the request allows.
     pub max_out: u64,
     pub stream: bool,
+}
+
+/// Offers every stored line value to the counters, which keep whichever window is newer.
+async fn adopt_stored_usage(store: &dyn UsageStore, counters: &dyn Counters) -> Result<(), String> {
+    for row in store.load_usage().await.map_err(|e| e.to_string())? {
+        let (line, _, used, window_start) = line_of(&row);
+        counters.adopt(&line, used, window_start).await?;
+    }
+    Ok(())
 }
 
 async fn reload_periodically(gateway: Gateway) {
@@ -291,7 +341,7 @@ async fn sweep_and_prune(gateway: Gateway, retention_days: i64) {
     loop {
         tick.tick().await;
         let now = tollgate_core::clock::now();
-        let swept = gateway.0.counters.sweep(chrono::Duration::minutes(RESERVATION_TTL_MINUTES), now);
+        let swept = gateway.0.counters.sweep(chrono::Duration::minutes(RESERVATION_TTL_MINUTES), now).await;
         if swept > 0 {
             tracing::warn!(swept, "released reservations that outlived any request");
         }
@@ -308,7 +358,8 @@ pub struct Held {
     reservation: Option<u64>,
     price: Option<Price>,
     started: Instant,
-    log: RequestLog,
+    /// The request's log line, completed and handed to the writer when the reservation settles.
+    log: Option<RequestLog>,
 }
 
 impl std::fmt::Debug for Held {
@@ -319,7 +370,7 @@ impl std::fmt::Debug for Held {
 
 impl Held {
     pub(crate) fn new(gateway: Gateway, reservation: u64, price: Option<Price>, log: RequestLog) -> Held {
-        Held { gateway, reservation: Some(reservation), price, started: Instant::now(), log }
+        Held { gateway, reservation: Some(reservation), price, started: Instant::now(), log: Some(log) }
     }
 
     /// Settles with the tokens really used (`None`: nothing was billed) and logs the request.
@@ -335,13 +386,16 @@ impl Held {
             Some(_) => Actual { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: prompt + completion, requests: 1 },
             None => Actual::default(),
         };
-        let values = self.gateway.0.counters.settle(id, &actual, tollgate_core::clock::now());
-        self.log.prompt_tokens = prompt;
-        self.log.completion_tokens = completion;
-        self.log.cost = cost;
-        self.log.status = status;
-        self.log.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.gateway.0.writer.record(values, Some(self.log.clone()));
+        let log = self.log.take().map(|log| RequestLog {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cost,
+            status,
+            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ..log
+        });
+        let writer = self.gateway.0.writer.clone();
+        self.gateway.0.counters.settle(id, actual, tollgate_core::clock::now(), Box::new(move |values| writer.record(values, log)));
     }
 
     /// Settles what a stream consumed when it ends or is abandoned.
@@ -397,16 +451,19 @@ pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>) -> GatewayError {
     error
 }
 
-/// The tokenizer used for prompt estimates and for counting what an abandoned stream delivered.
-static BPE: OnceLock<Option<tiktoken_rs::CoreBPE>> = OnceLock::new();
-
-pub(crate) fn tokenizer() -> Option<&'static tiktoken_rs::CoreBPE> {
-    BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref()
+/// The tokenizer used for prompt estimates and for counting what an abandoned stream delivered
+/// (cl100k, the byte-pair encoding of the GPT-4 family; built on first use).
+pub(crate) fn tokenizer() -> &'static bpe_openai::Tokenizer {
+    bpe_openai::cl100k_base()
 }
 
-/// Whether this process has loaded the tokenizer yet (it is loaded on first use).
-pub fn tokenizer_loaded() -> bool {
-    BPE.get().is_some()
+/// Bytes of text tokenized by this process so far (a diagnostic; tests use it to prove what was
+/// never tokenized).
+static TOKENIZED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of text this process has tokenized so far.
+pub fn tokenized_bytes() -> u64 {
+    TOKENIZED_BYTES.load(Ordering::Relaxed)
 }
 
 /// Tokens of a chat request's prompt as a provider will count them, approximately (cl100k plus
@@ -428,8 +485,8 @@ pub(crate) fn prompt_estimate(request: &RawObject<'_>) -> u64 {
     count_tokens(&text) + 4 * u64::try_from(messages.len()).unwrap_or(0) + 3
 }
 
-/// Tokens of `text` (cl100k); falls back to one token per three bytes if the tokenizer is missing.
+/// Tokens of `text` (cl100k).
 pub(crate) fn count_tokens(text: &str) -> u64 {
-    let n = tokenizer().map_or(text.len().div_ceil(3), |bpe| bpe.encode_ordinary(text).len());
-    u64::try_from(n).unwrap_or(u64::MAX)
+    TOKENIZED_BYTES.fetch_add(u64::try_from(text.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    u64::try_from(tokenizer().count(text)).unwrap_or(u64::MAX)
 }

@@ -28,7 +28,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec, tokenizer_loaded};
+pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec, tokenized_bytes};
 
 /// Largest inference request body accepted (32 MiB).
 pub const MAX_INFERENCE_BODY_BYTES: usize = 32 * 1024 * 1024;

@@ -2,7 +2,7 @@
 //! copies, budget overrides, the providers managed through the API with their opened keys.
 //! Rebuilt from the store and swapped as a unit (`ArcSwap`).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -77,6 +77,7 @@ fn spec_of(provider: &Provider, keys: &[(ProviderKey, String)], sealer: &Sealer)
         keys: usable,
         needs_key: !provider.custom_provider_config.as_ref().is_some_and(|c| c.is_key_less),
         extra_headers: extra_headers(provider),
+        chat_url: std::sync::OnceLock::new(),
     })
 }
 

@@ -42,10 +42,16 @@ pub async fn post(
     forwarded: &[(&'static str, HeaderValue)],
 ) -> Result<reqwest::Response, GatewayError> {
     let spec = &target.spec;
-    let url = format!("{}{path}", spec.base_url.trim_end_matches('/'));
+    let url = spec.url(path).ok_or_else(|| {
+        GatewayError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            format!("provider '{}' has a base URL that does not parse", spec.name),
+        )
+    })?;
     let mut attempt = 0;
     loop {
-        let mut request = http.post(&url).header(header::CONTENT_TYPE, "application/json").body(body.clone());
+        let mut request = http.post(url.clone()).header(header::CONTENT_TYPE, "application/json").body(body.clone());
         if !stream {
             request = request.timeout(spec.timeout);
         }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::copies::UserCopy;
-use tollgate_core::directory::{BudgetUsage, DirectoryStore, Write};
-use tollgate_core::ids::{BudgetId, ProfileId};
+use tollgate_core::directory::{BudgetUsage, DirectoryStore, RateLimitUsage, Write};
+use tollgate_core::ids::{BudgetId, ProfileId, RateLimitId};
 use tollgate_core::money::Money;
 use tollgate_core::overrides::{BudgetOverride, OverrideMode};
 use tollgate_core::paging::Page;
@@ -275,6 +275,30 @@ impl DirectoryStore for SqlStore {
                 let usage = BudgetUsage {
                     current_usage: Money::from_micros(row.try_get("current_usage").map_err(map_err)?).unwrap_or(Money::ZERO),
                     last_reset: parse_ts(&text(&row, "last_reset")?)?,
+                };
+                out.insert(id.clone(), usage);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn rate_limit_usage(&self, ids: &[RateLimitId]) -> Result<HashMap<RateLimitId, RateLimitUsage>, StoreError> {
+        let mut out = HashMap::new();
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT token_usage, request_usage, token_last_reset, request_last_reset FROM rate_limit_usage WHERE rate_limit_id = $1",
+            )
+            .bind(id.0.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            if let Some(row) = row {
+                let count = |name: &str| row.try_get::<i64, _>(name).map(|n| u64::try_from(n).unwrap_or(0)).map_err(map_err);
+                let usage = RateLimitUsage {
+                    tokens: count("token_usage")?,
+                    token_window: parse_ts(&text(&row, "token_last_reset")?)?,
+                    requests: count("request_usage")?,
+                    request_window: parse_ts(&text(&row, "request_last_reset")?)?,
                 };
                 out.insert(id.clone(), usage);
             }

@@ -165,6 +165,29 @@ async fn one(tx: &mut Tx, write: &Write) -> Result<(), StoreError> {
         Write::ResetRateLimitUsage(id) => {
             exec(tx, sqlx::query("DELETE FROM rate_limit_usage WHERE rate_limit_id = $1").bind(id.0.as_str())).await.map(drop)
         }
+        Write::ZeroBudgetUsage { id, at } => exec(
+            tx,
+            sqlx::query(
+                "INSERT INTO budget_usage (budget_id, current_usage, last_reset) VALUES ($1, 0, $2) \
+                 ON CONFLICT (budget_id) DO UPDATE SET current_usage = 0, last_reset = excluded.last_reset",
+            )
+            .bind(id.0.as_str())
+            .bind(crate::ts(*at)),
+        )
+        .await
+        .map(drop),
+        Write::ZeroRateLimitUsage { id, at } => exec(
+            tx,
+            sqlx::query(
+                "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) \
+                 VALUES ($1, 0, 0, $2, $2) ON CONFLICT (rate_limit_id) DO UPDATE SET token_usage = 0, request_usage = 0, \
+                 token_last_reset = excluded.token_last_reset, request_last_reset = excluded.request_last_reset",
+            )
+            .bind(id.0.as_str())
+            .bind(crate::ts(*at)),
+        )
+        .await
+        .map(drop),
         Write::UpdateProfile { profile, expected_version, version } => {
             crate::profiles::update_profile_tx(tx, *expected_version, profile, version).await
         }

@@ -87,29 +87,43 @@ impl UsageStore for SqlStore {
         Ok(out)
     }
 
+    /// Lines never go back: a value from an older window than the stored one is ignored (a reset
+    /// or another instance got there first), and within one window the larger value stands.
     async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         for row in rows {
             let query = match row {
                 UsageRow::Budget { id, used, window_start } => sqlx::query(
                     "INSERT INTO budget_usage (budget_id, current_usage, last_reset) VALUES ($1, $2, $3) \
-                     ON CONFLICT (budget_id) DO UPDATE SET current_usage = excluded.current_usage, last_reset = excluded.last_reset",
+                     ON CONFLICT (budget_id) DO UPDATE SET \
+                     current_usage = CASE WHEN excluded.last_reset > budget_usage.last_reset THEN excluded.current_usage \
+                     WHEN excluded.last_reset = budget_usage.last_reset AND excluded.current_usage > budget_usage.current_usage \
+                     THEN excluded.current_usage ELSE budget_usage.current_usage END, \
+                     last_reset = CASE WHEN excluded.last_reset > budget_usage.last_reset THEN excluded.last_reset ELSE budget_usage.last_reset END",
                 )
                 .bind(id.as_str())
                 .bind(used.micros())
                 .bind(ts(*window_start)),
                 UsageRow::Tokens { id, used, window_start } => sqlx::query(
                     "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) \
-                     VALUES ($1, $2, 0, $3, $3) ON CONFLICT (rate_limit_id) DO UPDATE SET token_usage = excluded.token_usage, \
-                     token_last_reset = excluded.token_last_reset",
+                     VALUES ($1, $2, 0, $3, $3) ON CONFLICT (rate_limit_id) DO UPDATE SET \
+                     token_usage = CASE WHEN excluded.token_last_reset > rate_limit_usage.token_last_reset THEN excluded.token_usage \
+                     WHEN excluded.token_last_reset = rate_limit_usage.token_last_reset \
+                     AND excluded.token_usage > rate_limit_usage.token_usage THEN excluded.token_usage ELSE rate_limit_usage.token_usage END, \
+                     token_last_reset = CASE WHEN excluded.token_last_reset > rate_limit_usage.token_last_reset \
+                     THEN excluded.token_last_reset ELSE rate_limit_usage.token_last_reset END",
                 )
                 .bind(id.as_str())
                 .bind(count(*used))
                 .bind(ts(*window_start)),
                 UsageRow::Requests { id, used, window_start } => sqlx::query(
                     "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) \
-                     VALUES ($1, 0, $2, $3, $3) ON CONFLICT (rate_limit_id) DO UPDATE SET request_usage = excluded.request_usage, \
-                     request_last_reset = excluded.request_last_reset",
+                     VALUES ($1, 0, $2, $3, $3) ON CONFLICT (rate_limit_id) DO UPDATE SET \
+                     request_usage = CASE WHEN excluded.request_last_reset > rate_limit_usage.request_last_reset THEN excluded.request_usage \
+                     WHEN excluded.request_last_reset = rate_limit_usage.request_last_reset \
+                     AND excluded.request_usage > rate_limit_usage.request_usage THEN excluded.request_usage ELSE rate_limit_usage.request_usage END, \
+                     request_last_reset = CASE WHEN excluded.request_last_reset > rate_limit_usage.request_last_reset \
+                     THEN excluded.request_last_reset ELSE rate_limit_usage.request_last_reset END",
                 )
                 .bind(id.as_str())
                 .bind(count(*used))

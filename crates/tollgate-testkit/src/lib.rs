@@ -111,10 +111,24 @@ impl TestApp {
         Self::boot(backend, database, Some((ADMIN_USER, ADMIN_PASSWORD)), Some(toml_text)).await
     }
 
+    /// Starts a second instance beside this one: the same database and sealing key, `toml_text`
+    /// as its config file, its own port. It does not own the database (this app does).
+    pub async fn start_replica(&self, toml_text: &str) -> TestApp {
+        let database = self.database.as_ref().expect("a running app owns its database");
+        let server =
+            Self::build_over(database, Some((ADMIN_USER, ADMIN_PASSWORD)), Some(toml_text), "replica.toml").await.expect("replica starts");
+        Self::launch(server, self.backend, None)
+    }
+
     /// Builds a server over `database`; with `config`, the text is written to the temp dir first.
     async fn boot(backend: Backend, database: Database, admin: Option<(&str, &str)>, config: Option<&str>) -> Result<TestApp, StartError> {
+        let server = Self::build_over(&database, admin, config, "tollgate.toml").await?;
+        Ok(Self::launch(server, backend, Some(database)))
+    }
+
+    async fn build_over(database: &Database, admin: Option<(&str, &str)>, config: Option<&str>, file: &str) -> Result<Server, StartError> {
         let config = config.map(|text| {
-            let path = database.dir.path().join("tollgate.toml");
+            let path = database.dir.path().join(file);
             std::fs::write(&path, text).expect("config file written");
             path
         });
@@ -126,13 +140,13 @@ impl TestApp {
             admin_password: admin.map(|(_, p)| p.to_owned()),
             encryption_key: None,
             encryption_key_file: Some(database.dir.path().join("tollgate.key")),
+            redis_url: None,
         })
         .unwrap_or_else(|e| panic!("test settings: {e}"));
-        let server = Server::build(&settings).await?;
-        Ok(Self::launch(server, backend, database))
+        Server::build(&settings).await
     }
 
-    fn launch(server: Server, backend: Backend, database: Database) -> TestApp {
+    fn launch(server: Server, backend: Backend, database: Option<Database>) -> TestApp {
         let addr = server.local_addr();
         let generated_admin = match server.admin_bootstrap() {
             AdminBootstrap::Generated { username, password } => Some((username.clone(), password.expose().to_owned())),
@@ -147,16 +161,7 @@ impl TestApp {
                 })
                 .await;
         });
-        TestApp {
-            addr,
-            backend,
-            generated_admin,
-            http: reqwest::Client::new(),
-            pool,
-            shutdown: Some(tx),
-            task: Some(task),
-            database: Some(database),
-        }
+        TestApp { addr, backend, generated_admin, http: reqwest::Client::new(), pool, shutdown: Some(tx), task: Some(task), database }
     }
 
     pub fn url(&self, path: &str) -> String {

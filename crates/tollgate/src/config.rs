@@ -30,6 +30,8 @@ pub struct Overrides {
     /// Base64 of 32 bytes; seals the stored copies of virtual keys.
     pub encryption_key: Option<String>,
     pub encryption_key_file: Option<PathBuf>,
+    /// Shared counters for several instances (`redis://…`); wins over `gateway.redis_url`.
+    pub redis_url: Option<String>,
 }
 
 /// Validated settings the server starts with.
@@ -152,7 +154,12 @@ impl Settings {
         };
         let log = file.log.unwrap_or_else(|| "info".to_owned());
         let declared = file.declared;
-        let gateway = crate::gateway_config::parse(file.providers.as_ref(), file.pricing.as_ref(), file.gateway.as_ref(), &mut problems);
+        let mut gateway =
+            crate::gateway_config::parse(file.providers.as_ref(), file.pricing.as_ref(), file.gateway.as_ref(), &mut problems);
+        if let Some(url) = overrides.redis_url {
+            problems.extend(crate::gateway_config::check_redis_url(&url));
+            gateway.redis_url = Some(Secret::new(url));
+        }
         match listen {
             Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway }),
             _ => Err(ConfigError(problems)),

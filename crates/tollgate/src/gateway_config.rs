@@ -20,6 +20,18 @@ pub struct GatewayConfig {
     pub unpriced: UnpricedModels,
     pub default_max_tokens: u64,
     pub log_retention_days: i64,
+    /// Counters in Redis, shared by every instance using the same URL and prefix; in this
+    /// process's memory when unset (one instance).
+    pub redis_url: Option<Secret>,
+    pub redis_key_prefix: String,
+}
+
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tollgate:";
+
+/// Problems with a Redis URL, without echoing it (it may carry a password).
+pub fn check_redis_url(url: &str) -> Option<String> {
+    let scheme_ok = url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://");
+    (!scheme_ok).then(|| "redis_url: must start with redis://, rediss:// or redis+unix://".to_owned())
 }
 
 impl Default for GatewayConfig {
@@ -30,6 +42,8 @@ impl Default for GatewayConfig {
             unpriced: UnpricedModels::Deny,
             default_max_tokens: DEFAULT_MAX_TOKENS,
             log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
+            redis_url: None,
+            redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
         }
     }
 }
@@ -82,6 +96,7 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
         keys: Vec::new(),
         needs_key: false,
         extra_headers: Vec::new(),
+        chat_url: std::sync::OnceLock::new(),
     };
     for (key, v) in table {
         let path = format!("{at}.{key}");
@@ -183,6 +198,17 @@ pub fn parse(
                 config.default_max_tokens = int(problems, &at, v, 1).and_then(|n| u64::try_from(n).ok()).unwrap_or(DEFAULT_MAX_TOKENS);
             }
             "request_log_retention_days" => config.log_retention_days = int(problems, &at, v, 1).unwrap_or(DEFAULT_LOG_RETENTION_DAYS),
+            "redis_url" => {
+                if let Some(url) = text(problems, &at, v) {
+                    problems.extend(check_redis_url(url).map(|p| format!("gateway.{p}")));
+                    config.redis_url = Some(Secret::new(url.to_owned()));
+                }
+            }
+            "redis_key_prefix" => match text(problems, &at, v) {
+                Some(prefix) if !prefix.is_empty() => prefix.clone_into(&mut config.redis_key_prefix),
+                Some(_) => problems.push(format!("{at}: must not be empty")),
+                None => {}
+            },
             _ => problems.push(format!("{at}: unknown setting")),
         }
     }

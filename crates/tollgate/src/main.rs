@@ -1,5 +1,10 @@
 //! The `tollgate` command: serves the gateway (default) or runs an operator command.
 
+/// jemalloc keeps a cache per thread, so a buffer allocated on one worker thread and freed on
+/// another does not contend for a lock the way the system allocator's arenas do under load.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +30,9 @@ struct Cli {
     /// File holding the key that seals stored virtual-key values [default: ./tollgate.key]
     #[arg(long, env = "TOLLGATE_ENCRYPTION_KEY_FILE", global = true)]
     encryption_key_file: Option<PathBuf>,
+    /// Redis holding the usage counters shared by several instances (`redis://…`) [default: in memory, one instance]
+    #[arg(long, env = "TOLLGATE_REDIS_URL", global = true, hide_env_values = true)]
+    redis_url: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -81,6 +89,7 @@ async fn main() -> ExitCode {
         admin_password: std::env::var("TOLLGATE_ADMIN_PASSWORD").ok(),
         encryption_key: std::env::var("TOLLGATE_ENCRYPTION_KEY").ok(),
         encryption_key_file: cli.encryption_key_file,
+        redis_url: cli.redis_url,
     };
     let settings = match Settings::resolve(overrides) {
         Ok(settings) => settings,

@@ -13,7 +13,7 @@ use tollgate_core::ports::Store;
 use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
 use tollgate_core::usage::UsageStore;
 use tollgate_core::vkeys::Sealer;
-use tollgate_gateway::counters::MemoryCounters;
+use tollgate_gateway::counters::{Counters, MemoryCounters, RedisCounters};
 use tollgate_gateway::pricing::Pricing;
 use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks};
 use tollgate_store::SqlStore;
@@ -60,7 +60,25 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
         log_retention_days: config.log_retention_days,
     };
     let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
-    Gateway::start(usage, Arc::new(MemoryCounters::new()), gateway_settings, sealer.clone()).await.map_err(StartError::Gateway)
+    let counters: Arc<dyn Counters> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisCounters::connect(url.expose(), &config.redis_key_prefix)
+                .await
+                .map_err(|e| StartError::Gateway(format!("usage counters: {}", redact_secret(&e, url.expose()))))?,
+        ),
+        None => Arc::new(MemoryCounters::new()),
+    };
+    Gateway::start(usage, counters, gateway_settings, sealer.clone()).await.map_err(StartError::Gateway)
+}
+
+/// `message` with `secret` (and a password inside it) blotted out.
+fn redact_secret(message: &str, secret: &str) -> String {
+    let password = secret.split_once("://").and_then(|(_, rest)| rest.split_once('@')).and_then(|(auth, _)| auth.rsplit(':').next());
+    let mut out = message.replace(secret, "[redacted]");
+    if let Some(p) = password.filter(|p| !p.is_empty()) {
+        out = out.replace(p, "[redacted]");
+    }
+    out
 }
 
 impl Server {

@@ -224,7 +224,7 @@ impl AssignmentService {
         for copy in self.store.copies_of_user(user_id).await? {
             let own: Vec<_> = keys.iter().filter(|k| k.copy_id == Some(copy.id) || k.copy_id.is_none()).collect();
             let mut policy = copy.policy.clone();
-            self.fill_usage(&mut policy).await?;
+            self.fill_usage(&mut policy, copy.created_at).await?;
             out.push(UserAccessProfile {
                 id: copy.id,
                 user_id: copy.user_id.clone(),
@@ -242,7 +242,9 @@ impl AssignmentService {
         Ok(out)
     }
 
-    async fn fill_usage(&self, policy: &mut Policy) -> Result<(), CoreError> {
+    /// Sets `current_usage` of every line from stored usage of its current window (`created` is
+    /// the copy's creation, the origin of its rolling rate-limit windows).
+    async fn fill_usage(&self, policy: &mut Policy, created: chrono::DateTime<chrono::Utc>) -> Result<(), CoreError> {
         let ids: Vec<_> = budget_lines(policy).map(|b| b.id.clone()).collect();
         let usage = self.store.budget_usage(&ids).await?;
         let now = crate::clock::now();
@@ -256,6 +258,23 @@ impl AssignmentService {
         };
         policy.budgets.iter_mut().for_each(fill);
         policy.provider_configs.iter_mut().flat_map(|c| c.budgets.iter_mut()).for_each(fill);
+        let limits: Vec<_> = policy
+            .rate_limit
+            .iter()
+            .chain(policy.provider_configs.iter().filter_map(|c| c.rate_limit.as_ref()))
+            .map(|r| r.id.clone())
+            .collect();
+        let usage = self.store.rate_limit_usage(&limits).await?;
+        let fill = |r: &mut crate::profile::RateLimit| {
+            let Some(u) = usage.get(&r.id) else { return };
+            let current = |window: Option<crate::window::RateLimitResetDuration>, stored| {
+                window.is_some_and(|w| stored >= crate::windows::Period::from(w).window_start(aligned, created, now))
+            };
+            r.token_current_usage = if current(r.token_reset_duration, u.token_window) { u.tokens } else { 0 };
+            r.request_current_usage = if current(r.request_reset_duration, u.request_window) { u.requests } else { 0 };
+        };
+        policy.rate_limit.iter_mut().for_each(fill);
+        policy.provider_configs.iter_mut().filter_map(|c| c.rate_limit.as_mut()).for_each(fill);
         Ok(())
     }
 
@@ -331,8 +350,8 @@ impl AssignmentService {
                     plan.push(Write::ResetBudgetUsage(id));
                 }
                 plan.extend(changes.dropped_rate_limits.into_iter().map(Write::ResetRateLimitUsage));
-                plan.extend(changes.reset_budgets.into_iter().map(Write::ResetBudgetUsage));
-                plan.extend(changes.reset_rate_limits.into_iter().map(Write::ResetRateLimitUsage));
+                plan.extend(changes.reset_budgets.into_iter().map(|id| Write::ZeroBudgetUsage { id, at: now }));
+                plan.extend(changes.reset_rate_limits.into_iter().map(|id| Write::ZeroRateLimitUsage { id, at: now }));
             }
             let response = PropagateResponse {
                 affected_users: count(affected.len()),

@@ -99,7 +99,9 @@ on_both_backends! {
         app.admin().put(&path, json!({"amount": 5, "mode": "forever"})).await.expect(200);
         let reply = app.admin().post(&format!("{}/{id}/propagate", FAMILIES[0]), json!({"fields": ["budgets"], "reset_usage": true})).await;
         assert_eq!(reply.expect(200)["affected_users"], 1, "a reset is a change even when the lines are equal");
-        assert_eq!(app.count(&format!("SELECT COUNT(*) AS n FROM budget_usage WHERE budget_id = '{budget}'")).await, 0);
+        assert_eq!(app.count(&format!("SELECT current_usage AS n FROM budget_usage WHERE budget_id = '{budget}'")).await, 0, "kept line zeroed");
+        let restarted = app.count(&format!("SELECT COUNT(*) AS n FROM budget_usage WHERE budget_id = '{budget}' AND last_reset < '2999'")).await;
+        assert_eq!(restarted, 1, "its window starts again at the reset, which the data plane adopts");
         assert_eq!(app.count(&format!("SELECT COUNT(*) AS n FROM budget_overrides WHERE budget_id = '{budget}'")).await, 1, "overrides survive propagation");
     }
 

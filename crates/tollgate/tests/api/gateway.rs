@@ -116,6 +116,36 @@ with_mock_upstream! { gateway_app;
         assert!(logs >= 10, "request log holds the served requests: {logs}");
     }
 
+    // Regression: a propagate with `reset_usage` zeroed the stored usage, but the running
+    // counters kept enforcing (and later re-persisted) the old spend.
+    async fn a_usage_reset_frees_the_room_on_the_next_request(app, mock) {
+        let (user, key, copy) = member(app, json!({
+            "name": "Reset",
+            "budgets": [{"max_limit": 0.04, "reset_duration": "1M"}],
+            "rate_limit": {"request_max_limit": 2, "request_reset_duration": "1d"},
+            "calendar_aligned": true,
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        })).await;
+        mock.script.prompt_tokens.store(0, Ordering::SeqCst);
+        let client = app.with_key(&key);
+        for _ in 0..2 {
+            client.post("/v1/chat/completions", chat("openai/mock", 20)).await.expect(200);
+        }
+        assert_eq!(client.post("/v1/chat/completions", chat("openai/mock", 20)).await.status.as_u16(), 429);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let profile = copy["parent_profile_id"].as_i64().unwrap_or_default();
+        let reset = json!({"fields": ["budgets", "rate_limit"], "reset_usage": true});
+        app.admin().post(&format!("/api/governance/access-profiles/{profile}/propagate"), reset).await.expect(200);
+        let view = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0].clone();
+        assert_eq!((view["budgets"][0]["current_usage"].clone(), view["rate_limit"]["request_current_usage"].clone()), (json!(0.0), json!(0)));
+        client.post("/v1/chat/completions", chat("openai/mock", 20)).await.expect(200);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let view = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200)["access_profiles"][0].clone();
+        assert_eq!(view["budgets"][0]["current_usage"], 0.02, "only the request after the reset counts, also once persisted");
+        assert_eq!(view["rate_limit"]["request_current_usage"], 1);
+        assert_eq!(mock.calls(), 3);
+    }
+
     async fn a_request_limit_admits_exactly_its_count(app, mock) {
         let (_, key, _) = member(app, json!({
             "name": "Counted",
@@ -217,7 +247,7 @@ with_mock_upstream! { gateway_app;
 
 /// Regression: the prompt used to be tokenized before the key was checked, so anyone could make
 /// the gateway tokenize a 32 MiB body. Refusals now come first; nextest runs each test in its own
-/// process, so the tokenizer's state here is this test's alone.
+/// process, so the tokenized-bytes counter here is this test's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unauthenticated_request_is_refused_before_its_body_is_tokenized() {
     let (app, _mock) = gateway_app(Backend::Sqlite).await;
@@ -226,9 +256,9 @@ async fn an_unauthenticated_request_is_refused_before_its_body_is_tokenized() {
     assert_eq!(app.anonymous().post("/v1/chat/completions", body.clone()).await.status.as_u16(), 401);
     let unknown = app.with_key("sk-bf-00000000-0000-0000-0000-000000000000").post("/v1/chat/completions", body).await;
     assert_eq!(unknown.status.as_u16(), 401);
-    assert!(!tollgate_gateway::tokenizer_loaded(), "nothing was tokenized for callers who were refused");
+    assert_eq!(tollgate_gateway::tokenized_bytes(), 0, "nothing was tokenized for callers who were refused");
     let (_, key, _) = member(&app, openai_only("Tokenized")).await;
     app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 5)).await.expect(200);
-    assert!(tollgate_gateway::tokenizer_loaded(), "an admitted request is estimated with the tokenizer");
+    assert!(tollgate_gateway::tokenized_bytes() > 0, "an admitted request is estimated with the tokenizer");
     app.stop().await;
 }

@@ -94,6 +94,7 @@ mod gateway;
 mod openapi;
 mod profiles;
 mod providers;
+mod replicas;
 mod sdk;
 mod startup;
 mod updates;

@@ -1,0 +1,284 @@
+//! Counters in Redis, shared by every Tollgate instance pointed at it: each reservation and
+//! settlement is one Lua script, so it is atomic across instances; reservations are indexed by
+//! age so any instance can release those of an instance that died.
+
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use hashbrown::HashMap;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use tokio::runtime::Handle;
+use tokio_util::task::TaskTracker;
+
+use super::{Actual, Claim, Counters, LineValue, Refusal, Settled};
+
+static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
+static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
+static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("sweep.lua")));
+static ADOPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("adopt.lua")));
+
+/// How long one Redis call may take before the request it serves is refused (fail closed).
+const RESPONSE_TIMEOUT: StdDuration = StdDuration::from_secs(1);
+/// Tries of a settlement before its charge is given up (logged); spaced by `SETTLE_BACKOFF`.
+const SETTLE_TRIES: u32 = 20;
+const SETTLE_BACKOFF: StdDuration = StdDuration::from_millis(250);
+
+/// A reservation of this instance: when it was made, and its claims.
+type Reserved = (DateTime<Utc>, Vec<Claim>);
+
+/// Counter lines, reservations and the reservation index under one key prefix.
+#[derive(Clone)]
+pub struct RedisCounters {
+    connection: ConnectionManager,
+    prefix: Arc<str>,
+    /// This instance's reservations in flight: their claims, needed to settle them.
+    held: Arc<Mutex<HashMap<u64, Reserved>>>,
+    settling: TaskTracker,
+    runtime: Handle,
+}
+
+impl std::fmt::Debug for RedisCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCounters").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(value: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(value).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn integers(value: &Value) -> Vec<i64> {
+    match value {
+        Value::Array(items) => items.iter().map(|v| redis::from_redis_value_ref::<i64>(v).unwrap_or(0)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl RedisCounters {
+    /// Connects (the connection is re-established on its own after a failure). `prefix` keeps
+    /// the keys of one deployment apart from anything else in the same Redis database.
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisCounters, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis url: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(StdDuration::from_secs(2)))
+            .set_number_of_retries(2);
+        let connection = client.get_connection_manager_with_config(config).await.map_err(|e| format!("redis: {e}"))?;
+        Ok(RedisCounters {
+            connection,
+            prefix: prefix.into(),
+            held: Arc::default(),
+            settling: TaskTracker::new(),
+            runtime: Handle::current(),
+        })
+    }
+
+    fn line_key(&self, line: &str) -> String {
+        format!("{}line:{line}", self.prefix)
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}reservations", self.prefix)
+    }
+
+    fn held_prefix(&self) -> String {
+        format!("{}reservation:", self.prefix)
+    }
+
+    async fn settle_in_redis(
+        &self,
+        reservation: u64,
+        claims: &[Claim],
+        actual: Actual,
+        now: DateTime<Utc>,
+    ) -> redis::RedisResult<Vec<LineValue>> {
+        let mut call = SETTLE.prepare_invoke();
+        call.key(self.index_key()).key(format!("{}{reservation}", self.held_prefix())).arg(reservation);
+        for claim in claims {
+            call.key(self.line_key(&claim.line)).arg(claim.estimate).arg(actual.of(claim.kind)).arg(micros(claim.window_start(now)));
+        }
+        let reply: Value = call.invoke_async(&mut self.connection.clone()).await?;
+        let numbers = integers(&reply);
+        Ok(claims
+            .iter()
+            .zip(numbers.chunks(2))
+            .filter(|(claim, _)| actual.of(claim.kind) > 0)
+            .map(|(claim, pair)| LineValue {
+                line: claim.line.clone(),
+                kind: claim.kind,
+                used: u64::try_from(pair[0]).unwrap_or(0),
+                window_start: from_micros(pair.get(1).copied().unwrap_or(0)),
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Counters for RedisCounters {
+    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
+        let mut call = RESERVE.prepare_invoke();
+        call.key(self.index_key()).key(format!("{}sequence", self.prefix)).arg(now.timestamp_millis()).arg(self.held_prefix());
+        for claim in claims {
+            call.key(self.line_key(&claim.line)).arg(claim.limit).arg(claim.estimate).arg(micros(claim.window_start(now)));
+        }
+        let reply: Value = call.invoke_async(&mut self.connection.clone()).await.map_err(|e| {
+            tracing::error!(error = %e, "redis counters unreachable; refusing the request");
+            Refusal::Unavailable
+        })?;
+        let numbers = integers(&reply);
+        match numbers.split_first() {
+            Some((1, [id])) => {
+                let id = u64::try_from(*id).map_err(|_| Refusal::Unavailable)?;
+                self.held.lock().map_err(|_| Refusal::Unavailable)?.insert(id, (now, claims.to_vec()));
+                Ok(id)
+            }
+            Some((0, denied)) => Err(Refusal::Denied(
+                denied
+                    .chunks(3)
+                    .filter_map(|d| {
+                        let claim = claims.get(usize::try_from(d[0]).ok()?.checked_sub(1)?)?;
+                        Some(claim.denial(u64::try_from(*d.get(1)?).unwrap_or(0), from_micros(*d.get(2)?)))
+                    })
+                    .collect(),
+            )),
+            _ => {
+                tracing::error!(?reply, "unexpected reply from the reserve script");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+
+    fn settle(&self, reservation: u64, actual: Actual, now: DateTime<Utc>, done: Settled) {
+        let claims = self.held.lock().ok().and_then(|mut held| held.remove(&reservation));
+        let Some((_, claims)) = claims else {
+            done(Vec::new());
+            return;
+        };
+        let me = self.clone();
+        self.settling.spawn_on(
+            async move {
+                for attempt in 1..=SETTLE_TRIES {
+                    match me.settle_in_redis(reservation, &claims, actual, now).await {
+                        Ok(values) => return done(values),
+                        Err(e) if attempt < SETTLE_TRIES => {
+                            tracing::warn!(error = %e, attempt, "settling in redis failed; retrying");
+                            tokio::time::sleep(SETTLE_BACKOFF).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, reservation, ?actual, "settling in redis failed; this charge is lost"),
+                    }
+                }
+                done(Vec::new());
+            },
+            &self.runtime,
+        );
+    }
+
+    async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+        let mut call = ADOPT.key(self.line_key(line));
+        call.arg(used).arg(micros(window_start));
+        call.invoke_async::<i64>(&mut self.connection.clone()).await.map(drop).map_err(|e| format!("redis: {e}"))
+    }
+
+    async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize {
+        if let Ok(mut held) = self.held.lock() {
+            held.retain(|_, (at, _)| now - *at <= max_age);
+        }
+        let mut call = SWEEP.key(self.index_key());
+        call.arg((now - max_age).timestamp_millis()).arg(self.held_prefix());
+        match call.invoke_async::<i64>(&mut self.connection.clone()).await {
+            Ok(n) => usize::try_from(n).unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping reservations in redis failed");
+                0
+            }
+        }
+    }
+
+    async fn peek(&self, line: &str) -> Option<(u64, u64)> {
+        let (used, reserved): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(self.line_key(line))
+            .arg("used")
+            .arg("reserved")
+            .query_async(&mut self.connection.clone())
+            .await
+            .ok()?;
+        used.or(reserved).map(|_| (used.unwrap_or(0), reserved.unwrap_or(0)))
+    }
+
+    async fn drain(&self) {
+        self.settling.close();
+        self.settling.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the Redis at `TOLLGATE_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`), which
+    //! CI starts; each test uses its own key prefix.
+    use super::*;
+    use crate::counters::tests as contract;
+
+    async fn counters() -> RedisCounters {
+        let url = std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("tollgate-test:{}:", uuid::Uuid::new_v4());
+        RedisCounters::connect(&url, &prefix).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn redis_a_request_is_admitted_only_if_its_estimate_fits() {
+        contract::a_request_is_admitted_only_if_its_estimate_fits(&counters().await, "b1").await;
+    }
+
+    #[tokio::test]
+    async fn redis_all_lines_or_none_are_reserved() {
+        contract::all_lines_or_none_are_reserved(&counters().await, "b1").await;
+    }
+
+    #[tokio::test]
+    async fn redis_stale_reservations_are_swept() {
+        contract::stale_reservations_are_swept(&counters().await, "b1").await;
+    }
+
+    #[tokio::test]
+    async fn redis_usage_of_a_past_window_does_not_count() {
+        contract::usage_of_a_past_window_does_not_count(&counters().await, "b1").await;
+    }
+
+    #[tokio::test]
+    async fn redis_a_newer_persisted_window_replaces_the_counter() {
+        contract::a_newer_persisted_window_replaces_the_counter(&counters().await, "b1").await;
+    }
+
+    #[tokio::test]
+    async fn redis_a_reservation_of_a_dead_instance_is_released_by_another() {
+        let first = counters().await;
+        let now = tollgate_core::clock::now();
+        assert!(first.reserve(&[contract::budget("b1", 100, 90)], now).await.is_ok());
+        let second = RedisCounters { held: Arc::default(), settling: TaskTracker::new(), ..first.clone() };
+        drop(first);
+        assert_eq!(second.sweep(Duration::minutes(10), now + Duration::minutes(11)).await, 1);
+        assert_eq!(second.peek("b1").await, Some((0, 0)), "the room held by the dead instance is free again");
+    }
+
+    #[tokio::test]
+    async fn redis_two_instances_never_take_the_same_room() {
+        let first = counters().await;
+        let second = RedisCounters { held: Arc::default(), settling: TaskTracker::new(), ..first.clone() };
+        let now = tollgate_core::clock::now();
+        let claim = [contract::budget("b1", 100, 10)];
+        let tries = (0..40).map(|i| {
+            let c = if i % 2 == 0 { first.clone() } else { second.clone() };
+            let claim = claim.clone();
+            tokio::spawn(async move { c.reserve(&claim, now).await.is_ok() })
+        });
+        let admitted = futures::future::join_all(tries).await.into_iter().filter(|r| matches!(r, Ok(true))).count();
+        assert_eq!(admitted, 10, "40 concurrent reservations from two instances on a line with room for 10");
+    }
+}
