@@ -9,6 +9,10 @@ mod report;
 mod setup;
 mod spawn;
 
+/// The same allocator as Tollgate, so the forwarder is measured on an equal footing.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -69,7 +69,12 @@ impl std::fmt::Debug for Secret {
 
 /// SHA-256 of a high-entropy secret, hex encoded (for API keys; never for passwords).
 pub fn sha256_hex(value: &str) -> String {
-    hex::encode(Sha256::digest(value.as_bytes()))
+    hex::encode(sha256(value))
+}
+
+/// SHA-256 of a high-entropy secret (for look-ups; never for passwords).
+pub fn sha256(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

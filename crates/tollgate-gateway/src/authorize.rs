@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use tollgate_core::auth::sha256_hex;
+use tollgate_core::auth::sha256;
 use tollgate_core::copies::UserCopy;
 use tollgate_core::profile::{Budget, ProviderConfig, RateLimit};
 use tollgate_core::vkeys::VIRTUAL_KEY_PREFIX;
 use tollgate_core::windows::Period;
 
-use crate::counters::{Claim, LineKind};
+use crate::counters::{Claim, LineKind, Scope};
 use crate::error::GatewayError;
 use crate::snapshot::Snapshot;
 
@@ -60,7 +60,7 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
             "virtual key is required. Provide a virtual key via the x-bf-vk header.".into(),
         )
     })?;
-    let record = snapshot.keys.get(&sha256_hex(key)).ok_or_else(|| {
+    let record = snapshot.keys.get(&sha256(key)).ok_or_else(|| {
         refused(
             StatusCode::UNAUTHORIZED,
             "virtual_key_not_found",
@@ -124,29 +124,22 @@ impl Grant {
     pub fn claims(&self, snapshot: &Snapshot, estimate: Estimate, now: DateTime<Utc>) -> Vec<Claim> {
         let aligned = self.copy.policy.calendar_aligned;
         let config = self.config();
-        let provider = &config.provider_name;
-        let mut claims = Vec::new();
-        let limits =
-            [(config.rate_limit.as_ref(), format!("provider '{provider}'")), (self.copy.policy.rate_limit.as_ref(), "profile".to_owned())];
-        for (limit, owner) in limits {
+        let mut claims = Vec::with_capacity(6);
+        for (limit, scope) in [(config.rate_limit.as_ref(), Scope::Provider), (self.copy.policy.rate_limit.as_ref(), Scope::Profile)] {
             if let Some(limit) = limit {
-                claims.extend(rate_claims(limit, &owner, aligned, self.copy.created_at, estimate));
+                rate_claims(&mut claims, limit, scope, aligned, self.copy.created_at, estimate);
             }
         }
-        let budgets = config
-            .budgets
-            .iter()
-            .map(|b| (b, format!("provider '{provider}'")))
-            .chain(self.copy.policy.budgets.iter().map(|b| (b, "profile".to_owned())));
-        for (budget, owner) in budgets {
-            claims.push(budget_claim(snapshot, budget, &owner, aligned, estimate, now));
+        let budgets =
+            config.budgets.iter().map(|b| (b, Scope::Provider)).chain(self.copy.policy.budgets.iter().map(|b| (b, Scope::Profile)));
+        for (budget, scope) in budgets {
+            claims.push(budget_claim(snapshot, budget, scope, aligned, estimate, now));
         }
         claims
     }
 }
 
-fn rate_claims(limit: &RateLimit, owner: &str, aligned: bool, anchor: DateTime<Utc>, estimate: Estimate) -> Vec<Claim> {
-    let mut out = Vec::new();
+fn rate_claims(out: &mut Vec<Claim>, limit: &RateLimit, scope: Scope, aligned: bool, anchor: DateTime<Utc>, estimate: Estimate) {
     if let (Some(max), Some(window)) = (limit.token_max_limit, limit.token_reset_duration) {
         out.push(Claim {
             line: format!("{}:t", limit.id.0),
@@ -156,7 +149,7 @@ fn rate_claims(limit: &RateLimit, owner: &str, aligned: bool, anchor: DateTime<U
             calendar_aligned: aligned,
             anchor,
             estimate: estimate.tokens,
-            label: format!("{owner} token limit"),
+            scope,
         });
     }
     if let (Some(max), Some(window)) = (limit.request_max_limit, limit.request_reset_duration) {
@@ -168,13 +161,12 @@ fn rate_claims(limit: &RateLimit, owner: &str, aligned: bool, anchor: DateTime<U
             calendar_aligned: aligned,
             anchor,
             estimate: 1,
-            label: format!("{owner} request limit"),
+            scope,
         });
     }
-    out
 }
 
-fn budget_claim(snapshot: &Snapshot, budget: &Budget, owner: &str, aligned: bool, estimate: Estimate, now: DateTime<Utc>) -> Claim {
+fn budget_claim(snapshot: &Snapshot, budget: &Budget, scope: Scope, aligned: bool, estimate: Estimate, now: DateTime<Utc>) -> Claim {
     let grant = snapshot.overrides.get(&budget.id).filter(|o| o.is_active(budget, aligned, now));
     let limit = budget.max_limit.micros() + grant.map_or(0, |g| g.amount.micros());
     Claim {
@@ -185,6 +177,6 @@ fn budget_claim(snapshot: &Snapshot, budget: &Budget, owner: &str, aligned: bool
         calendar_aligned: aligned,
         anchor: budget.last_reset,
         estimate: estimate.cost_micros.max(1),
-        label: format!("{owner} budget"),
+        scope,
     }
 }

@@ -13,6 +13,13 @@ use tollgate_core::windows::Period;
 
 pub use self::redis::RedisCounters;
 
+/// Where a line is set: on the profile, or on the provider config of the requested provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Profile,
+    Provider,
+}
+
 /// What a line counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LineKind {
@@ -36,8 +43,8 @@ pub struct Claim {
     pub anchor: DateTime<Utc>,
     /// What this request reserves (estimated cost, estimated tokens, or 1 request).
     pub estimate: u64,
-    /// How the line is named in a refusal (`profile budget`, `provider 'openai' rate limit`, …).
-    pub label: String,
+    /// Whose line it is (named in a refusal).
+    pub scope: Scope,
 }
 
 impl Claim {
@@ -46,7 +53,7 @@ impl Claim {
     pub fn denial(&self, taken: u64, window_start: DateTime<Utc>) -> Denial {
         Denial {
             kind: self.kind,
-            label: self.label.clone(),
+            scope: self.scope,
             used: taken,
             limit: self.limit,
             period: self.period,
@@ -64,7 +71,7 @@ impl Claim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub kind: LineKind,
-    pub label: String,
+    pub scope: Scope,
     /// Used plus reserved by requests in flight.
     pub used: u64,
     pub limit: u64,
@@ -163,9 +170,8 @@ impl MemoryCounters {
     }
 }
 
-/// The line, moved into the window that contains `now` (usage of a past window is dropped).
-fn current<'a>(lines: &'a mut HashMap<String, Line>, claim: &Claim, now: DateTime<Utc>) -> &'a mut Line {
-    let start = claim.window_start(now);
+/// The line, moved into the window starting at `start` (usage of a past window is dropped).
+fn current<'a>(lines: &'a mut HashMap<String, Line>, claim: &Claim, start: DateTime<Utc>) -> &'a mut Line {
     let line = lines.entry_ref(claim.line.as_str()).or_insert(Line { window_start: start, used: 0, reserved: 0 });
     if line.window_start < start {
         line.window_start = start;
@@ -178,8 +184,9 @@ impl MemoryCounters {
     fn reserve_now(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
         let Ok(mut state) = self.state.lock() else { return Err(Refusal::Unavailable) };
         let mut denials = Vec::new();
-        for claim in claims {
-            let line = current(&mut state.lines, claim, now);
+        let starts: Vec<DateTime<Utc>> = claims.iter().map(|c| c.window_start(now)).collect();
+        for (claim, start) in claims.iter().zip(&starts) {
+            let line = current(&mut state.lines, claim, *start);
             let taken = line.used.saturating_add(line.reserved);
             if taken.saturating_add(claim.estimate) > claim.limit {
                 denials.push(claim.denial(taken, line.window_start));
@@ -188,8 +195,8 @@ impl MemoryCounters {
         if !denials.is_empty() {
             return Err(Refusal::Denied(denials));
         }
-        for claim in claims {
-            let line = current(&mut state.lines, claim, now);
+        for (claim, start) in claims.iter().zip(&starts) {
+            let line = current(&mut state.lines, claim, *start);
             line.reserved = line.reserved.saturating_add(claim.estimate);
         }
         state.next += 1;
@@ -203,7 +210,7 @@ impl MemoryCounters {
         let Some(held) = state.held.remove(&reservation) else { return Vec::new() };
         let mut values = Vec::with_capacity(held.claims.len());
         for claim in &held.claims {
-            let line = current(&mut state.lines, claim, now);
+            let line = current(&mut state.lines, claim, claim.window_start(now));
             line.reserved = line.reserved.saturating_sub(claim.estimate);
             let charge = actual.of(claim.kind);
             line.used = line.used.saturating_add(charge);
@@ -264,7 +271,7 @@ pub(crate) mod tests {
             calendar_aligned: true,
             anchor: DateTime::<Utc>::UNIX_EPOCH,
             estimate,
-            label: "profile budget".into(),
+            scope: Scope::Profile,
         }
     }
 

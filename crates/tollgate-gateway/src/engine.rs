@@ -16,7 +16,7 @@ use tollgate_core::windows::Period;
 
 use crate::authorize::{Estimate, authorize, presented_key};
 use crate::body::{RawObject, elements};
-use crate::counters::{Actual, Claim, Counters, Denial, LineKind, Refusal};
+use crate::counters::{Actual, Claim, Counters, Denial, LineKind, Refusal, Scope};
 use crate::error::GatewayError;
 use crate::pricing::{Price, Pricing, UnpricedModels};
 use crate::snapshot::SharedSnapshot;
@@ -231,7 +231,7 @@ impl Gateway {
         let (target, price, claims, log, prompt) = self.check(headers, ask, prompt)?;
         let reservation = match self.0.counters.reserve(&claims, log.created_at).await {
             Ok(id) => id,
-            Err(Refusal::Denied(denials)) => return Err(refusal(&denials, log.created_at).for_model(provider, model)),
+            Err(Refusal::Denied(denials)) => return Err(refusal(&denials, log.created_at, provider).for_model(provider, model)),
             Err(Refusal::Unavailable) => {
                 return Err(GatewayError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -428,12 +428,28 @@ fn dollars(micros: u64) -> f64 {
     micros as f64 / 1_000_000.0
 }
 
-/// The answer to a refused reservation: rate limits (429) before budgets (402).
-pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>) -> GatewayError {
+/// How a line is named in a refusal: `profile budget`, `provider 'openai' request limit`, …
+fn label(denial: &Denial, provider: &str) -> String {
+    let what = match denial.kind {
+        LineKind::Budget => "budget",
+        LineKind::Tokens => "token limit",
+        LineKind::Requests => "request limit",
+    };
+    match denial.scope {
+        Scope::Profile => format!("profile {what}"),
+        Scope::Provider => format!("provider '{provider}' {what}"),
+    }
+}
+
+/// The answer to a refused reservation: rate limits (429) before budgets (402). Provider-level
+/// lines are those of `provider`, the requested one.
+pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>, provider: &str) -> GatewayError {
     let rate: Vec<&Denial> = denials.iter().filter(|d| d.kind != LineKind::Budget).collect();
     if rate.is_empty() {
-        let parts: Vec<String> =
-            denials.iter().map(|d| format!("{} exceeded: {:.4} >= {:.4} dollars", d.label, dollars(d.used), dollars(d.limit))).collect();
+        let parts: Vec<String> = denials
+            .iter()
+            .map(|d| format!("{} exceeded: {:.4} >= {:.4} dollars", label(d, provider), dollars(d.used), dollars(d.limit)))
+            .collect();
         return GatewayError::new(StatusCode::PAYMENT_REQUIRED, "budget_exceeded", format!("Budget exceeded: {}", parts.join("; ")));
     }
     let tokens = rate.iter().any(|d| d.kind == LineKind::Tokens);
@@ -443,8 +459,10 @@ pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>) -> GatewayError {
         (true, false) => "token_limited",
         _ => "request_limited",
     };
-    let parts: Vec<String> =
-        rate.iter().map(|d| format!("{} exceeded ({}/{}, resets every {})", d.label, d.used, d.limit, period_text(d.period))).collect();
+    let parts: Vec<String> = rate
+        .iter()
+        .map(|d| format!("{} exceeded ({}/{}, resets every {})", label(d, provider), d.used, d.limit, period_text(d.period)))
+        .collect();
     let wait = rate.iter().map(|d| (d.resets_at - now).num_seconds() + 1).max();
     let mut error = GatewayError::new(StatusCode::TOO_MANY_REQUESTS, kind, format!("Rate limit exceeded: [{}]", parts.join(", ")));
     error.retry_after = wait;

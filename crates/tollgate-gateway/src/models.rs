@@ -29,7 +29,7 @@ pub async fn list_models(
     let key = presented_key(&headers);
     let user = match crate::authorize::authorize(&snapshot, key, "", "", now) {
         Err(e) if e.kind == "provider_blocked" => {
-            key.and_then(|k| snapshot.keys.get(&tollgate_core::auth::sha256_hex(k))).map(|k| k.user_id.clone()).unwrap_or_default()
+            key.and_then(|k| snapshot.keys.get(&tollgate_core::auth::sha256(k))).map(|k| k.user_id.clone()).unwrap_or_default()
         }
         Err(e) => return Err(e),
         Ok(grant) => grant.user_id,

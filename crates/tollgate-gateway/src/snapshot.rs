@@ -22,7 +22,8 @@ use crate::engine::{ProviderKind, ProviderSpec, WeightedKey};
 /// Governance state at one instant.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub keys: HashMap<String, KeyRecord>,
+    /// Keys by the SHA-256 of their value (decoded from the stored hex once, here).
+    pub keys: HashMap<[u8; 32], KeyRecord>,
     /// Copies per user, oldest first.
     pub copies: HashMap<String, Vec<Arc<UserCopy>>>,
     pub overrides: HashMap<BudgetId, BudgetOverride>,
@@ -34,7 +35,7 @@ impl Snapshot {
     pub fn build(data: GovernanceData, sealer: &Sealer) -> Snapshot {
         let providers =
             data.providers.iter().filter_map(|p| spec_of(p, &data.provider_keys, sealer)).map(|s| (s.name.clone(), Arc::new(s))).collect();
-        let keys = data.keys.into_iter().map(|k| (k.value_hash.clone(), k)).collect();
+        let keys = data.keys.into_iter().filter_map(|k| Some((<[u8; 32]>::try_from(hex::decode(&k.value_hash).ok()?).ok()?, k))).collect();
         let mut copies: HashMap<String, Vec<Arc<UserCopy>>> = HashMap::new();
         for copy in data.copies {
             copies.entry(copy.user_id.clone()).or_default().push(Arc::new(copy));
