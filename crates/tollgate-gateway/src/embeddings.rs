@@ -51,6 +51,6 @@ pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Byt
     }
     let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let used = parsed.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or(prompt);
-    held.finish(Some((used, 0)), status);
+    held.finish(Some(crate::usage::Usage::plain(used, 0)), status);
     Ok(json_response(status, bytes))
 }

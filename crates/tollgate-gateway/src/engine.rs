@@ -20,6 +20,7 @@ use crate::counters::{Actual, Claim, Counters, Denial, LineKind, Refusal, Scope}
 use crate::error::GatewayError;
 use crate::pricing::{Price, Pricing, UnpricedModels};
 use crate::snapshot::SharedSnapshot;
+use crate::usage::Usage;
 use crate::writer::{UsageWriter, WriterHandle, line_of};
 
 /// The API an upstream speaks; also names the wire format a client speaks on a route.
@@ -374,21 +375,21 @@ impl Held {
     }
 
     /// Settles with the tokens really used (`None`: nothing was billed) and logs the request.
-    pub fn finish(mut self, usage: Option<(u64, u64)>, status: u16) {
+    pub fn finish(mut self, usage: Option<Usage>, status: u16) {
         self.settle(usage, status);
     }
 
-    fn settle(&mut self, usage: Option<(u64, u64)>, status: u16) {
+    fn settle(&mut self, usage: Option<Usage>, status: u16) {
         let Some(id) = self.reservation.take() else { return };
-        let (prompt, completion) = usage.unwrap_or((0, 0));
-        let cost = self.price.map_or(Money::ZERO, |p| p.cost(prompt, completion));
+        let used = usage.unwrap_or_default();
+        let cost = self.price.map_or(Money::ZERO, |p| p.cost_of(&used));
         let actual = match usage {
-            Some(_) => Actual { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: prompt + completion, requests: 1 },
+            Some(_) => Actual { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: used.tokens(), requests: 1 },
             None => Actual::default(),
         };
         let log = self.log.take().map(|log| RequestLog {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
+            prompt_tokens: used.prompt(),
+            completion_tokens: used.output,
             cost,
             status,
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -399,7 +400,7 @@ impl Held {
     }
 
     /// Settles what a stream consumed when it ends or is abandoned.
-    pub(crate) fn settle_stream(&mut self, usage: (u64, u64), status: u16) {
+    pub(crate) fn settle_stream(&mut self, usage: Usage, status: u16) {
         self.settle(Some(usage), status);
     }
 }

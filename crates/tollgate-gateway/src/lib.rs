@@ -22,6 +22,7 @@ pub mod pricing;
 mod snapshot;
 mod translate;
 mod upstream;
+pub mod usage;
 mod writer;
 
 use axum::Router;

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use tollgate_core::money::Money;
 
+use crate::usage::Usage;
+
 /// The shipped catalog (see its `source` and `as_of` members).
 const CATALOG: &str = include_str!("pricing.json");
 
@@ -19,11 +21,21 @@ pub struct Price {
 }
 
 impl Price {
-    /// Cost of a call, rounded up to the next micro-dollar.
+    /// Cost of a call without cached prompt tokens, rounded up to the next micro-dollar.
     pub fn cost(self, input_tokens: u64, output_tokens: u64) -> Money {
-        let nanos =
-            u128::from(input_tokens) * u128::from(self.input_per_mtok) + u128::from(output_tokens) * u128::from(self.output_per_mtok);
-        let micros = nanos.div_ceil(1_000_000);
+        self.cost_of(&Usage::plain(input_tokens, output_tokens))
+    }
+
+    /// Cost of a call, prompt-cache tokens at their multiples of the input price (writes 1.25×,
+    /// one-hour writes 2×, reads 0.1×), rounded up to the next micro-dollar once, at the end.
+    pub fn cost_of(self, usage: &Usage) -> Money {
+        // In fortieths of a token, so every multiple is an integer.
+        let input_40ths = u128::from(usage.input) * 40
+            + u128::from(usage.cache_write) * 50
+            + u128::from(usage.cache_write_1h) * 80
+            + u128::from(usage.cache_read) * 4;
+        let nanos_40 = input_40ths * u128::from(self.input_per_mtok) + u128::from(usage.output) * 40 * u128::from(self.output_per_mtok);
+        let micros = nanos_40.div_ceil(40 * 1_000_000);
         Money::from_micros(i64::try_from(micros).unwrap_or(i64::MAX)).unwrap_or(Money::ZERO)
     }
 }
@@ -77,6 +89,14 @@ impl Pricing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_prompt_tokens_cost_their_multiples_of_the_input_price() {
+        let p = Price { input_per_mtok: 3_000_000, output_per_mtok: 15_000_000 };
+        let usage = Usage { input: 1_000_000, output: 0, cache_write: 1_000_000, cache_write_1h: 1_000_000, cache_read: 1_000_000 };
+        assert_eq!(p.cost_of(&usage).micros(), 3_000_000 + 3_750_000 + 6_000_000 + 300_000);
+        assert_eq!(p.cost_of(&Usage { cache_read: 1, ..Usage::default() }).micros(), 1, "0.3 micro-dollars round up");
+    }
 
     #[test]
     fn cost_is_exact_and_rounds_up() {

@@ -11,35 +11,10 @@ use crate::engine::ProviderKind;
 
 pub use answer::{answer, error_body};
 
-/// (prompt, output) tokens a plain answer reports, read from its JSON text (no tree is built).
-pub fn usage_in(kind: ProviderKind, answer: &[u8]) -> Option<(u64, u64)> {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        usage: Option<Usage>,
-    }
-    #[derive(serde::Deserialize)]
-    #[expect(clippy::struct_field_names, reason = "the names are the providers' wire names")]
-    struct Usage {
-        prompt_tokens: Option<u64>,
-        completion_tokens: Option<u64>,
-        input_tokens: Option<u64>,
-        output_tokens: Option<u64>,
-    }
-    let usage = serde_json::from_slice::<Answer>(answer).ok()?.usage?;
-    match kind {
-        ProviderKind::OpenAi => Some((usage.prompt_tokens?, usage.completion_tokens?)),
-        ProviderKind::Anthropic => Some((usage.input_tokens?, usage.output_tokens?)),
-    }
-}
-
-/// (prompt, output) tokens of a parsed answer, or of a stream chunk that reports usage.
+/// (prompt, output) tokens of a parsed answer, or of a stream chunk that reports usage; the
+/// prompt includes cached prompt tokens (as OpenAI's `prompt_tokens` does).
 pub fn usage_of(kind: ProviderKind, answer: &Value) -> Option<(u64, u64)> {
-    let usage = answer.get("usage")?;
-    let (input, output) = match kind {
-        ProviderKind::OpenAi => ("prompt_tokens", "completion_tokens"),
-        ProviderKind::Anthropic => ("input_tokens", "output_tokens"),
-    };
-    Some((usage.get(input)?.as_u64()?, usage.get(output)?.as_u64()?))
+    crate::usage::usage_from(kind, answer.get("usage")?).map(|u| (u.prompt(), u.output))
 }
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.

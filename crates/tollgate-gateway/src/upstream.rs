@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::engine::{Held, ProviderKind, Target, count_tokens};
 use crate::error::GatewayError;
 use crate::translate::{self, stream::Reframe};
+use crate::usage::{Usage, usage_in};
 
 /// The Anthropic API version sent with every call to an Anthropic upstream.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -129,7 +130,7 @@ impl Exchange {
             .await
             .map_err(|_| GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"))?;
         // A successful answer without usage data is charged at the estimate: never less than billed.
-        held.finish(Some(translate::usage_in(spec.kind, &bytes).unwrap_or(estimate)), status);
+        held.finish(Some(usage_in(spec.kind, &bytes).unwrap_or(Usage::plain(estimate.0, estimate.1))), status);
         if spec.kind == client {
             return Ok(json_response(status, bytes));
         }
@@ -156,6 +157,8 @@ struct Tap {
     upstream: ProviderKind,
     input: Option<u64>,
     output: Option<u64>,
+    /// Prompt-cache counts an Anthropic stream reported (the other fields of `Usage` unused).
+    cache: Usage,
     text: String,
     prompt: u64,
     finished: bool,
@@ -163,7 +166,7 @@ struct Tap {
 
 impl Tap {
     fn new(held: Held, upstream: ProviderKind, prompt: u64) -> Tap {
-        Tap { held, upstream, input: None, output: None, text: String::new(), prompt, finished: false }
+        Tap { held, upstream, input: None, output: None, cache: Usage::default(), text: String::new(), prompt, finished: false }
     }
 
     fn observe(&mut self, data: &str) {
@@ -196,12 +199,20 @@ impl Tap {
     fn observe_event(&mut self, event: &Value) {
         let tokens = |at: &str| event.pointer(at).and_then(Value::as_u64);
         match event.get("type").and_then(Value::as_str) {
-            Some("message_start") => self.input = tokens("/message/usage/input_tokens").or(self.input),
+            Some("message_start") => {
+                self.input = tokens("/message/usage/input_tokens").or(self.input);
+                if let Some(usage) = event.pointer("/message/usage") {
+                    self.cache.read_anthropic_cache(usage);
+                }
+            }
             Some("content_block_delta") => {
                 let piece = event.pointer("/delta/text").or_else(|| event.pointer("/delta/partial_json")).and_then(Value::as_str);
                 self.text.push_str(piece.unwrap_or_default());
             }
             Some("message_delta") => {
+                if let Some(usage) = event.get("usage") {
+                    self.cache.read_anthropic_cache(usage);
+                }
                 self.input = tokens("/usage/input_tokens").or(self.input);
                 self.output = tokens("/usage/output_tokens").or(self.output);
             }
@@ -213,7 +224,11 @@ impl Tap {
 
 impl Drop for Tap {
     fn drop(&mut self) {
-        let usage = (self.input.unwrap_or(self.prompt), self.output.unwrap_or_else(|| count_tokens(&self.text)));
+        let usage = Usage {
+            input: self.input.unwrap_or(self.prompt),
+            output: self.output.unwrap_or_else(|| count_tokens(&self.text)),
+            ..self.cache
+        };
         self.held.settle_stream(usage, if self.finished { 200 } else { 499 });
     }
 }

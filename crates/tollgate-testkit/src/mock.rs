@@ -34,6 +34,10 @@ pub struct Script {
     /// When the request offers tools, call the first one (with input [`TOOL_INPUT`]) instead of
     /// answering with text.
     pub tool_use: AtomicBool,
+    /// Anthropic answers report this many prompt tokens written to / read from the prompt cache
+    /// (the `cache_*_input_tokens` members appear only when not zero).
+    pub cache_write_tokens: AtomicU64,
+    pub cache_read_tokens: AtomicU64,
     /// Calls received.
     pub calls: AtomicU64,
     /// Every request received, oldest first.
@@ -74,6 +78,8 @@ impl MockUpstream {
             chunk_delay_ms: AtomicU64::new(0),
             stream_usage: AtomicU64::new(1),
             tool_use: AtomicBool::new(false),
+            cache_write_tokens: AtomicU64::new(0),
+            cache_read_tokens: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
         });
@@ -236,6 +242,18 @@ async fn messages(State(script): State<Arc<Script>>, headers: HeaderMap, Json(re
         }
     };
     let (prompt, completion) = (turn.prompt, turn.completion);
+    let usage = |output: u64| {
+        let mut usage = json!({"input_tokens": prompt, "output_tokens": output});
+        for (name, tokens) in
+            [("cache_creation_input_tokens", &script.cache_write_tokens), ("cache_read_input_tokens", &script.cache_read_tokens)]
+        {
+            let tokens = tokens.load(Ordering::SeqCst);
+            if tokens > 0 {
+                usage[name] = json!(tokens);
+            }
+        }
+        usage
+    };
     let stop_reason = match (&turn.tool, turn.capped) {
         (Some(_), _) => "tool_use",
         (None, true) => "max_tokens",
@@ -249,13 +267,13 @@ async fn messages(State(script): State<Arc<Script>>, headers: HeaderMap, Json(re
         };
         return Json(json!({
             "id": "msg_mock", "type": "message", "role": "assistant", "model": turn.model, "content": [content],
-            "stop_reason": stop_reason, "stop_sequence": null, "usage": {"input_tokens": prompt, "output_tokens": completion},
+            "stop_reason": stop_reason, "stop_sequence": null, "usage": usage(completion),
         }))
         .into_response();
     }
     let message = json!({
         "id": "msg_mock", "type": "message", "role": "assistant", "model": turn.model, "content": [],
-        "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": prompt, "output_tokens": 1},
+        "stop_reason": null, "stop_sequence": null, "usage": usage(1),
     });
     let (block, deltas): (Value, Vec<Value>) = match &turn.tool {
         Some(name) => {

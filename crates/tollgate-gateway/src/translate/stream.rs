@@ -90,7 +90,7 @@ impl Reframe for AnthropicToOpenAi {
                 self.id = event.pointer("/message/id").cloned().unwrap_or(Value::Null);
                 self.model = event.pointer("/message/model").cloned().unwrap_or(Value::Null);
                 self.created = created();
-                self.input = tokens("/message/usage/input_tokens").unwrap_or(0);
+                self.input = tokens("/message/usage/input_tokens").unwrap_or(0) + cached(event.pointer("/message/usage"));
                 self.output = tokens("/message/usage/output_tokens").unwrap_or(0);
                 vec![self.chunk(&json!({"role": "assistant", "content": ""}), None)]
             }
@@ -115,7 +115,7 @@ impl Reframe for AnthropicToOpenAi {
                 }
             }
             "message_delta" => {
-                self.input = tokens("/usage/input_tokens").unwrap_or(self.input);
+                self.input = tokens("/usage/input_tokens").map_or(self.input, |input| input + cached(event.get("usage")));
                 self.output = tokens("/usage/output_tokens").unwrap_or(self.output);
                 let stop = event.pointer("/delta/stop_reason").and_then(Value::as_str);
                 stop.map(|s| self.chunk(&json!({}), Some(finish_reason(s)))).into_iter().collect()
@@ -240,6 +240,15 @@ impl Reframe for OpenAiToAnthropic {
         }
         out
     }
+}
+
+/// Cached prompt tokens of an Anthropic `usage` object (an OpenAI client counts them in `prompt_tokens`).
+fn cached(usage: Option<&Value>) -> u64 {
+    let mut tokens = crate::usage::Usage::default();
+    if let Some(usage) = usage {
+        tokens.read_anthropic_cache(usage);
+    }
+    tokens.prompt()
 }
 
 #[cfg(test)]

@@ -216,6 +216,23 @@ with_mock_upstream! { anthropic_app;
         assert_dollars(spent(app, &user).await, 2.0 * ONE_CALL, "input_tokens and output_tokens at the model's price");
     }
 
+    async fn prompt_cache_tokens_are_billed_at_their_rates_plain_streamed_and_translated(app, mock) {
+        let (user, key) = key_holder(app, both("Cached")).await;
+        mock.script.cache_write_tokens.store(100, Ordering::SeqCst);
+        mock.script.cache_read_tokens.store(1000, Ordering::SeqCst);
+        // 10 input and 20 output tokens as usual, 100 written to the cache at 1.25× the input price,
+        // 1000 read from it at 0.1×: $0.001 + $0.02 + $0.0125 + $0.01.
+        let one = 0.0435;
+        let answer = app.with_header("x-api-key", &key).post("/anthropic/v1/messages", message("claude-mock")).await.expect(200).clone();
+        assert_eq!(answer["usage"]["cache_read_input_tokens"], 1000, "the client sees the provider's usage");
+        assert_dollars(spent(app, &user).await, one, "cache tokens are charged, at their own rates");
+        app.read_stream("/anthropic/v1/messages", ("x-api-key", &key), &streamed(message("claude-mock")), usize::MAX).await;
+        assert_dollars(spent(app, &user).await, 2.0 * one, "a stream reports them in message_start");
+        let translated = app.with_key(&key).post("/v1/chat/completions", json!({"model": "anthropic/claude-mock", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})).await.expect(200).clone();
+        assert_eq!(translated["usage"]["prompt_tokens"], 1110, "an OpenAI client counts cached prompt tokens in prompt_tokens");
+        assert_dollars(spent(app, &user).await, 3.0 * one, "and pays for them the same");
+    }
+
     async fn the_anthropic_route_streams_events_as_they_come_and_bills_exactly(app, mock) {
         let (user, key) = key_holder(app, both("NativeStream")).await;
         let text = app.read_stream("/anthropic/v1/messages", ("x-api-key", &key), &streamed(message("claude-mock")), usize::MAX).await;
