@@ -29,6 +29,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub use snapshot::extra_header;
 pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec, tokenized_bytes};
 
 /// Largest inference request body accepted (32 MiB).

@@ -89,13 +89,23 @@ const RESERVED_HEADERS: [&str; 6] = ["authorization", "x-api-key", "anthropic-ve
 fn extra_headers(provider: &Provider) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     for (name, value) in &provider.network_config.extra_headers {
-        let parsed = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value));
-        match parsed {
-            (Ok(name), Ok(value)) if !RESERVED_HEADERS.contains(&name.as_str()) => out.push((name, value)),
-            _ => tracing::warn!(provider = %provider.name, header = %name, "extra header not usable (invalid or reserved); not sent"),
+        match extra_header(name, value) {
+            Ok(header) => out.push(header),
+            Err(why) => tracing::warn!(provider = %provider.name, header = %name, why, "extra header not sent"),
         }
     }
     out
+}
+
+/// An extra header a provider's calls may carry, or why not: it must be a valid header, and it
+/// cannot be one that carries the call's credentials or framing.
+pub fn extra_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), &'static str> {
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "not a valid header name")?;
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err("reserved: the gateway sets it");
+    }
+    let value = HeaderValue::from_str(value).map_err(|_| "not a valid header value")?;
+    Ok((name, value))
 }
 
 /// The current snapshot, shared by every request.

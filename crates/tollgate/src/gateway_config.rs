@@ -117,6 +117,19 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
             "timeout_secs" => {
                 spec.timeout = Duration::from_secs(int(problems, &path, v, 1).and_then(|n| u64::try_from(n).ok()).unwrap_or(120));
             }
+            "extra_headers" => match v.as_table() {
+                Some(headers) => {
+                    for (name, value) in headers {
+                        let at = format!("{path}.{name}");
+                        let Some(value) = text(problems, &at, value) else { continue };
+                        match tollgate_gateway::extra_header(name, value) {
+                            Ok(header) => spec.extra_headers.push(header),
+                            Err(why) => problems.push(format!("{at}: {why}")),
+                        }
+                    }
+                }
+                None => problems.push(format!("{path}: must be a table of header names and values")),
+            },
             "max_retries" => spec.max_retries = int(problems, &path, v, 0).and_then(|n| u32::try_from(n).ok()).unwrap_or(2),
             _ => problems.push(format!("{path}: unknown setting")),
         }
@@ -227,6 +240,7 @@ mod tests {
             base_url = "https://api.openai.com/v1"
             api_key = "sk-literal"
             models = ["gpt-4o"]
+            extra_headers = { "OpenAI-Organization" = "org-1" }
             [[providers]]
             name = "anthropic"
             kind = "anthropic"
@@ -247,6 +261,8 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!((c.providers[0].name.as_str(), c.providers[0].kind), ("openai", ProviderKind::OpenAi), "openai is the default kind");
         assert_eq!((c.providers[1].name.as_str(), c.providers[1].kind), ("anthropic", ProviderKind::Anthropic));
+        let headers: Vec<(&str, &str)> = c.providers[0].extra_headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap_or_default())).collect();
+        assert_eq!(headers, vec![("openai-organization", "org-1")], "extra headers of a declared provider");
         assert_eq!(c.prices["openai/gpt-4o"], Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 });
         assert_eq!((c.unpriced, c.default_max_tokens), (UnpricedModels::Free, 1000));
     }
@@ -259,6 +275,7 @@ mod tests {
             base_url = "ftp://x"
             api_key = "env.TOLLGATE_TEST_SURELY_UNSET_VARIABLE"
             colour = 1
+            extra_headers = { "Authorization" = "Bearer x", "bad header" = "y" }
             [[providers]]
             name = "other"
             kind = "gemini"
@@ -279,6 +296,8 @@ mod tests {
             "colour",
             ".input",
             "provider/model",
+            "extra_headers.Authorization: reserved",
+            "extra_headers.bad header: not a valid header name",
         ] {
             assert!(problems.iter().any(|p| p.contains(needle)), "{needle} missing from {problems:?}");
         }
