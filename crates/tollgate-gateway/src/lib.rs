@@ -29,8 +29,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use snapshot::extra_header;
 pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec, tokenized_bytes};
+pub use snapshot::extra_header;
 
 /// Largest inference request body accepted (32 MiB).
 pub const MAX_INFERENCE_BODY_BYTES: usize = 32 * 1024 * 1024;

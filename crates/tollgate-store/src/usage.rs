@@ -13,8 +13,21 @@ use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_f
 use crate::sql::{Arg, Sql};
 use crate::{SqlStore, map_err, parse_ts, ts};
 
-/// Request-log rows per INSERT statement (11 parameters each, well under both databases' limits).
-const LOG_ROWS_PER_INSERT: usize = 200;
+/// Most request-log rows per INSERT statement (11 parameters each, well under both databases' limits).
+const LOG_ROWS_PER_INSERT: usize = 128;
+
+/// Splits `n` rows into statement sizes that are powers of two (largest first), so only eight
+/// statement texts ever occur and each is prepared once per connection and then reused.
+fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = LOG_ROWS_PER_INSERT.min(1 << n.ilog2());
+        n -= size;
+        Some(size)
+    })
+}
 
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -132,7 +145,10 @@ impl UsageStore for SqlStore {
             query.execute(&mut *tx).await.map_err(map_err)?;
         }
         // Many rows per statement: one round trip to the database for a whole chunk of lines.
-        for chunk in logs.chunks(LOG_ROWS_PER_INSERT) {
+        let mut rest = logs;
+        for size in statement_sizes(logs.len()) {
+            let (chunk, later) = rest.split_at(size);
+            rest = later;
             let mut sql = Sql::for_backend(
                 self.backend,
                 "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, completion_tokens, cost, status, latency_ms, streamed) VALUES ",
@@ -169,5 +185,18 @@ impl UsageStore for SqlStore {
         let done =
             sqlx::query("DELETE FROM request_logs WHERE created_at < $1").bind(ts(before)).execute(&self.pool).await.map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_batches_split_into_few_reusable_statement_sizes() {
+        assert_eq!(statement_sizes(100).collect::<Vec<_>>(), vec![64, 32, 4]);
+        assert_eq!(statement_sizes(300).collect::<Vec<_>>(), vec![128, 128, 32, 8, 4]);
+        assert_eq!(statement_sizes(0).count(), 0);
+        assert!((1..2000).all(|n| statement_sizes(n).sum::<usize>() == n));
     }
 }

@@ -261,7 +261,8 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!((c.providers[0].name.as_str(), c.providers[0].kind), ("openai", ProviderKind::OpenAi), "openai is the default kind");
         assert_eq!((c.providers[1].name.as_str(), c.providers[1].kind), ("anthropic", ProviderKind::Anthropic));
-        let headers: Vec<(&str, &str)> = c.providers[0].extra_headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap_or_default())).collect();
+        let headers: Vec<(&str, &str)> =
+            c.providers[0].extra_headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap_or_default())).collect();
         assert_eq!(headers, vec![("openai-organization", "org-1")], "extra headers of a declared provider");
         assert_eq!(c.prices["openai/gpt-4o"], Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 });
         assert_eq!((c.unpriced, c.default_max_tokens), (UnpricedModels::Free, 1000));
