@@ -7,6 +7,7 @@ use tollgate_core::permissions::Permission;
 use tollgate_core::ports::RoleAttachment;
 use tollgate_core::profile::AccessProfile;
 use tollgate_core::services::api_keys::ApiKey;
+use tollgate_core::services::models::{DEFAULT_MODELS_LIMIT, ListedModel, MAX_MODELS_LIMIT, ModelQuery};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
@@ -145,6 +146,60 @@ pub struct ApiKeyListParams {
     pub offset: Option<i64>,
     /// Case-insensitive substring of the name.
     pub search: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelListResponse {
+    pub models: Vec<ListedModel>,
+    /// Models matching the filters in all, before `limit`.
+    pub total: usize,
+}
+
+/// Query of the model list. Values are read as text here so that every bad one gets the same
+/// clear 400; the document shows their real types.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ModelListParams {
+    /// Case-insensitive substring of the model name.
+    pub query: Option<String>,
+    /// Exact provider name.
+    pub provider: Option<String>,
+    /// Comma-separated provider key ids; a model must be served by at least one of them.
+    pub keys: Option<String>,
+    /// How many models to return, 1 to 1000 (default 5); `total` counts every match.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// Also list the pricing catalog's models of every configured provider.
+    #[param(value_type = Option<bool>)]
+    pub unfiltered: Option<String>,
+}
+
+impl ModelListParams {
+    /// The checked listing request; an empty `query`, `provider` or `keys` filters nothing.
+    pub fn checked(self) -> Result<ModelQuery, ApiError> {
+        let limit = match self.limit.as_deref().map(str::trim) {
+            None => DEFAULT_MODELS_LIMIT,
+            Some(text) => text.parse::<usize>().ok().filter(|l| (1..=MAX_MODELS_LIMIT).contains(l)).ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be a whole number from 1 to {MAX_MODELS_LIMIT}, got '{text}'"))
+                    .with_param("limit")
+            })?,
+        };
+        let unfiltered = match self.unfiltered.as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(text) => {
+                return Err(ApiError::bad_request(format!("unfiltered must be true or false, got '{text}'")).with_param("unfiltered"));
+            }
+        };
+        let keys = self.keys.unwrap_or_default().split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
+        Ok(ModelQuery {
+            query: self.query.filter(|q| !q.is_empty()),
+            provider: self.provider.filter(|p| !p.is_empty()),
+            keys,
+            limit,
+            unfiltered,
+        })
+    }
 }
 
 /// Checks `limit`/`offset`: negative values are refused, 0 or no limit means every row, and

@@ -21,6 +21,7 @@ use tollgate_core::services::assignments::AssignmentService;
 use tollgate_core::services::auth::AuthService;
 use tollgate_core::services::directory::DirectoryService;
 use tollgate_core::services::keys::KeyService;
+use tollgate_core::services::models::{ModelService, ModelSources};
 use tollgate_core::services::profiles::ProfileService;
 use tollgate_core::services::providers::ProviderService;
 use tollgate_core::vkeys::Sealer;
@@ -49,6 +50,9 @@ pub struct AdminState {
     pub assignments: AssignmentService,
     pub keys: KeyService,
     pub providers: ProviderService,
+    /// Lists models; built here without the config file's providers and the pricing catalog,
+    /// which the binary adds (`ModelService::new` with its `ModelSources`).
+    pub models: ModelService,
     pub auth: Arc<AuthService>,
 }
 
@@ -68,6 +72,7 @@ impl AdminState {
             assignments: AssignmentService::new(store.clone(), sealer.clone()),
             keys: KeyService::new(store.clone(), sealer.clone()),
             providers: ProviderService::new(store.clone(), sealer.clone()),
+            models: ModelService::new(store.clone(), ModelSources::default()),
             store,
             auth,
         }

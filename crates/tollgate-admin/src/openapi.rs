@@ -8,7 +8,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Deprecated, PathItem};
 
 use crate::routes::{
-    ApiKeyDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc, SystemDoc, UserDoc,
+    ApiKeyDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc, SystemDoc, UserDoc,
     UserProfileDoc, VirtualKeyDoc,
 };
 
@@ -42,6 +42,7 @@ fn build() -> utoipa::openapi::OpenApi {
     doc.merge(UserProfileDoc::openapi());
     doc.merge(VirtualKeyDoc::openapi());
     doc.merge(ProviderDoc::openapi());
+    doc.merge(ModelDoc::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme("BasicAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     components.add_security_scheme("ManagementBearerAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));

@@ -45,6 +45,18 @@ struct CatalogFile {
     models: HashMap<String, Price>,
 }
 
+/// The shipped catalog's prices by `provider/model`.
+fn shipped() -> Result<HashMap<String, Price>, String> {
+    serde_json::from_str::<CatalogFile>(CATALOG).map(|file| file.models).map_err(|e| format!("shipped pricing catalog: {e}"))
+}
+
+/// The `provider/model` names of the shipped catalog (not the operator's overrides), sorted.
+pub fn catalog_models() -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = shipped()?.into_keys().collect();
+    names.sort();
+    Ok(names)
+}
+
 /// What to do with a model that has no price while a budget applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnpricedModels {
@@ -65,8 +77,7 @@ pub struct Pricing {
 impl Pricing {
     /// The shipped catalog with the operator's prices laid over it.
     pub fn new(overrides: HashMap<String, Price>, unpriced: UnpricedModels) -> Result<Pricing, String> {
-        let file: CatalogFile = serde_json::from_str(CATALOG).map_err(|e| format!("shipped pricing catalog: {e}"))?;
-        let mut prices = file.models;
+        let mut prices = shipped()?;
         prices.extend(overrides);
         Ok(Pricing { prices, unpriced })
     }
@@ -114,6 +125,14 @@ mod tests {
         assert_ne!(pricing.price("openai", "gpt-4o-mini"), pricing.price("openai", "gpt-4o"), "the longest prefix wins");
         assert!(pricing.price("anthropic", "claude-3-5-haiku-20241022").is_some());
         assert!(pricing.price("openai", "unknown-model").is_none());
+    }
+
+    #[test]
+    fn catalog_model_names_are_sorted_provider_slash_model() {
+        let names = catalog_models().unwrap_or_else(|e| panic!("{e}"));
+        assert!(names.contains(&"openai/gpt-4o".to_owned()));
+        assert!(names.is_sorted());
+        assert!(names.iter().all(|n| n.split_once('/').is_some_and(|(p, m)| !p.is_empty() && !m.is_empty())));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tollgate_admin::AdminState;
 use tollgate_core::ports::Store;
 use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
+use tollgate_core::services::models::{DeclaredProvider, ModelService, ModelSources};
 use tollgate_core::usage::UsageStore;
 use tollgate_core::vkeys::Sealer;
 use tollgate_gateway::counters::{Counters, MemoryCounters, RedisCounters};
@@ -71,6 +72,13 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
     Gateway::start(usage, counters, gateway_settings, sealer.clone()).await.map_err(StartError::Gateway)
 }
 
+/// What `GET /api/models` lists besides the store: the config file's providers and the catalog.
+fn model_sources(settings: &Settings) -> Result<ModelSources, StartError> {
+    let declared = settings.gateway.providers.iter().map(|p| DeclaredProvider { name: p.name.clone(), models: p.models.clone() }).collect();
+    let catalog = tollgate_gateway::pricing::catalog_models().map_err(StartError::Gateway)?;
+    Ok(ModelSources { declared, catalog })
+}
+
 /// `message` with `secret` (and a password inside it) blotted out.
 fn redact_secret(message: &str, secret: &str) -> String {
     let password = secret.split_once("://").and_then(|(_, rest)| rest.split_once('@')).and_then(|(auth, _)| auth.rsplit(':').next());
@@ -96,7 +104,8 @@ impl Server {
         crate::declared::apply(&settings.declared, shared.clone(), &sealer).await.map_err(StartError::Declared)?;
         let (gateway, tasks) = start_gateway(&store, settings, &sealer).await?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        let mut state = AdminState::new(shared, auth, &sealer);
+        let mut state = AdminState::new(shared.clone(), auth, &sealer);
+        state.models = ModelService::new(shared, model_sources(settings)?);
         let hook = gateway.clone();
         state.on_change = Some(Arc::new(move || {
             let gateway = hook.clone();

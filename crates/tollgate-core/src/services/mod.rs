@@ -5,6 +5,7 @@ pub mod assignments;
 pub mod auth;
 pub mod directory;
 pub mod keys;
+pub mod models;
 pub mod profiles;
 pub mod providers;
 mod provision;

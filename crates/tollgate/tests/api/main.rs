@@ -91,6 +91,7 @@ mod directory;
 mod enforcement;
 mod envelope;
 mod gateway;
+mod models;
 mod openapi;
 mod profiles;
 mod providers;

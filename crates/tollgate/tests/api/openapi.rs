@@ -49,6 +49,7 @@ async fn openapi_covers_both_path_families_and_marks_the_old_one_deprecated() {
         "/api/api-keys/{id}",
         "/api/governance/rbac/permissions",
         "/api/permissions",
+        "/api/models",
         "/health",
         "/ready",
         "/openapi.json",
