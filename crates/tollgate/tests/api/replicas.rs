@@ -97,3 +97,76 @@ with_mock_upstream! { redis_app;
         replica.stop().await;
     }
 }
+
+/// A TCP relay to the test Redis that the test can cut, to play Redis going away.
+struct RedisRelay {
+    port: u16,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl RedisRelay {
+    async fn start() -> RedisRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let spawned = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut redis) = tokio::net::TcpStream::connect("127.0.0.1:6379").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
+                    }
+                });
+                spawned.lock().unwrap_or_else(|e| panic!("{e}")).push(pipe);
+            }
+        });
+        tasks.lock().unwrap_or_else(|e| panic!("{e}")).push(accept);
+        RedisRelay { port, tasks }
+    }
+
+    /// Stops accepting and drops every open connection.
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap_or_else(|e| panic!("{e}")).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_redis_goes_away_requests_are_refused_not_let_through() {
+    let mock = MockUpstream::start().await;
+    let relay = RedisRelay::start().await;
+    let toml = config(&mock).replace("redis://127.0.0.1:6379", &format!("redis://127.0.0.1:{}", relay.port));
+    let app = TestApp::start_with_config(Backend::Sqlite, &toml).await;
+    let (_, key) = key_holder(
+        &app,
+        json!({
+            "name": "Guarded",
+            "budgets": [{"max_limit": 10, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        }),
+    )
+    .await;
+    app.with_key(&key).post("/v1/chat/completions", chat(5)).await.expect(200);
+    tokio::time::sleep(Duration::from_millis(300)).await; // its settlement, in the background, is done
+    relay.cut();
+    let asked = std::time::Instant::now();
+    let refused = app.with_key(&key).post("/v1/chat/completions", chat(5)).await;
+    assert!(asked.elapsed() < Duration::from_secs(2), "refused promptly, not after a long hang: {:?}", asked.elapsed());
+    assert_eq!((refused.status.as_u16(), refused.body["type"].clone()), (503, json!("counters_unavailable")), "{}", refused.body);
+    assert!(
+        !refused.body.to_string().contains("6379") && !refused.body.to_string().contains("redis://"),
+        "no internal detail: {}",
+        refused.body
+    );
+    assert_eq!(mock.calls(), 1, "nothing unchecked reached the provider");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_stops_start_up_without_showing_its_password() {
+    let toml = "[gateway]\nredis_url = \"redis://:hunter2-secret@127.0.0.1:1\"\n";
+    let failed = TestApp::try_start_with_config(Backend::Sqlite, toml).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(failed.contains("usage counters"), "a clear reason: {failed}");
+    assert!(!failed.contains("hunter2-secret"), "the password never shows: {failed}");
+}
