@@ -58,8 +58,9 @@ pub struct RequestLog {
 #[async_trait]
 pub trait UsageStore: Send + Sync {
     async fn load_governance(&self) -> Result<GovernanceData, StoreError>;
-    /// Every persisted usage row, to rebuild the counters at start.
-    async fn load_usage(&self) -> Result<Vec<UsageRow>, StoreError>;
+    /// Persisted usage rows, to rebuild the counters at start (`since: None`: all of them), or
+    /// those whose window started after `since` (a line zeroed by a management write).
+    async fn load_usage(&self, since: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError>;
     /// Persists the latest value of each given line and the log lines, in one transaction.
     async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError>;
     /// Deletes request-log lines older than `before`; returns how many.

@@ -138,6 +138,8 @@ pub(crate) struct Inner {
     pub http: reqwest::Client,
     pub store: Arc<dyn UsageStore>,
     pub default_max_tokens: u64,
+    /// When stored usage was last read into the counters.
+    pub adopted_at: std::sync::Mutex<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -180,7 +182,8 @@ impl Gateway {
     ) -> Result<(Gateway, GatewayTasks), String> {
         let snapshot = SharedSnapshot::new(sealer);
         snapshot.reload(store.as_ref()).await?;
-        adopt_stored_usage(store.as_ref(), counters.as_ref()).await?;
+        let adopted_at = tollgate_core::clock::now();
+        adopt_stored_usage(store.as_ref(), counters.as_ref(), None).await?;
         let http = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| e.to_string())?;
         let (writer, writer_handle) = UsageWriter::spawn(store.clone());
         let providers = settings.providers.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
@@ -193,6 +196,7 @@ impl Gateway {
             http,
             store,
             default_max_tokens: settings.default_max_tokens,
+            adopted_at: std::sync::Mutex::new(adopted_at),
         };
         let gateway = Gateway(Arc::new(inner));
         let sweeper = tokio::spawn(sweep_and_prune(gateway.clone(), settings.log_retention_days));
@@ -207,8 +211,17 @@ impl Gateway {
         if let Err(e) = self.0.snapshot.reload(self.0.store.as_ref()).await {
             tracing::error!(error = %e, "governance snapshot reload failed; serving the previous one");
         }
-        if let Err(e) = adopt_stored_usage(self.0.store.as_ref(), self.0.counters.as_ref()).await {
-            tracing::error!(error = %e, "stored usage could not be read; counters keep their values");
+        // Only rows whose window began since shortly before the last look: a zeroed line's window
+        // begins at its reset. The margin covers a write that committed while the last look ran.
+        let started = tollgate_core::clock::now();
+        let since = self.0.adopted_at.lock().map_or(None, |at| Some(*at - chrono::Duration::minutes(1)));
+        match adopt_stored_usage(self.0.store.as_ref(), self.0.counters.as_ref(), since).await {
+            Ok(()) => {
+                if let Ok(mut at) = self.0.adopted_at.lock() {
+                    *at = (*at).max(started);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "stored usage could not be read; counters keep their values"),
         }
     }
 
@@ -319,9 +332,10 @@ pub(crate) struct Ask<'a> {
     pub stream: bool,
 }
 
-/// Offers every stored line value to the counters, which keep whichever window is newer.
-async fn adopt_stored_usage(store: &dyn UsageStore, counters: &dyn Counters) -> Result<(), String> {
-    for row in store.load_usage().await.map_err(|e| e.to_string())? {
+/// Offers stored line values (those of windows begun after `since`, or all) to the counters,
+/// which keep whichever window is newer.
+async fn adopt_stored_usage(store: &dyn UsageStore, counters: &dyn Counters, since: Option<DateTime<Utc>>) -> Result<(), String> {
+    for row in store.load_usage(since).await.map_err(|e| e.to_string())? {
         let (line, _, used, window_start) = line_of(&row);
         counters.adopt(&line, used, window_start).await?;
     }

@@ -66,22 +66,30 @@ impl UsageStore for SqlStore {
         Ok(GovernanceData { keys, copies, overrides, providers, provider_keys })
     }
 
-    async fn load_usage(&self) -> Result<Vec<UsageRow>, StoreError> {
+    async fn load_usage(&self, since: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError> {
+        // Timestamps are fixed-width RFC 3339 text, so text order is time order.
+        let since = since.map_or_else(String::new, ts);
         let mut out = Vec::new();
-        for r in
-            sqlx::query("SELECT budget_id, current_usage, last_reset FROM budget_usage").fetch_all(&self.pool).await.map_err(map_err)?
-        {
+        let budgets = sqlx::query("SELECT budget_id, current_usage, last_reset FROM budget_usage WHERE last_reset > $1")
+            .bind(since.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        for r in budgets {
             out.push(UsageRow::Budget {
                 id: r.try_get("budget_id").map_err(map_err)?,
                 used: Money::from_micros(r.try_get("current_usage").map_err(map_err)?).unwrap_or(Money::ZERO),
                 window_start: parse_ts(&r.try_get::<String, _>("last_reset").map_err(map_err)?)?,
             });
         }
-        let rows =
-            sqlx::query("SELECT rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset FROM rate_limit_usage")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+        let rows = sqlx::query(
+            "SELECT rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset FROM rate_limit_usage \
+                 WHERE token_last_reset > $1 OR request_last_reset > $1",
+        )
+        .bind(since.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
         for r in rows {
             let id: String = r.try_get("rate_limit_id").map_err(map_err)?;
             let tokens: i64 = r.try_get("token_usage").map_err(map_err)?;
