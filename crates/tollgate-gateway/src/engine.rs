@@ -14,12 +14,12 @@ use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageStore};
 use tollgate_core::windows::Period;
 
-use crate::authorize::{Estimate, authorize, presented_key};
+use crate::authorize::{Estimate, Grant, authorize, presented_key};
 use crate::body::{RawObject, elements};
 use crate::counters::{Actual, Claim, Counters, Denial, LineKind, Refusal, Scope};
 use crate::error::GatewayError;
 use crate::pricing::{Price, Pricing, UnpricedModels};
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::usage::Usage;
 use crate::writer::{UsageWriter, WriterHandle, line_of};
 
@@ -267,31 +267,9 @@ impl Gateway {
         prompt: impl FnOnce() -> u64,
     ) -> Result<(Target, Option<Price>, Vec<Claim>, RequestLog, u64), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
-        if provider.chars().chain(model.chars()).any(char::is_control) {
-            return Err(GatewayError::bad_request("the model name must not contain control characters"));
-        }
         let now = tollgate_core::clock::now();
         let snapshot = self.0.snapshot.load();
-        // A provider managed through the API takes precedence over one of the same name in the file.
-        let spec = snapshot
-            .providers
-            .get(provider)
-            .or_else(|| self.0.providers.get(provider))
-            .map(Arc::clone)
-            .ok_or_else(|| GatewayError::bad_request(format!("provider '{provider}' is not configured")))?;
-        let mut key = spec.api_key.clone();
-        if spec.needs_key {
-            let picked = spec.pick_key(model).ok_or_else(|| {
-                GatewayError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_provider_key",
-                    format!("provider '{provider}' has no enabled key for model '{model}'"),
-                )
-                .for_model(provider, model)
-            })?;
-            key = Some(picked);
-        }
-        let grant = authorize(&snapshot, presented_key(headers), provider, model, now).map_err(|e| e.for_model(provider, model))?;
+        let (target, grant) = self.resolve(&snapshot, headers, provider, model, now)?;
         let price = self.0.pricing.price(provider, model);
         if price.is_none() && grant.has_budgets() && self.0.pricing.unpriced == UnpricedModels::Deny {
             return Err(GatewayError::new(
@@ -318,7 +296,49 @@ impl Gateway {
             latency_ms: 0,
             streamed: ask.stream,
         };
-        Ok((Target { spec, key }, price, claims, log, prompt))
+        Ok((target, price, claims, log, prompt))
+    }
+
+    /// The identity and access checks alone, for a call nothing is charged for (counting tokens):
+    /// where it goes, once the key may use `provider/model`.
+    pub(crate) fn authorized_target(&self, headers: &HeaderMap, provider: &str, model: &str) -> Result<Target, GatewayError> {
+        let snapshot = self.0.snapshot.load();
+        self.resolve(&snapshot, headers, provider, model, tollgate_core::clock::now()).map(|(target, _)| target)
+    }
+
+    /// Finds the provider (API-managed first), picks its key and authorizes the caller.
+    fn resolve(
+        &self,
+        snapshot: &Snapshot,
+        headers: &HeaderMap,
+        provider: &str,
+        model: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Target, Grant), GatewayError> {
+        if provider.chars().chain(model.chars()).any(char::is_control) {
+            return Err(GatewayError::bad_request("the model name must not contain control characters"));
+        }
+        // A provider managed through the API takes precedence over one of the same name in the file.
+        let spec = snapshot
+            .providers
+            .get(provider)
+            .or_else(|| self.0.providers.get(provider))
+            .map(Arc::clone)
+            .ok_or_else(|| GatewayError::bad_request(format!("provider '{provider}' is not configured")))?;
+        let mut key = spec.api_key.clone();
+        if spec.needs_key {
+            let picked = spec.pick_key(model).ok_or_else(|| {
+                GatewayError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_provider_key",
+                    format!("provider '{provider}' has no enabled key for model '{model}'"),
+                )
+                .for_model(provider, model)
+            })?;
+            key = Some(picked);
+        }
+        let grant = authorize(snapshot, presented_key(headers), provider, model, now).map_err(|e| e.for_model(provider, model))?;
+        Ok((Target { spec, key }, grant))
     }
 }
 

@@ -10,6 +10,7 @@
 //! the tokens delivered) → the writer persists counters and the request log within a second.
 
 mod anthropic;
+mod anthropic_extras;
 mod authorize;
 mod body;
 mod chat;
@@ -44,6 +45,9 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/openai/v1/embeddings", post(embeddings::embeddings))
         .route("/openai/v1/models", get(models::list_models))
         .route("/anthropic/v1/messages", post(anthropic::messages))
+        .route("/anthropic/v1/messages/count_tokens", post(anthropic_extras::count_tokens))
+        .route("/v1/messages/count_tokens", post(anthropic_extras::count_tokens))
+        .route("/anthropic/v1/models", get(anthropic_extras::models))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(models::list_models))
         .layer(DefaultBodyLimit::max(MAX_INFERENCE_BODY_BYTES))

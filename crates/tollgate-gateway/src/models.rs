@@ -23,10 +23,17 @@ pub async fn list_models(
     headers: HeaderMap,
     Query(query): Query<ModelsQuery>,
 ) -> Result<Json<Value>, GatewayError> {
+    let ids = allowed_models(&gw, &headers, query.provider.as_deref())?;
+    let data: Vec<Value> = ids.into_iter().map(|(p, m)| json!({"id": format!("{p}/{m}"), "object": "model", "owned_by": p})).collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// (provider, model) pairs the caller's key may use, of one provider if `wanted` names it.
+pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&str>) -> Result<BTreeSet<(String, String)>, GatewayError> {
     let snapshot = gw.0.snapshot.load();
     let now = tollgate_core::clock::now();
     // Identity checks are the ones authorize makes; a probe for any provider gives the same answers.
-    let key = presented_key(&headers);
+    let key = presented_key(headers);
     let user = match crate::authorize::authorize(&snapshot, key, "", "", now) {
         Err(e) if e.kind == "provider_blocked" => {
             key.and_then(|k| snapshot.keys.get(&tollgate_core::auth::sha256(k))).map(|k| k.user_id.clone()).unwrap_or_default()
@@ -34,13 +41,12 @@ pub async fn list_models(
         Err(e) => return Err(e),
         Ok(grant) => grant.user_id,
     };
-    let wanted = query.provider;
     let mut ids = BTreeSet::new();
     let mut providers = BTreeSet::new();
     for copy in snapshot.copies.get(&user).into_iter().flatten().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
         for config in &copy.policy.provider_configs {
             providers.insert(config.provider_name.clone());
-            if wanted.as_ref().is_some_and(|w| *w != config.provider_name) {
+            if wanted.is_some_and(|w| w != config.provider_name) {
                 continue;
             }
             let models: Vec<String> = if config.all_models_allowed {
@@ -51,7 +57,7 @@ pub async fn list_models(
             ids.extend(models.into_iter().map(|m| (config.provider_name.clone(), m)));
         }
     }
-    if let Some(w) = &wanted
+    if let Some(w) = wanted
         && !providers.contains(w)
     {
         return Err(GatewayError::new(
@@ -60,6 +66,5 @@ pub async fn list_models(
             format!("Provider '{w}' is not allowed for this virtual key"),
         ));
     }
-    let data: Vec<Value> = ids.into_iter().map(|(p, m)| json!({"id": format!("{p}/{m}"), "object": "model", "owned_by": p})).collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+    Ok(ids)
 }

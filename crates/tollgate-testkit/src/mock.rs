@@ -86,6 +86,7 @@ impl MockUpstream {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
             .route("/v1/embeddings", post(embeddings))
             .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("mock upstream bind: {e}"));
@@ -231,6 +232,16 @@ async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, Json(reques
 }
 
 /// Anthropic Messages: a message, or its event stream (`message_start` with the input tokens,
+/// `POST /v1/messages/count_tokens`: Anthropic's token count, `{"input_tokens": <prompt tokens>}`.
+async fn count_tokens(State(script): State<Arc<Script>>, headers: HeaderMap, Json(request): Json<Value>) -> Response {
+    match script.begin("/v1/messages/count_tokens", &headers, &request) {
+        Ok(turn) => Json(json!({"input_tokens": turn.prompt})).into_response(),
+        Err(status) => {
+            (status, Json(json!({"type": "error", "error": {"type": "api_error", "message": "scripted failure"}}))).into_response()
+        }
+    }
+}
+
 /// one content block with its deltas, `message_delta` with the stop reason and output tokens,
 /// `message_stop`).
 async fn messages(State(script): State<Arc<Script>>, headers: HeaderMap, Json(request): Json<Value>) -> Response {

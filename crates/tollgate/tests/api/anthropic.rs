@@ -233,6 +233,28 @@ with_mock_upstream! { anthropic_app;
         assert_dollars(spent(app, &user).await, 3.0 * one, "and pays for them the same");
     }
 
+    async fn the_anthropic_sdk_extras_list_models_and_count_tokens_without_billing(app, mock) {
+        let (user, key) = key_holder(app, both("Extras")).await;
+        let client = app.with_header("x-api-key", &key);
+        let listed = client.get("/anthropic/v1/models").await.expect(200).clone();
+        let ids: Vec<Value> = listed["data"].as_array().cloned().unwrap_or_default().iter().map(|m| m["id"].clone()).collect();
+        assert_eq!(ids, vec![json!("claude-mock"), json!("openai/mock")], "anthropic models bare, others as provider/model");
+        assert_eq!((listed["data"][0]["type"].clone(), listed["has_more"].clone()), (json!("model"), json!(false)));
+        let counted = client.post("/anthropic/v1/messages/count_tokens", message("claude-mock")).await.expect(200).clone();
+        assert_eq!(counted, json!({"input_tokens": 10}), "asked of the Anthropic upstream");
+        let asked = last(mock);
+        assert_eq!((asked.path, asked.header("x-api-key")), ("/v1/messages/count_tokens", "test-anthropic-key".to_owned()));
+        assert_eq!(asked.body["model"], "claude-mock");
+        let calls = mock.calls();
+        let local = client.post("/anthropic/v1/messages/count_tokens", message("openai/mock")).await.expect(200).clone();
+        assert!(local["input_tokens"].as_u64().is_some_and(|n| n > 0), "counted here for an OpenAI-compatible provider: {local}");
+        assert_eq!(mock.calls(), calls);
+        let blocked = client.post("/anthropic/v1/messages/count_tokens", message("claude-other")).await;
+        assert_eq!((blocked.status.as_u16(), blocked.body["error"]["type"].clone()), (403, json!("model_blocked")), "{}", blocked.body);
+        assert_eq!(app.anonymous().get("/anthropic/v1/models").await.status.as_u16(), 401);
+        assert_dollars(spent(app, &user).await, 0.0, "neither is billed");
+    }
+
     async fn the_anthropic_route_streams_events_as_they_come_and_bills_exactly(app, mock) {
         let (user, key) = key_holder(app, both("NativeStream")).await;
         let text = app.read_stream("/anthropic/v1/messages", ("x-api-key", &key), &streamed(message("claude-mock")), usize::MAX).await;

@@ -84,6 +84,8 @@ async fn the_official_anthropic_sdk_works_unmodified_and_is_billed_exactly() {
     assert_eq!(seen["plain_text_words"], 20, "{seen}");
     assert_eq!(seen["stream_text_words"], 20);
     assert_eq!(seen["refused_status"], 403);
+    assert_eq!(seen["listed_models"], json!(["claude-mock"]), "models.list() pages through what the key may use");
+    assert_eq!(seen["counted_tokens"], 5, "messages.count_tokens() is asked of the upstream, and not billed");
     // Two answers of 5 input + 20 output tokens at $1000 per million tokens: $0.05.
     let bill = spent(&app, &user).await;
     assert!((bill - 0.05).abs() < 1e-9, "billed {bill}");

@@ -1,6 +1,6 @@
 """Drives Tollgate with the official Anthropic Python SDK, unmodified: plain and streamed
-messages through the Anthropic-format route, and a governance refusal surfacing as the SDK's own
-error type.
+messages through the Anthropic-format route, the model list and token counting, and a governance
+refusal surfacing as the SDK's own error type.
 
 Environment: TOLLGATE_URL (http://host:port), TOLLGATE_KEY (a virtual key), TOLLGATE_MODEL (a
 bare Anthropic model name). Prints one JSON object; exits non-zero on a broken expectation.
@@ -31,6 +31,9 @@ with client.messages.stream(model=model, max_tokens=20, messages=[{"role": "user
     final = stream.get_final_message()
 assert final.usage.output_tokens == 20, final.usage
 seen["stream_text_words"] = len(text.split())
+
+seen["listed_models"] = [m.id for m in client.models.list()]
+seen["counted_tokens"] = client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "hello"}]).input_tokens
 
 try:
     client.messages.create(model="claude-not-allowed", max_tokens=5, messages=[{"role": "user", "content": "x"}])

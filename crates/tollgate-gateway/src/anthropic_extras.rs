@@ -1,0 +1,62 @@
+//! The rest of the Anthropic surface an SDK reaches for: `GET /anthropic/v1/models` (what the key
+//! may use, in Anthropic's list shape) and `POST /anthropic/v1/messages/count_tokens` (asked of an
+//! Anthropic upstream, or counted here with cl100k for an OpenAI-compatible one). Neither is billed
+//! or counted against limits; both need a key that may use the model.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::anthropic::DEFAULT_PROVIDER;
+use crate::body::RawObject;
+use crate::engine::{Gateway, ProviderKind, prompt_estimate};
+use crate::error::GatewayError;
+use crate::models::allowed_models;
+use crate::upstream::{self, json_response};
+
+/// Anthropic's catalog gives each model a creation time; Tollgate does not know it and says so
+/// with the epoch rather than inventing a date.
+const UNKNOWN_CREATED_AT: &str = "1970-01-01T00:00:00Z";
+
+pub async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+    match allowed_models(&gw, &headers, None) {
+        Ok(ids) => {
+            // A bare name on this route means an `anthropic/…` model, so those are listed bare.
+            let data: Vec<Value> = ids
+                .into_iter()
+                .map(|(p, m)| if p == DEFAULT_PROVIDER { m } else { format!("{p}/{m}") })
+                .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": UNKNOWN_CREATED_AT}))
+                .collect();
+            let (first, last) = (data.first().map(|m| m["id"].clone()), data.last().map(|m| m["id"].clone()));
+            Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last})).into_response()
+        }
+        Err(e) => e.into_anthropic_response(),
+    }
+}
+
+pub async fn count_tokens(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    count(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response)
+}
+
+async fn count(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {
+    let request = RawObject::parse(body)?;
+    let full = request.str("model").ok_or_else(|| GatewayError::bad_request("model is required"))?;
+    let (provider, model) = full.split_once('/').unwrap_or((DEFAULT_PROVIDER, &full));
+    if !request.is_array("messages") {
+        return Err(GatewayError::bad_request("messages must be an array"));
+    }
+    let target = gw.authorized_target(headers, provider, model)?;
+    if target.spec.kind == ProviderKind::OpenAi {
+        return Ok(Json(json!({"input_tokens": prompt_estimate(&request)})).into_response());
+    }
+    let name = serde_json::to_string(model).unwrap_or_default();
+    let forwarded: Vec<_> = headers.get("anthropic-beta").map(|v| ("anthropic-beta", v.clone())).into_iter().collect();
+    let upstream_body = Bytes::from(request.encode(&[("model", Some(&name))]));
+    let answer = upstream::post(&gw.0.http, &target, "/messages/count_tokens", &upstream_body, false, &forwarded).await?;
+    let status = answer.status().as_u16();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    Ok(json_response(status, bytes))
+}
