@@ -18,6 +18,7 @@ pub mod counters;
 mod embeddings;
 mod engine;
 mod error;
+mod held;
 mod models;
 pub mod pricing;
 mod snapshot;

@@ -13,8 +13,9 @@ use eventsource_stream::Eventsource;
 use futures::{StreamExt, stream};
 use serde_json::Value;
 
-use crate::engine::{Held, ProviderKind, Target, count_tokens};
+use crate::engine::{ProviderKind, Target, count_tokens};
 use crate::error::GatewayError;
+use crate::held::Held;
 use crate::translate::{self, stream::Reframe};
 use crate::usage::{Usage, usage_in};
 
