@@ -2,9 +2,13 @@
 //! on SQLite and on Postgres.
 #![expect(clippy::panic, reason = "test helpers fail the test loudly")]
 
-/// Runs each scenario once per backend, as `<scenario>::sqlite` and `<scenario>::postgres`.
+/// Runs each scenario once per backend, as `<scenario>::sqlite` and `<scenario>::postgres`, on a
+/// server made by `TestApp::start`, or by `start <fn>;` (an `async fn(Backend) -> TestApp`).
 macro_rules! on_both_backends {
     ($(async fn $name:ident($app:ident: &TestApp) $body:block)*) => {
+        on_both_backends! { start TestApp::start; $(async fn $name($app: &TestApp) $body)* }
+    };
+    (start $start:path; $(async fn $name:ident($app:ident: &TestApp) $body:block)*) => {
         $(
             mod $name {
                 #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
@@ -14,14 +18,14 @@ macro_rules! on_both_backends {
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    let app = TestApp::start(Backend::Sqlite).await;
+                    let app = $start(Backend::Sqlite).await;
                     scenario(&app).await;
                     app.stop().await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    let app = TestApp::start(Backend::Postgres).await;
+                    let app = $start(Backend::Postgres).await;
                     scenario(&app).await;
                     app.stop().await;
                 }

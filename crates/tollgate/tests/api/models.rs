@@ -28,32 +28,9 @@ models = ["claude-custom"]
 /// ModelProvider:View (resource 6, operation 1).
 const MODEL_PROVIDER_VIEW: u64 = 81;
 
-/// As `on_both_backends!`, on a server started with `FILE` as its config file.
-macro_rules! with_declared_providers {
-    ($(async fn $name:ident($app:ident: &TestApp) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports, reason = "each scenario uses a different part of the prelude")]
-                use super::*;
-
-                async fn scenario($app: &TestApp) $body
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = TestApp::start_with_config(Backend::Sqlite, FILE).await;
-                    scenario(&app).await;
-                    app.stop().await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let app = TestApp::start_with_config(Backend::Postgres, FILE).await;
-                    scenario(&app).await;
-                    app.stop().await;
-                }
-            }
-        )*
-    };
+/// A server started with `FILE` as its config file.
+async fn declared_app(backend: Backend) -> TestApp {
+    TestApp::start_with_config(backend, FILE).await
 }
 
 /// Adds `openai` through the API with four keys: `k-star` (gpt-4o and `*`), `k-all` (no list),
@@ -90,7 +67,7 @@ async fn list(app: &TestApp, query: &str) -> Value {
     app.admin().get(&format!("/api/models?{query}")).await.expect(200).clone()
 }
 
-with_declared_providers! {
+on_both_backends! { start declared_app;
     async fn models_come_from_enabled_keys_and_the_file_and_no_secret_is_shown(app: &TestApp) {
         add_openai(app).await;
         app.admin().post("/api/providers", json!({"provider": "groq"})).await.expect(200);
