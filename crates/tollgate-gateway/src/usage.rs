@@ -1,6 +1,7 @@
 //! What a call consumed, as the provider bills it: uncached input, output, and Anthropic's
 //! prompt-cache tokens (written at 1.25× or, for the one-hour cache, 2× the input price; read at 0.1×).
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::ProviderKind;
@@ -37,40 +38,66 @@ impl Usage {
     /// Takes the cache counts an Anthropic `usage` object reports (absent members keep their
     /// value: a stream reports them once at the start and again, cumulatively, at the end).
     pub fn read_anthropic_cache(&mut self, usage: &Value) {
-        let count = |name: &str| usage.get(name).and_then(Value::as_u64);
-        let split = usage.get("cache_creation").filter(|c| c.is_object());
-        match split {
-            Some(split) => {
-                self.cache_write = split.get("ephemeral_5m_input_tokens").and_then(Value::as_u64).unwrap_or(self.cache_write);
-                self.cache_write_1h = split.get("ephemeral_1h_input_tokens").and_then(Value::as_u64).unwrap_or(self.cache_write_1h);
-            }
-            None => self.cache_write = count("cache_creation_input_tokens").unwrap_or(self.cache_write),
+        if let Ok(wire) = Wire::deserialize(usage) {
+            self.take_cache(&wire);
         }
-        self.cache_read = count("cache_read_input_tokens").unwrap_or(self.cache_read);
+    }
+
+    fn take_cache(&mut self, wire: &Wire) {
+        match &wire.cache_creation {
+            Some(split) => {
+                self.cache_write = split.ephemeral_5m_input_tokens.unwrap_or(self.cache_write);
+                self.cache_write_1h = split.ephemeral_1h_input_tokens.unwrap_or(self.cache_write_1h);
+            }
+            None => self.cache_write = wire.cache_creation_input_tokens.unwrap_or(self.cache_write),
+        }
+        self.cache_read = wire.cache_read_input_tokens.unwrap_or(self.cache_read);
+    }
+}
+
+/// A `usage` object as either kind of provider writes it, read without building a tree.
+#[derive(Debug, Default, Deserialize)]
+struct Wire {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation: Option<CacheSplit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CacheSplit {
+    ephemeral_5m_input_tokens: Option<u64>,
+    ephemeral_1h_input_tokens: Option<u64>,
+}
+
+impl Wire {
+    fn usage(&self, kind: ProviderKind) -> Option<Usage> {
+        match kind {
+            ProviderKind::OpenAi => Some(Usage::plain(self.prompt_tokens?, self.completion_tokens?)),
+            ProviderKind::Anthropic => {
+                let mut out = Usage::plain(self.input_tokens?, self.output_tokens?);
+                out.take_cache(self);
+                Some(out)
+            }
+        }
     }
 }
 
 /// The usage a plain answer reports (`None` when it reports none).
 pub fn usage_in(kind: ProviderKind, answer: &[u8]) -> Option<Usage> {
-    #[derive(serde::Deserialize)]
+    #[derive(Deserialize)]
     struct Answer {
-        usage: Option<Value>,
+        usage: Option<Wire>,
     }
-    let usage = serde_json::from_slice::<Answer>(answer).ok()?.usage?;
-    usage_from(kind, &usage)
+    serde_json::from_slice::<Answer>(answer).ok()?.usage?.usage(kind)
 }
 
 /// The usage in a provider's `usage` object.
 pub fn usage_from(kind: ProviderKind, usage: &Value) -> Option<Usage> {
-    let count = |name: &str| usage.get(name).and_then(Value::as_u64);
-    match kind {
-        ProviderKind::OpenAi => Some(Usage::plain(count("prompt_tokens")?, count("completion_tokens")?)),
-        ProviderKind::Anthropic => {
-            let mut out = Usage::plain(count("input_tokens")?, count("output_tokens")?);
-            out.read_anthropic_cache(usage);
-            Some(out)
-        }
-    }
+    Wire::deserialize(usage).ok()?.usage(kind)
 }
 
 #[cfg(test)]
