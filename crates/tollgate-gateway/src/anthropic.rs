@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::body::RawObject;
 use crate::chat::INCLUDE_USAGE;
-use crate::engine::{Ask, Gateway, ProviderKind, prompt_estimate};
+use crate::engine::{Ask, Gateway, ProviderKind};
 use crate::error::GatewayError;
+use crate::prompt::Prompt;
 use crate::translate;
 use crate::upstream::Exchange;
 
@@ -25,7 +26,7 @@ pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes
     serve(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response)
 }
 
-async fn serve(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Response, GatewayError> {
+async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {
     let request = RawObject::parse(body)?;
     let full = request.str("model").ok_or_else(|| GatewayError::bad_request("model is required"))?;
     let (provider, model) = full.split_once('/').unwrap_or((DEFAULT_PROVIDER, &full));
@@ -35,7 +36,8 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Respons
     let stream = request.bool("stream").unwrap_or(false);
     let max_out = request.u64("max_tokens").unwrap_or(gw.0.default_max_tokens);
     let ask = Ask { provider, model, max_out, stream };
-    let (target, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(&request)).await?;
+    let prompt = Prompt::chat(body, &request);
+    let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     let (upstream_body, forwarded) = match target.spec.kind {
         ProviderKind::Anthropic => {
             let name = serde_json::to_string(model).unwrap_or_default();

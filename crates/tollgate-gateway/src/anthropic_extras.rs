@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 
 use crate::anthropic::DEFAULT_PROVIDER;
 use crate::body::RawObject;
-use crate::engine::{Gateway, ProviderKind, prompt_estimate};
+use crate::engine::{Gateway, ProviderKind};
 use crate::error::GatewayError;
 use crate::models::allowed_models;
+use crate::prompt::prompt_estimate;
 use crate::upstream::{self, json_response};
 
 /// Anthropic's catalog gives each model a creation time; Tollgate does not know it and says so

@@ -108,6 +108,17 @@ pub struct Estimate {
     pub tokens: u64,
 }
 
+impl Estimate {
+    /// What a line of `kind` reserves for the request.
+    pub fn of(self, kind: LineKind) -> u64 {
+        match kind {
+            LineKind::Budget => self.cost_micros.max(1),
+            LineKind::Tokens => self.tokens,
+            LineKind::Requests => 1,
+        }
+    }
+}
+
 impl Grant {
     /// The provider config that governs the request.
     pub fn config(&self) -> &ProviderConfig {
@@ -148,7 +159,7 @@ fn rate_claims(out: &mut Vec<Claim>, limit: &RateLimit, scope: Scope, aligned: b
             period: Period::from(window),
             calendar_aligned: aligned,
             anchor,
-            estimate: estimate.tokens,
+            estimate: estimate.of(LineKind::Tokens),
             scope,
         });
     }
@@ -160,7 +171,7 @@ fn rate_claims(out: &mut Vec<Claim>, limit: &RateLimit, scope: Scope, aligned: b
             period: Period::from(window),
             calendar_aligned: aligned,
             anchor,
-            estimate: 1,
+            estimate: estimate.of(LineKind::Requests),
             scope,
         });
     }
@@ -176,7 +187,7 @@ fn budget_claim(snapshot: &Snapshot, budget: &Budget, scope: Scope, aligned: boo
         period: tollgate_core::overrides::period_of(budget),
         calendar_aligned: aligned,
         anchor: budget.last_reset,
-        estimate: estimate.cost_micros.max(1),
+        estimate: estimate.of(LineKind::Budget),
         scope,
     }
 }

@@ -11,8 +11,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::body::{RawObject, elements};
-use crate::engine::{Ask, Gateway, ProviderKind, prompt_estimate};
+use crate::engine::{Ask, Gateway, ProviderKind};
 use crate::error::GatewayError;
+use crate::prompt::Prompt;
 use crate::translate;
 use crate::upstream::Exchange;
 
@@ -58,14 +59,15 @@ fn fallbacks(raw: Option<&RawValue>) -> Vec<String> {
 
 /// One governed try at `full` (`provider/model`): admitted, reserved and charged on its own, so a
 /// fallback passes governance again and a failed try charges nothing.
-async fn attempt(gw: &Gateway, headers: &HeaderMap, body: &[u8], request: &RawObject<'_>, full: &str) -> Result<Response, GatewayError> {
+async fn attempt(gw: &Gateway, headers: &HeaderMap, body: &Bytes, request: &RawObject<'_>, full: &str) -> Result<Response, GatewayError> {
     let (provider, model) = full
         .split_once('/')
         .ok_or_else(|| GatewayError::bad_request("model must be written as provider/model, e.g. openai/gpt-4o-mini"))?;
     let stream = request.bool("stream").unwrap_or(false);
     let max_out = request.u64("max_completion_tokens").or_else(|| request.u64("max_tokens")).unwrap_or(gw.0.default_max_tokens);
     let ask = Ask { provider, model, max_out, stream };
-    let (target, held, prompt) = gw.admit(headers, &ask, || prompt_estimate(request)).await?;
+    let prompt = Prompt::chat(body, request);
+    let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     let include_usage = request.get("stream_options").is_some_and(|raw| RawObject::of(raw).bool("include_usage") == Some(true));
     let upstream_body = match target.spec.kind {
         ProviderKind::OpenAi => {

@@ -7,19 +7,10 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::engine::{Ask, Gateway, ProviderKind, count_tokens};
+use crate::engine::{Ask, Gateway, ProviderKind};
 use crate::error::GatewayError;
+use crate::prompt::Prompt;
 use crate::upstream::{json_response, post};
-
-/// Input tokens of an embeddings request: text is counted, token arrays are taken as they are.
-fn input_tokens(input: &Value) -> u64 {
-    match input {
-        Value::String(text) => count_tokens(text),
-        Value::Array(items) if items.iter().all(Value::is_number) => u64::try_from(items.len()).unwrap_or(u64::MAX),
-        Value::Array(items) => items.iter().map(input_tokens).sum(),
-        _ => 0,
-    }
-}
 
 pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
     let mut request: Value = serde_json::from_slice(&body).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
@@ -32,7 +23,8 @@ pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Byt
         .filter(|i| i.is_string() || i.is_array())
         .ok_or_else(|| GatewayError::bad_request("input must be a string or an array"))?;
     let ask = Ask { provider, model, max_out: 0, stream: false };
-    let (target, held, prompt) = gw.admit(&headers, &ask, || input_tokens(input)).await?;
+    let prompt = Prompt::embeddings(&body, input);
+    let (target, held) = gw.admit(&headers, &ask, &prompt).await?;
     if target.spec.kind != ProviderKind::OpenAi {
         held.finish(None, 400);
         return Err(GatewayError::bad_request(format!("provider '{provider}' does not serve embeddings")).for_model(provider, model));
@@ -50,7 +42,7 @@ pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Byt
         return Ok(json_response(status, bytes));
     }
     let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let used = parsed.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or(prompt);
+    let used = parsed.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or_else(|| prompt.tokens());
     held.finish(Some(crate::usage::Usage::plain(used, 0)), status);
     Ok(json_response(status, bytes))
 }

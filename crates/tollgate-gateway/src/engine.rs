@@ -3,7 +3,6 @@
 //! key authorized, estimate reserved) and handed a `held::Held` guard that settles it exactly once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -14,11 +13,11 @@ use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageStore};
 
 use crate::authorize::{Estimate, Grant, authorize, presented_key};
-use crate::body::{RawObject, elements};
-use crate::counters::{Claim, Counters, Refusal};
+use crate::counters::{Claim, Counters, LineKind, Refusal};
 use crate::error::GatewayError;
 use crate::held::{Held, refusal};
 use crate::pricing::{Price, Pricing, UnpricedModels};
+use crate::prompt::Prompt;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::writer::{UsageWriter, WriterHandle, line_of};
 
@@ -232,17 +231,24 @@ impl Gateway {
     /// The one way to an upstream call, whatever the route's format: finds the provider,
     /// authorizes the key, prices the estimate and reserves it on every line that applies.
     /// The returned guard settles the reservation exactly once.
-    /// `prompt` estimates the prompt tokens; it runs only once the caller is authorized, so an
-    /// unauthenticated request never pays for tokenizing its body.
-    pub(crate) async fn admit(
-        &self,
-        headers: &HeaderMap,
-        ask: &Ask<'_>,
-        prompt: impl FnOnce() -> u64,
-    ) -> Result<(Target, Held, u64), GatewayError> {
+    /// The prompt is reserved at its bound first; only if that is refused on a budget or token
+    /// line is it tokenized and tried again at its count. So an unauthenticated request never
+    /// pays for tokenizing its body, and one with room never tokenizes at all.
+    pub(crate) async fn admit(&self, headers: &HeaderMap, ask: &Ask<'_>, prompt: &Prompt) -> Result<(Target, Held), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
-        let (target, price, claims, log, prompt) = self.check(headers, ask, prompt)?;
-        let reservation = match self.0.counters.reserve(&claims, log.created_at).await {
+        let (target, price, mut claims, log) = self.check(headers, ask, prompt.bound())?;
+        let mut outcome = self.0.counters.reserve(&claims, log.created_at).await;
+        if let Err(Refusal::Denied(denials)) = &outcome
+            && denials.iter().all(|d| d.kind != LineKind::Requests)
+            && prompt.tokens() < prompt.bound()
+        {
+            let estimate = estimate(price, prompt.tokens(), ask.max_out);
+            for claim in &mut claims {
+                claim.estimate = estimate.of(claim.kind);
+            }
+            outcome = self.0.counters.reserve(&claims, log.created_at).await;
+        }
+        let reservation = match outcome {
             Ok(id) => id,
             Err(Refusal::Denied(denials)) => return Err(refusal(&denials, log.created_at, provider).for_model(provider, model)),
             Err(Refusal::Unavailable) => {
@@ -254,17 +260,17 @@ impl Gateway {
                 .for_model(provider, model));
             }
         };
-        Ok((target, Held::new(self.clone(), reservation, price, log), prompt))
+        Ok((target, Held::new(self.clone(), reservation, price, log)))
     }
 
-    /// Everything before the reservation, against one snapshot: provider, key, price, claims.
-    #[expect(clippy::type_complexity, reason = "the parts of an admission, consumed at once by `admit`")]
+    /// Everything before the reservation, against one snapshot: provider, key, price, and the
+    /// claims for a prompt of `prompt` tokens.
     fn check(
         &self,
         headers: &HeaderMap,
         ask: &Ask<'_>,
-        prompt: impl FnOnce() -> u64,
-    ) -> Result<(Target, Option<Price>, Vec<Claim>, RequestLog, u64), GatewayError> {
+        prompt: u64,
+    ) -> Result<(Target, Option<Price>, Vec<Claim>, RequestLog), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
         let now = tollgate_core::clock::now();
         let snapshot = self.0.snapshot.load();
@@ -278,10 +284,7 @@ impl Gateway {
             )
             .for_model(provider, model));
         }
-        let prompt = prompt();
-        let cost = price.map_or(Money::ZERO, |p| p.cost(prompt, ask.max_out));
-        let estimate = Estimate { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: prompt + ask.max_out };
-        let claims = grant.claims(&snapshot, estimate, now);
+        let claims = grant.claims(&snapshot, estimate(price, prompt, ask.max_out), now);
         let log = RequestLog {
             created_at: now,
             user_id: Some(grant.user_id.clone()),
@@ -295,7 +298,7 @@ impl Gateway {
             latency_ms: 0,
             streamed: ask.stream,
         };
-        Ok((target, price, claims, log, prompt))
+        Ok((target, price, claims, log))
     }
 
     /// The identity and access checks alone, for a call nothing is charged for (counting tokens):
@@ -361,6 +364,12 @@ async fn adopt_stored_usage(store: &dyn UsageStore, counters: &dyn Counters, sin
     Ok(())
 }
 
+/// What a request of `prompt` tokens that may write `max_out` is expected to consume.
+fn estimate(price: Option<Price>, prompt: u64, max_out: u64) -> Estimate {
+    let cost = price.map_or(Money::ZERO, |p| p.cost(prompt, max_out));
+    Estimate { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: prompt.saturating_add(max_out) }
+}
+
 async fn reload_periodically(gateway: Gateway) {
     let mut tick = tokio::time::interval(RELOAD_EVERY);
     tick.tick().await;
@@ -383,44 +392,4 @@ async fn sweep_and_prune(gateway: Gateway, retention_days: i64) {
             tracing::warn!(error = %e, "request-log pruning failed");
         }
     }
-}
-
-/// The tokenizer used for prompt estimates and for counting what an abandoned stream delivered
-/// (cl100k, the byte-pair encoding of the GPT-4 family; built on first use).
-pub(crate) fn tokenizer() -> &'static bpe_openai::Tokenizer {
-    bpe_openai::cl100k_base()
-}
-
-/// Bytes of text tokenized by this process so far (a diagnostic; tests use it to prove what was
-/// never tokenized).
-static TOKENIZED_BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// Bytes of text this process has tokenized so far.
-pub fn tokenized_bytes() -> u64 {
-    TOKENIZED_BYTES.load(Ordering::Relaxed)
-}
-
-/// Tokens of a chat request's prompt as a provider will count them, approximately (cl100k plus
-/// framing): the messages, an Anthropic-style `system`, and the tool definitions.
-/// The JSON text of each part is counted as it came, without parsing it further.
-pub(crate) fn prompt_estimate(request: &RawObject<'_>) -> u64 {
-    let messages = elements(request.get("messages"));
-    let mut text = String::new();
-    for message in &messages {
-        if let Some(content) = RawObject::of(message).get("content") {
-            text.push_str(content.get());
-        }
-        text.push('\n');
-    }
-    for part in ["system", "tools"].iter().filter_map(|k| request.get(k)) {
-        text.push_str(part.get());
-        text.push('\n');
-    }
-    count_tokens(&text) + 4 * u64::try_from(messages.len()).unwrap_or(0) + 3
-}
-
-/// Tokens of `text` (cl100k).
-pub(crate) fn count_tokens(text: &str) -> u64 {
-    TOKENIZED_BYTES.fetch_add(u64::try_from(text.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    u64::try_from(tokenizer().count(text)).unwrap_or(u64::MAX)
 }

@@ -21,6 +21,7 @@ mod error;
 mod held;
 mod models;
 pub mod pricing;
+mod prompt;
 mod snapshot;
 mod translate;
 mod upstream;
@@ -31,7 +32,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec, tokenized_bytes};
+pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec};
+pub use prompt::tokenized_bytes;
 pub use snapshot::extra_header;
 
 /// Largest inference request body accepted (32 MiB).

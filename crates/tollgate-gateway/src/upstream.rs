@@ -13,9 +13,10 @@ use eventsource_stream::Eventsource;
 use futures::{StreamExt, stream};
 use serde_json::Value;
 
-use crate::engine::{ProviderKind, Target, count_tokens};
+use crate::engine::{ProviderKind, Target};
 use crate::error::GatewayError;
 use crate::held::Held;
+use crate::prompt::{Prompt, count_tokens};
 use crate::translate::{self, stream::Reframe};
 use crate::usage::{Usage, usage_in};
 
@@ -103,8 +104,8 @@ pub(crate) struct Exchange {
     pub stream: bool,
     /// An OpenAI client asked for the closing usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
-    /// Estimated (prompt, output) tokens: charged when a successful answer reports no usage.
-    pub estimate: (u64, u64),
+    /// The prompt and the output tokens allowed: charged when a successful answer reports no usage.
+    pub estimate: (Prompt, u64),
     /// Client headers passed on to the upstream.
     pub forwarded: Vec<(&'static str, HeaderValue)>,
 }
@@ -131,7 +132,7 @@ impl Exchange {
             .await
             .map_err(|_| GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"))?;
         // A successful answer without usage data is charged at the estimate: never less than billed.
-        held.finish(Some(usage_in(spec.kind, &bytes).unwrap_or(Usage::plain(estimate.0, estimate.1))), status);
+        held.finish(Some(usage_in(spec.kind, &bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1))), status);
         if spec.kind == client {
             return Ok(json_response(status, bytes));
         }
@@ -161,12 +162,12 @@ struct Tap {
     /// Prompt-cache counts an Anthropic stream reported (the other fields of `Usage` unused).
     cache: Usage,
     text: String,
-    prompt: u64,
+    prompt: Prompt,
     finished: bool,
 }
 
 impl Tap {
-    fn new(held: Held, upstream: ProviderKind, prompt: u64) -> Tap {
+    fn new(held: Held, upstream: ProviderKind, prompt: Prompt) -> Tap {
         Tap { held, upstream, input: None, output: None, cache: Usage::default(), text: String::new(), prompt, finished: false }
     }
 
@@ -226,7 +227,7 @@ impl Tap {
 impl Drop for Tap {
     fn drop(&mut self) {
         let usage = Usage {
-            input: self.input.unwrap_or(self.prompt),
+            input: self.input.unwrap_or_else(|| self.prompt.tokens()),
             output: self.output.unwrap_or_else(|| count_tokens(&self.text)),
             ..self.cache
         };

@@ -246,10 +246,12 @@ with_mock_upstream! { gateway_app;
 }
 
 /// Regression: the prompt used to be tokenized before the key was checked, so anyone could make
-/// the gateway tokenize a 32 MiB body. Refusals now come first; nextest runs each test in its own
-/// process, so the tokenized-bytes counter here is this test's alone.
+/// the gateway tokenize a 32 MiB body. Refusals now come first, and an admitted request is reserved
+/// at its prompt's byte length (no count can exceed it); only when that does not fit is the prompt
+/// tokenized and tried at its count. Nextest runs each test in its own process, so the
+/// tokenized-bytes counter here is this test's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unauthenticated_request_is_refused_before_its_body_is_tokenized() {
+async fn a_prompt_is_tokenized_only_when_its_byte_bound_does_not_fit_an_admitted_request() {
     let (app, _mock) = gateway_app(Backend::Sqlite).await;
     let mut body = chat("openai/mock", 5);
     body["messages"][0]["content"] = json!("word ".repeat(200_000));
@@ -257,8 +259,23 @@ async fn an_unauthenticated_request_is_refused_before_its_body_is_tokenized() {
     let unknown = app.with_key("sk-bf-00000000-0000-0000-0000-000000000000").post("/v1/chat/completions", body).await;
     assert_eq!(unknown.status.as_u16(), 401);
     assert_eq!(tollgate_gateway::tokenized_bytes(), 0, "nothing was tokenized for callers who were refused");
-    let (_, key, _) = member(&app, openai_only("Tokenized")).await;
+    let (_, key, _) = member(
+        &app,
+        json!({
+            "name": "Tokenized",
+            "rate_limit": {"token_max_limit": 1000, "token_reset_duration": "1h"},
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        }),
+    )
+    .await;
     app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 5)).await.expect(200);
-    assert!(tollgate_gateway::tokenized_bytes() > 0, "an admitted request is estimated with the tokenizer");
+    assert_eq!(tollgate_gateway::tokenized_bytes(), 0, "a request with room is reserved at its bound, untokenized");
+    let mut long = chat("openai/mock", 5);
+    long["messages"][0]["content"] = json!("word ".repeat(400));
+    app.with_key(&key).post("/v1/chat/completions", long.clone()).await.expect(200);
+    assert!(tollgate_gateway::tokenized_bytes() >= 2000, "2,000 bytes do not fit 1,000 tokens, so the prompt was counted");
+    long["messages"][0]["content"] = json!("word ".repeat(1200));
+    let refused = app.with_key(&key).post("/v1/chat/completions", long).await;
+    assert_eq!(refused.status.as_u16(), 429, "about 1,200 counted tokens do not fit either");
     app.stop().await;
 }

@@ -1,0 +1,181 @@
+//! Prompt sizes for reservations: a bound read off the request's bytes, which no token count can
+//! exceed, and the tokenizer's count, taken only when the bound does not fit or a bill needs it.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::body::{RawObject, elements};
+
+/// Tokens every message adds around its content, and a request around its messages (the framing
+/// chat models count).
+const PER_MESSAGE: u64 = 4;
+const PER_REQUEST: u64 = 3;
+
+/// What a request sends as its prompt.
+#[derive(Debug)]
+enum Source {
+    /// A chat or Messages body: its messages' content, `system` and `tools`.
+    Chat(Bytes),
+    /// An embeddings body: its `input`.
+    Embeddings(Bytes),
+}
+
+/// A request's prompt size, in tokens. The bound costs one scan of the request; the tokenizer
+/// runs at most once, and only when asked.
+#[derive(Debug)]
+pub(crate) struct Prompt {
+    source: Source,
+    bound: u64,
+    counted: OnceLock<u64>,
+}
+
+impl Prompt {
+    /// The prompt of a chat (OpenAI) or Messages (Anthropic) request already read as `request`.
+    pub fn chat(body: &Bytes, request: &RawObject<'_>) -> Prompt {
+        let (parts, messages) = prompt_parts(request);
+        // Every token of cl100k is at least one byte, so the text's length bounds its tokens.
+        let text: u64 = parts.iter().map(|p| p.map_or(0, |raw| len(raw.get())) + 1).sum();
+        Prompt { source: Source::Chat(body.clone()), bound: text + framing(messages), counted: OnceLock::new() }
+    }
+
+    /// The prompt of an embeddings request whose `input` is already read.
+    pub fn embeddings(body: &Bytes, input: &Value) -> Prompt {
+        Prompt { source: Source::Embeddings(body.clone()), bound: input_size(input, &len), counted: OnceLock::new() }
+    }
+
+    /// Tokens the prompt cannot exceed, without tokenizing it.
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    /// The tokenizer's count (cl100k plus framing), taken on first use; never above the bound.
+    pub fn tokens(&self) -> u64 {
+        *self.counted.get_or_init(|| {
+            let counted = match &self.source {
+                Source::Chat(body) => RawObject::parse(body).ok().map(|request| prompt_estimate(&request)),
+                Source::Embeddings(body) => serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|tree| tree.get("input").map(|input| input_size(input, &count_tokens))),
+            };
+            counted.map_or(self.bound, |tokens| tokens.min(self.bound))
+        })
+    }
+}
+
+/// Tokens of a chat request's prompt as a provider will count them, approximately (cl100k plus
+/// framing): the messages, an Anthropic-style `system`, and the tool definitions.
+/// The JSON text of each part is counted as it came, without parsing it further.
+pub(crate) fn prompt_estimate(request: &RawObject<'_>) -> u64 {
+    let (parts, messages) = prompt_parts(request);
+    let mut text = String::new();
+    for part in parts {
+        text.push_str(part.map_or("", RawValue::get));
+        text.push('\n');
+    }
+    count_tokens(&text) + framing(messages)
+}
+
+/// The parts of a prompt that are counted, each followed by a line break when joined (a message
+/// without content is an empty part), and the number of messages.
+fn prompt_parts<'a>(request: &RawObject<'a>) -> (Vec<Option<&'a RawValue>>, u64) {
+    let messages = elements(request.get("messages"));
+    let count = u64::try_from(messages.len()).unwrap_or(u64::MAX);
+    let mut parts: Vec<Option<&RawValue>> = messages.iter().map(|message| RawObject::of(message).get("content")).collect();
+    parts.extend(["system", "tools"].iter().filter_map(|key| request.get(key)).map(Some));
+    (parts, count)
+}
+
+fn framing(messages: u64) -> u64 {
+    messages.saturating_mul(PER_MESSAGE).saturating_add(PER_REQUEST)
+}
+
+fn len(text: &str) -> u64 {
+    u64::try_from(text.len()).unwrap_or(u64::MAX)
+}
+
+/// Tokens of an embeddings input, text sized by `size`; token arrays are taken as they are.
+fn input_size(input: &Value, size: &dyn Fn(&str) -> u64) -> u64 {
+    match input {
+        Value::String(text) => size(text),
+        Value::Array(items) if items.iter().all(Value::is_number) => u64::try_from(items.len()).unwrap_or(u64::MAX),
+        Value::Array(items) => items.iter().map(|item| input_size(item, size)).sum(),
+        _ => 0,
+    }
+}
+
+/// The tokenizer used for prompt counts and for what an abandoned stream delivered (cl100k, the
+/// byte-pair encoding of the GPT-4 family; its tables are built on first use).
+fn tokenizer() -> &'static bpe_openai::Tokenizer {
+    bpe_openai::cl100k_base()
+}
+
+/// Bytes of text tokenized by this process so far (a diagnostic; tests use it to prove what was
+/// never tokenized).
+static TOKENIZED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of text this process has tokenized so far.
+pub fn tokenized_bytes() -> u64 {
+    TOKENIZED_BYTES.load(Ordering::Relaxed)
+}
+
+/// Tokens of `text` (cl100k).
+pub(crate) fn count_tokens(text: &str) -> u64 {
+    TOKENIZED_BYTES.fetch_add(len(text), Ordering::Relaxed);
+    u64::try_from(tokenizer().count(text)).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn chat_prompt(body: &Value) -> Prompt {
+        let bytes = Bytes::from(body.to_string());
+        let request = RawObject::parse(&bytes).expect("a JSON object");
+        Prompt::chat(&bytes, &request)
+    }
+
+    #[test]
+    fn the_bound_of_a_chat_prompt_is_never_below_its_token_count() {
+        let bodies = [
+            json!({"messages": [{"role": "user", "content": "hello hello hello hello"}]}),
+            json!({"messages": [{}, {"role": "assistant"}], "system": "be brief", "tools": [{"type": "function"}]}),
+            json!({"messages": [{"role": "user", "content": "naïve café — 東京 🚀".repeat(40)}]}),
+            json!({"messages": []}),
+        ];
+        for body in &bodies {
+            let prompt = chat_prompt(body);
+            let request_bytes = Bytes::from(body.to_string());
+            let request = RawObject::parse(&request_bytes).expect("a JSON object");
+            assert_eq!(prompt.tokens(), prompt_estimate(&request), "the count is the tokenizer's estimate: {body}");
+            assert!(prompt.bound() >= prompt.tokens(), "bound {} < count {} for {body}", prompt.bound(), prompt.tokens());
+        }
+    }
+
+    #[test]
+    fn a_prompt_is_tokenized_only_when_its_count_is_asked_for_and_then_once() {
+        let prompt = chat_prompt(&json!({"messages": [{"role": "user", "content": "word ".repeat(1000)}]}));
+        let before = tokenized_bytes();
+        assert!(prompt.bound() > 5000, "the bound is read off the bytes");
+        assert_eq!(tokenized_bytes(), before, "reading the bound tokenizes nothing");
+        let counted = prompt.tokens();
+        let after = tokenized_bytes();
+        assert!(after > before && counted < prompt.bound() / 3, "`word ` is one token per five bytes: {counted}");
+        assert_eq!(prompt.tokens(), counted);
+        assert_eq!(tokenized_bytes(), after, "the count is kept");
+    }
+
+    #[test]
+    fn an_embeddings_prompt_counts_text_and_takes_token_arrays_as_they_are() {
+        let body = json!({"model": "openai/e", "input": ["some text to embed", [1, 2, 3]]});
+        let bytes = Bytes::from(body.to_string());
+        let prompt = Prompt::embeddings(&bytes, &body["input"]);
+        assert_eq!(prompt.bound(), 18 + 3);
+        assert_eq!(prompt.tokens(), count_tokens("some text to embed") + 3);
+    }
+}
