@@ -138,7 +138,7 @@ impl Grant {
         let mut claims = Vec::with_capacity(6);
         for (limit, scope) in [(config.rate_limit.as_ref(), Scope::Provider), (self.copy.policy.rate_limit.as_ref(), Scope::Profile)] {
             if let Some(limit) = limit {
-                rate_claims(&mut claims, limit, scope, aligned, self.copy.created_at, estimate);
+                rate_claims(&mut claims, snapshot, limit, scope, aligned, self.copy.created_at, estimate);
             }
         }
         let budgets =
@@ -150,10 +150,18 @@ impl Grant {
     }
 }
 
-fn rate_claims(out: &mut Vec<Claim>, limit: &RateLimit, scope: Scope, aligned: bool, anchor: DateTime<Utc>, estimate: Estimate) {
+fn rate_claims(
+    out: &mut Vec<Claim>,
+    snapshot: &Snapshot,
+    limit: &RateLimit,
+    scope: Scope,
+    aligned: bool,
+    anchor: DateTime<Utc>,
+    estimate: Estimate,
+) {
     if let (Some(max), Some(window)) = (limit.token_max_limit, limit.token_reset_duration) {
         out.push(Claim {
-            line: format!("{}:t", limit.id.0),
+            line: snapshot.line(&limit.id.0, LineKind::Tokens),
             kind: LineKind::Tokens,
             limit: max,
             period: Period::from(window),
@@ -165,7 +173,7 @@ fn rate_claims(out: &mut Vec<Claim>, limit: &RateLimit, scope: Scope, aligned: b
     }
     if let (Some(max), Some(window)) = (limit.request_max_limit, limit.request_reset_duration) {
         out.push(Claim {
-            line: format!("{}:r", limit.id.0),
+            line: snapshot.line(&limit.id.0, LineKind::Requests),
             kind: LineKind::Requests,
             limit: max,
             period: Period::from(window),
@@ -181,7 +189,7 @@ fn budget_claim(snapshot: &Snapshot, budget: &Budget, scope: Scope, aligned: boo
     let grant = snapshot.overrides.get(&budget.id).filter(|o| o.is_active(budget, aligned, now));
     let limit = budget.max_limit.micros() + grant.map_or(0, |g| g.amount.micros());
     Claim {
-        line: budget.id.0.clone(),
+        line: snapshot.line(&budget.id.0, LineKind::Budget),
         kind: LineKind::Budget,
         limit: u64::try_from(limit).unwrap_or(0),
         period: tollgate_core::overrides::period_of(budget),

@@ -4,7 +4,7 @@
 
 mod redis;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -32,8 +32,9 @@ pub enum LineKind {
 /// One line a request must fit into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    /// Unique per line: a budget id, or `<rate limit id>:t` / `<rate limit id>:r`.
-    pub line: String,
+    /// Unique per line: a budget id, or `<rate limit id>:t` / `<rate limit id>:r` (shared, as a
+    /// request's claims are copied into its reservation and its line values).
+    pub line: Arc<str>,
     pub kind: LineKind,
     /// The cap (for budgets, including an active override).
     pub limit: u64,
@@ -83,7 +84,7 @@ pub struct Denial {
 /// The latest value of a line, for persistence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineValue {
-    pub line: String,
+    pub line: Arc<str>,
     pub kind: LineKind,
     pub used: u64,
     pub window_start: DateTime<Utc>,
@@ -172,7 +173,7 @@ impl MemoryCounters {
 
 /// The line, moved into the window starting at `start` (usage of a past window is dropped).
 fn current<'a>(lines: &'a mut HashMap<String, Line>, claim: &Claim, start: DateTime<Utc>) -> &'a mut Line {
-    let line = lines.entry_ref(claim.line.as_str()).or_insert(Line { window_start: start, used: 0, reserved: 0 });
+    let line = lines.entry_ref(&*claim.line).or_insert(Line { window_start: start, used: 0, reserved: 0 });
     if line.window_start < start {
         line.window_start = start;
         line.used = 0;

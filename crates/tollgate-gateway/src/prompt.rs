@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -36,9 +37,11 @@ pub(crate) struct Prompt {
 impl Prompt {
     /// The prompt of a chat (OpenAI) or Messages (Anthropic) request already read as `request`.
     pub fn chat(body: &Bytes, request: &RawObject<'_>) -> Prompt {
-        let (parts, messages) = prompt_parts(request);
         // Every token of cl100k is at least one byte, so the text's length bounds its tokens.
-        let text: u64 = parts.iter().map(|p| p.map_or(0, |raw| len(raw.get())) + 1).sum();
+        let (text, messages) = quick_size(request).unwrap_or_else(|| {
+            let (parts, messages) = prompt_parts(request);
+            (parts.iter().map(|p| p.map_or(0, |raw| len(raw.get())) + 1).sum(), messages)
+        });
         Prompt { source: Source::Chat(body.clone()), bound: text + framing(messages), counted: OnceLock::new() }
     }
 
@@ -87,6 +90,23 @@ fn prompt_parts<'a>(request: &RawObject<'a>) -> (Vec<Option<&'a RawValue>>, u64)
     let mut parts: Vec<Option<&RawValue>> = messages.iter().map(|message| RawObject::of(message).get("content")).collect();
     parts.extend(["system", "tools"].iter().filter_map(|key| request.get(key)).map(Some));
     (parts, count)
+}
+
+/// A message as far as its size matters: its content, still as JSON text.
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+/// The length of the counted text and the number of messages, read in one pass over the
+/// messages; `None` when they are not all objects with at most one `content` (then `prompt_parts`
+/// reads them as a provider would). A `null` content counts as its four bytes.
+fn quick_size(request: &RawObject<'_>) -> Option<(u64, u64)> {
+    let messages: Vec<Message<'_>> = serde_json::from_str(request.get("messages")?.get()).ok()?;
+    let contents: u64 = messages.iter().map(|m| m.content.map_or(4, |raw| len(raw.get())) + 1).sum();
+    let rest: u64 = ["system", "tools"].iter().filter_map(|key| request.get(key)).map(|raw| len(raw.get()) + 1).sum();
+    Some((contents + rest, u64::try_from(messages.len()).unwrap_or(u64::MAX)))
 }
 
 fn framing(messages: u64) -> u64 {
@@ -147,6 +167,7 @@ mod tests {
             json!({"messages": [{}, {"role": "assistant"}], "system": "be brief", "tools": [{"type": "function"}]}),
             json!({"messages": [{"role": "user", "content": "naïve café — 東京 🚀".repeat(40)}]}),
             json!({"messages": []}),
+            json!({"messages": [{"role": "user", "content": null}, "not an object", 7]}),
         ];
         for body in &bodies {
             let prompt = chat_prompt(body);
@@ -155,6 +176,15 @@ mod tests {
             assert_eq!(prompt.tokens(), prompt_estimate(&request), "the count is the tokenizer's estimate: {body}");
             assert!(prompt.bound() >= prompt.tokens(), "bound {} < count {} for {body}", prompt.bound(), prompt.tokens());
         }
+    }
+
+    #[test]
+    fn a_message_with_its_content_given_twice_is_sized_by_the_content_that_counts() {
+        let body = br#"{"messages":[{"role":"user","content":"hi","content":"a much longer text that is the one counted"}]}"#;
+        let bytes = Bytes::from_static(body);
+        let prompt = Prompt::chat(&bytes, &RawObject::parse(&bytes).expect("a JSON object"));
+        assert!(prompt.bound() >= prompt.tokens());
+        assert!(prompt.bound() > 45, "the last content is the one a provider reads: {}", prompt.bound());
     }
 
     #[test]

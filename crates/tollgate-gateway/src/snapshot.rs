@@ -17,6 +17,7 @@ use tollgate_core::providers::{Provider, ProviderKey, ProviderKind as CoreKind};
 use tollgate_core::usage::{GovernanceData, KeyRecord, UsageStore};
 use tollgate_core::vkeys::Sealer;
 
+use crate::counters::LineKind;
 use crate::engine::{ProviderKind, ProviderSpec, WeightedKey};
 
 /// Governance state at one instant.
@@ -29,6 +30,23 @@ pub struct Snapshot {
     pub overrides: HashMap<BudgetId, BudgetOverride>,
     /// Providers managed through the API, by name.
     pub providers: HashMap<String, Arc<ProviderSpec>>,
+    /// Counter line names of every budget and rate limit in the copies, made once per snapshot
+    /// so a request's claims share them instead of formatting their own.
+    lines: HashMap<String, LineNames>,
+}
+
+/// The counter lines of one budget (`budget`) or one rate limit (`tokens`, `requests`).
+#[derive(Debug, Clone)]
+struct LineNames {
+    budget: Arc<str>,
+    tokens: Arc<str>,
+    requests: Arc<str>,
+}
+
+impl LineNames {
+    fn of(id: &str) -> LineNames {
+        LineNames { budget: Arc::from(id), tokens: Arc::from(format!("{id}:t")), requests: Arc::from(format!("{id}:r")) }
+    }
 }
 
 impl Snapshot {
@@ -41,7 +59,26 @@ impl Snapshot {
             copies.entry(copy.user_id.clone()).or_default().push(Arc::new(copy));
         }
         let overrides = data.overrides.into_iter().map(|o| (o.budget_id.clone(), o)).collect();
-        Snapshot { keys, copies, overrides, providers }
+        let mut lines = HashMap::new();
+        for policy in copies.values().flatten().map(|c| &c.policy) {
+            let configs = policy.provider_configs.iter();
+            let budgets = policy.budgets.iter().chain(configs.clone().flat_map(|p| &p.budgets)).map(|b| &b.id.0);
+            let limits = policy.rate_limit.iter().chain(configs.filter_map(|p| p.rate_limit.as_ref())).map(|r| &r.id.0);
+            for id in budgets.chain(limits) {
+                lines.entry_ref(id.as_str()).or_insert_with(|| LineNames::of(id));
+            }
+        }
+        Snapshot { keys, copies, overrides, providers, lines }
+    }
+
+    /// The counter line of `kind` for the budget or rate limit `id`.
+    pub fn line(&self, id: &str, kind: LineKind) -> Arc<str> {
+        let names = self.lines.get(id).cloned().unwrap_or_else(|| LineNames::of(id));
+        match kind {
+            LineKind::Budget => names.budget,
+            LineKind::Tokens => names.tokens,
+            LineKind::Requests => names.requests,
+        }
     }
 }
 

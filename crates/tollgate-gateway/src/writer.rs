@@ -19,14 +19,14 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Settled usage waiting for the next flush, shared between requests and the writer task.
 #[derive(Debug, Default)]
 struct Batch {
-    lines: HashMap<String, LineValue>,
+    lines: HashMap<Arc<str>, LineValue>,
     logs: Vec<RequestLog>,
 }
 
 impl Batch {
     fn add(&mut self, values: Vec<LineValue>, log: Option<RequestLog>) {
         for value in values {
-            match self.lines.get_mut(value.line.as_str()) {
+            match self.lines.get_mut(&*value.line) {
                 Some(kept) => {
                     if supersedes(&value, kept) {
                         *kept = value;
@@ -47,7 +47,7 @@ impl Batch {
     /// Puts back a batch whose write failed, behind anything newer that arrived meanwhile.
     fn restore(&mut self, older: Batch) {
         for (line, value) in older.lines {
-            match self.lines.get_mut(line.as_str()) {
+            match self.lines.get_mut(&line) {
                 Some(kept) if !supersedes(&value, kept) => {}
                 Some(kept) => *kept = value,
                 None => {
