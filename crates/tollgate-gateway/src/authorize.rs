@@ -6,14 +6,13 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use tollgate_core::auth::sha256;
-use tollgate_core::copies::UserCopy;
 use tollgate_core::profile::{Budget, ProviderConfig, RateLimit};
 use tollgate_core::vkeys::VIRTUAL_KEY_PREFIX;
 use tollgate_core::windows::Period;
 
 use crate::counters::{Claim, LineKind, Scope};
 use crate::error::GatewayError;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{GovernedCopy, Lines, Snapshot};
 
 /// Headers that may carry a virtual key, in the order they are tried.
 pub const KEY_HEADERS: [&str; 5] = ["x-bf-vk", "authorization", "x-api-key", "x-goog-api-key", "api-key"];
@@ -40,7 +39,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 pub struct Grant {
     pub user_id: String,
     pub key_id: String,
-    pub copy: Arc<UserCopy>,
+    pub copy: Arc<GovernedCopy>,
     /// Index of the governing provider config in the copy's policy.
     config_at: usize,
 }
@@ -70,7 +69,7 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
     if !record.is_active {
         return Err(refused(StatusCode::FORBIDDEN, "virtual_key_blocked", "Virtual key is inactive".into()));
     }
-    let copies: Vec<&Arc<UserCopy>> = snapshot
+    let copies: Vec<&Arc<GovernedCopy>> = snapshot
         .copies
         .get(&record.user_id)
         .map(|all| all.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)).collect())
@@ -82,7 +81,7 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
             "the access profile of this virtual key is inactive or expired".into(),
         ));
     }
-    let with_provider: Vec<(&Arc<UserCopy>, usize)> =
+    let with_provider: Vec<(&Arc<GovernedCopy>, usize)> =
         copies.iter().filter_map(|c| c.policy.provider_configs.iter().position(|p| p.provider_name == provider).map(|i| (*c, i))).collect();
     if with_provider.is_empty() {
         return Err(refused(
@@ -133,18 +132,26 @@ impl Grant {
     /// The lines the request must fit into: rate limits (provider config first, then profile),
     /// then budgets (provider config first, then profile), each with its own window.
     pub fn claims(&self, snapshot: &Snapshot, estimate: Estimate, now: DateTime<Utc>) -> Vec<Claim> {
-        let aligned = self.copy.policy.calendar_aligned;
+        let policy = &self.copy.policy;
+        let aligned = policy.calendar_aligned;
         let config = self.config();
+        let no_lines = Lines::default();
+        let config_lines = self.copy.configs.get(self.config_at).unwrap_or(&no_lines);
+        let levels =
+            [(config.rate_limit.as_ref(), config_lines, Scope::Provider), (policy.rate_limit.as_ref(), &self.copy.profile, Scope::Profile)];
         let mut claims = Vec::with_capacity(6);
-        for (limit, scope) in [(config.rate_limit.as_ref(), Scope::Provider), (self.copy.policy.rate_limit.as_ref(), Scope::Profile)] {
+        for (limit, lines, scope) in levels {
             if let Some(limit) = limit {
-                rate_claims(&mut claims, snapshot, limit, scope, aligned, self.copy.created_at, estimate);
+                rate_claims(&mut claims, limit, lines, scope, aligned, self.copy.created_at, estimate);
             }
         }
-        let budgets =
-            config.budgets.iter().map(|b| (b, Scope::Provider)).chain(self.copy.policy.budgets.iter().map(|b| (b, Scope::Profile)));
-        for (budget, scope) in budgets {
-            claims.push(budget_claim(snapshot, budget, scope, aligned, estimate, now));
+        for (budgets, lines, scope) in
+            [(&config.budgets, config_lines, Scope::Provider), (&policy.budgets, &self.copy.profile, Scope::Profile)]
+        {
+            for (at, budget) in budgets.iter().enumerate() {
+                let line = lines.budgets.get(at).cloned().unwrap_or_else(|| Arc::from(budget.id.0.as_str()));
+                claims.push(budget_claim(snapshot, budget, line, scope, aligned, estimate, now));
+            }
         }
         claims
     }
@@ -152,8 +159,8 @@ impl Grant {
 
 fn rate_claims(
     out: &mut Vec<Claim>,
-    snapshot: &Snapshot,
     limit: &RateLimit,
+    lines: &Lines,
     scope: Scope,
     aligned: bool,
     anchor: DateTime<Utc>,
@@ -161,7 +168,7 @@ fn rate_claims(
 ) {
     if let (Some(max), Some(window)) = (limit.token_max_limit, limit.token_reset_duration) {
         out.push(Claim {
-            line: snapshot.line(&limit.id.0, LineKind::Tokens),
+            line: lines.tokens.clone().unwrap_or_else(|| Arc::from(format!("{}:t", limit.id.0))),
             kind: LineKind::Tokens,
             limit: max,
             period: Period::from(window),
@@ -173,7 +180,7 @@ fn rate_claims(
     }
     if let (Some(max), Some(window)) = (limit.request_max_limit, limit.request_reset_duration) {
         out.push(Claim {
-            line: snapshot.line(&limit.id.0, LineKind::Requests),
+            line: lines.requests.clone().unwrap_or_else(|| Arc::from(format!("{}:r", limit.id.0))),
             kind: LineKind::Requests,
             limit: max,
             period: Period::from(window),
@@ -185,11 +192,19 @@ fn rate_claims(
     }
 }
 
-fn budget_claim(snapshot: &Snapshot, budget: &Budget, scope: Scope, aligned: bool, estimate: Estimate, now: DateTime<Utc>) -> Claim {
+fn budget_claim(
+    snapshot: &Snapshot,
+    budget: &Budget,
+    line: Arc<str>,
+    scope: Scope,
+    aligned: bool,
+    estimate: Estimate,
+    now: DateTime<Utc>,
+) -> Claim {
     let grant = snapshot.overrides.get(&budget.id).filter(|o| o.is_active(budget, aligned, now));
     let limit = budget.max_limit.micros() + grant.map_or(0, |g| g.amount.micros());
     Claim {
-        line: snapshot.line(&budget.id.0, LineKind::Budget),
+        line,
         kind: LineKind::Budget,
         limit: u64::try_from(limit).unwrap_or(0),
         period: tollgate_core::overrides::period_of(budget),

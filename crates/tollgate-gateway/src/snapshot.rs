@@ -11,13 +11,13 @@ use std::time::Duration;
 use tollgate_core::copies::UserCopy;
 use tollgate_core::ids::BudgetId;
 use tollgate_core::overrides::BudgetOverride;
+use tollgate_core::profile::{Budget, RateLimit};
 
 use tollgate_core::auth::Secret;
 use tollgate_core::providers::{Provider, ProviderKey, ProviderKind as CoreKind};
 use tollgate_core::usage::{GovernanceData, KeyRecord, UsageStore};
 use tollgate_core::vkeys::Sealer;
 
-use crate::counters::LineKind;
 use crate::engine::{ProviderKind, ProviderSpec, WeightedKey};
 
 /// Governance state at one instant.
@@ -26,26 +26,56 @@ pub struct Snapshot {
     /// Keys by the SHA-256 of their value (decoded from the stored hex once, here).
     pub keys: HashMap<[u8; 32], KeyRecord>,
     /// Copies per user, oldest first.
-    pub copies: HashMap<String, Vec<Arc<UserCopy>>>,
+    pub copies: HashMap<String, Vec<Arc<GovernedCopy>>>,
     pub overrides: HashMap<BudgetId, BudgetOverride>,
     /// Providers managed through the API, by name.
     pub providers: HashMap<String, Arc<ProviderSpec>>,
-    /// Counter line names of every budget and rate limit in the copies, made once per snapshot
-    /// so a request's claims share them instead of formatting their own.
-    lines: HashMap<String, LineNames>,
 }
 
-/// The counter lines of one budget (`budget`) or one rate limit (`tokens`, `requests`).
-#[derive(Debug, Clone)]
-struct LineNames {
-    budget: Arc<str>,
-    tokens: Arc<str>,
-    requests: Arc<str>,
+/// A user's copy as the hot path reads it, with the counter line names of its budgets and rate
+/// limits made once per snapshot, so a request's claims share them instead of making their own.
+#[derive(Debug)]
+pub struct GovernedCopy {
+    pub copy: UserCopy,
+    /// Lines of the profile-level budgets and rate limit.
+    pub profile: Lines,
+    /// Lines of each provider config, in the policy's order.
+    pub configs: Vec<Lines>,
 }
 
-impl LineNames {
-    fn of(id: &str) -> LineNames {
-        LineNames { budget: Arc::from(id), tokens: Arc::from(format!("{id}:t")), requests: Arc::from(format!("{id}:r")) }
+impl std::ops::Deref for GovernedCopy {
+    type Target = UserCopy;
+
+    fn deref(&self) -> &UserCopy {
+        &self.copy
+    }
+}
+
+impl GovernedCopy {
+    pub fn new(copy: UserCopy) -> GovernedCopy {
+        let profile = Lines::of(&copy.policy.budgets, copy.policy.rate_limit.as_ref());
+        let configs = copy.policy.provider_configs.iter().map(|p| Lines::of(&p.budgets, p.rate_limit.as_ref())).collect();
+        GovernedCopy { copy, profile, configs }
+    }
+}
+
+/// Counter line names of one level of a policy: a budget's line is its id, a rate limit's are
+/// `<id>:t` (tokens) and `<id>:r` (requests).
+#[derive(Debug, Clone, Default)]
+pub struct Lines {
+    /// One per budget, in order.
+    pub budgets: Vec<Arc<str>>,
+    pub tokens: Option<Arc<str>>,
+    pub requests: Option<Arc<str>>,
+}
+
+impl Lines {
+    fn of(budgets: &[Budget], rate_limit: Option<&RateLimit>) -> Lines {
+        Lines {
+            budgets: budgets.iter().map(|b| Arc::from(b.id.0.as_str())).collect(),
+            tokens: rate_limit.map(|r| Arc::from(format!("{}:t", r.id.0))),
+            requests: rate_limit.map(|r| Arc::from(format!("{}:r", r.id.0))),
+        }
     }
 }
 
@@ -54,31 +84,12 @@ impl Snapshot {
         let providers =
             data.providers.iter().filter_map(|p| spec_of(p, &data.provider_keys, sealer)).map(|s| (s.name.clone(), Arc::new(s))).collect();
         let keys = data.keys.into_iter().filter_map(|k| Some((<[u8; 32]>::try_from(hex::decode(&k.value_hash).ok()?).ok()?, k))).collect();
-        let mut copies: HashMap<String, Vec<Arc<UserCopy>>> = HashMap::new();
+        let mut copies: HashMap<String, Vec<Arc<GovernedCopy>>> = HashMap::new();
         for copy in data.copies {
-            copies.entry(copy.user_id.clone()).or_default().push(Arc::new(copy));
+            copies.entry(copy.user_id.clone()).or_default().push(Arc::new(GovernedCopy::new(copy)));
         }
         let overrides = data.overrides.into_iter().map(|o| (o.budget_id.clone(), o)).collect();
-        let mut lines = HashMap::new();
-        for policy in copies.values().flatten().map(|c| &c.policy) {
-            let configs = policy.provider_configs.iter();
-            let budgets = policy.budgets.iter().chain(configs.clone().flat_map(|p| &p.budgets)).map(|b| &b.id.0);
-            let limits = policy.rate_limit.iter().chain(configs.filter_map(|p| p.rate_limit.as_ref())).map(|r| &r.id.0);
-            for id in budgets.chain(limits) {
-                lines.entry_ref(id.as_str()).or_insert_with(|| LineNames::of(id));
-            }
-        }
-        Snapshot { keys, copies, overrides, providers, lines }
-    }
-
-    /// The counter line of `kind` for the budget or rate limit `id`.
-    pub fn line(&self, id: &str, kind: LineKind) -> Arc<str> {
-        let names = self.lines.get(id).cloned().unwrap_or_else(|| LineNames::of(id));
-        match kind {
-            LineKind::Budget => names.budget,
-            LineKind::Tokens => names.tokens,
-            LineKind::Requests => names.requests,
-        }
+        Snapshot { keys, copies, overrides, providers }
     }
 }
 
