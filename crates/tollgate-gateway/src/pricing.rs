@@ -18,6 +18,10 @@ pub struct Price {
     pub input_per_mtok: u64,
     /// USD per million output tokens, in micro-dollars.
     pub output_per_mtok: u64,
+    /// USD per million prompt tokens an OpenAI-compatible provider served from its cache, in
+    /// micro-dollars; without it they cost the full input price (never less than billed).
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<u64>,
 }
 
 impl Price {
@@ -26,15 +30,19 @@ impl Price {
         self.cost_of(&Usage::plain(input_tokens, output_tokens))
     }
 
-    /// Cost of a call, prompt-cache tokens at their multiples of the input price (writes 1.25×,
-    /// one-hour writes 2×, reads 0.1×), rounded up to the next micro-dollar once, at the end.
+    /// Cost of a call, Anthropic's prompt-cache tokens at their multiples of the input price
+    /// (writes 1.25×, one-hour writes 2×, reads 0.1×) and OpenAI's cached prompt tokens at the
+    /// cached-input price, rounded up to the next micro-dollar once, at the end.
     pub fn cost_of(self, usage: &Usage) -> Money {
         // In fortieths of a token, so every multiple is an integer.
         let input_40ths = u128::from(usage.input) * 40
             + u128::from(usage.cache_write) * 50
             + u128::from(usage.cache_write_1h) * 80
             + u128::from(usage.cache_read) * 4;
-        let nanos_40 = input_40ths * u128::from(self.input_per_mtok) + u128::from(usage.output) * 40 * u128::from(self.output_per_mtok);
+        let cached_rate = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        let nanos_40 = input_40ths * u128::from(self.input_per_mtok)
+            + u128::from(usage.cached_input) * 40 * u128::from(cached_rate)
+            + u128::from(usage.output) * 40 * u128::from(self.output_per_mtok);
         let micros = nanos_40.div_ceil(40 * 1_000_000);
         Money::from_micros(i64::try_from(micros).unwrap_or(i64::MAX)).unwrap_or(Money::ZERO)
     }
@@ -103,15 +111,32 @@ mod tests {
 
     #[test]
     fn cached_prompt_tokens_cost_their_multiples_of_the_input_price() {
-        let p = Price { input_per_mtok: 3_000_000, output_per_mtok: 15_000_000 };
-        let usage = Usage { input: 1_000_000, output: 0, cache_write: 1_000_000, cache_write_1h: 1_000_000, cache_read: 1_000_000 };
+        let p = Price { input_per_mtok: 3_000_000, output_per_mtok: 15_000_000, cached_input_per_mtok: None };
+        let usage = Usage {
+            input: 1_000_000,
+            output: 0,
+            cache_write: 1_000_000,
+            cache_write_1h: 1_000_000,
+            cache_read: 1_000_000,
+            cached_input: 0,
+        };
         assert_eq!(p.cost_of(&usage).micros(), 3_000_000 + 3_750_000 + 6_000_000 + 300_000);
         assert_eq!(p.cost_of(&Usage { cache_read: 1, ..Usage::default() }).micros(), 1, "0.3 micro-dollars round up");
     }
 
     #[test]
+    fn openai_cached_prompt_tokens_cost_the_cached_price_or_else_the_full_input_price() {
+        let usage = Usage { input: 1_000_000, output: 1_000_000, cached_input: 1_000_000, ..Usage::default() };
+        let priced = Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000, cached_input_per_mtok: Some(1_250_000) };
+        assert_eq!(priced.cost_of(&usage).micros(), 2_500_000 + 1_250_000 + 10_000_000);
+        let unpriced = Price { cached_input_per_mtok: None, ..priced };
+        assert_eq!(unpriced.cost_of(&usage).micros(), 2_500_000 + 2_500_000 + 10_000_000, "no cached price: the full input price");
+        assert_eq!(shipped().ok().and_then(|c| c.get("openai/gpt-4o").and_then(|p| p.cached_input_per_mtok)), Some(1_250_000));
+    }
+
+    #[test]
     fn cost_is_exact_and_rounds_up() {
-        let p = Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 };
+        let p = Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000, cached_input_per_mtok: None };
         assert_eq!(p.cost(1_000_000, 0).micros(), 2_500_000);
         assert_eq!(p.cost(1, 1).micros(), 13, "12.5 micro-dollars round up");
         assert_eq!(p.cost(0, 0).micros(), 0);
@@ -137,8 +162,9 @@ mod tests {
 
     #[test]
     fn operator_prices_override_the_catalog() {
-        let mine = HashMap::from([("openai/gpt-4o".to_owned(), Price { input_per_mtok: 1, output_per_mtok: 2 })]);
+        let mine =
+            HashMap::from([("openai/gpt-4o".to_owned(), Price { input_per_mtok: 1, output_per_mtok: 2, cached_input_per_mtok: None })]);
         let pricing = Pricing::new(mine, UnpricedModels::Deny).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(pricing.price("openai", "gpt-4o"), Some(Price { input_per_mtok: 1, output_per_mtok: 2 }));
+        assert_eq!(pricing.price("openai", "gpt-4o"), Some(Price { input_per_mtok: 1, output_per_mtok: 2, cached_input_per_mtok: None }));
     }
 }

@@ -159,7 +159,7 @@ struct Tap {
     upstream: ProviderKind,
     input: Option<u64>,
     output: Option<u64>,
-    /// Prompt-cache counts an Anthropic stream reported (the other fields of `Usage` unused).
+    /// Prompt-cache counts the stream reported (the other fields of `Usage` unused).
     cache: Usage,
     text: String,
     prompt: Prompt,
@@ -184,8 +184,9 @@ impl Tap {
     }
 
     fn observe_chunk(&mut self, chunk: &Value) {
-        if let Some((input, output)) = translate::usage_of(ProviderKind::OpenAi, chunk) {
-            (self.input, self.output) = (Some(input), Some(output));
+        if let Some(usage) = chunk.get("usage").and_then(|u| crate::usage::usage_from(ProviderKind::OpenAi, u)) {
+            (self.input, self.output) = (Some(usage.input), Some(usage.output));
+            self.cache.cached_input = usage.cached_input;
         }
         for delta in chunk.get("choices").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c.get("delta")) {
             if let Some(text) = delta.get("content").and_then(Value::as_str) {

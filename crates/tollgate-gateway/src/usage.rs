@@ -1,13 +1,14 @@
-//! What a call consumed, as the provider bills it: uncached input, output, and Anthropic's
-//! prompt-cache tokens (written at 1.25× or, for the one-hour cache, 2× the input price; read at 0.1×).
+//! What a call consumed, as the provider bills it: uncached input, output, Anthropic's
+//! prompt-cache tokens (written at 1.25× or, for the one-hour cache, 2× the input price; read at
+//! 0.1×) and OpenAI's cached prompt tokens (at the model's cached-input price).
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::ProviderKind;
 
-/// Tokens of one call. For Anthropic, `input` excludes the cached prompt tokens, which are
-/// counted apart; OpenAI-compatible providers report no cache tokens here.
+/// Tokens of one call. `input` is the uncached prompt; the cached parts are counted apart
+/// (Anthropic reports them apart, OpenAI as a part of `prompt_tokens`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
     pub input: u64,
@@ -16,8 +17,11 @@ pub struct Usage {
     pub cache_write: u64,
     /// Prompt tokens written to the one-hour cache.
     pub cache_write_1h: u64,
-    /// Prompt tokens read from the cache.
+    /// Prompt tokens read from Anthropic's cache.
     pub cache_read: u64,
+    /// Prompt tokens an OpenAI-compatible provider served from its cache
+    /// (`prompt_tokens_details.cached_tokens`).
+    pub cached_input: u64,
 }
 
 impl Usage {
@@ -27,7 +31,7 @@ impl Usage {
 
     /// Every prompt token, cached or not.
     pub fn prompt(&self) -> u64 {
-        self.input.saturating_add(self.cache_write).saturating_add(self.cache_write_1h).saturating_add(self.cache_read)
+        [self.cache_write, self.cache_write_1h, self.cache_read, self.cached_input].iter().fold(self.input, |sum, n| sum.saturating_add(*n))
     }
 
     /// Every token, for token rate limits.
@@ -65,6 +69,12 @@ struct Wire {
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
     cache_creation: Option<CacheSplit>,
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,7 +86,11 @@ struct CacheSplit {
 impl Wire {
     fn usage(&self, kind: ProviderKind) -> Option<Usage> {
         match kind {
-            ProviderKind::OpenAi => Some(Usage::plain(self.prompt_tokens?, self.completion_tokens?)),
+            ProviderKind::OpenAi => {
+                let prompt = self.prompt_tokens?;
+                let cached = self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).min(prompt);
+                Some(Usage { input: prompt - cached, output: self.completion_tokens?, cached_input: cached, ..Usage::default() })
+            }
             ProviderKind::Anthropic => {
                 let mut out = Usage::plain(self.input_tokens?, self.output_tokens?);
                 out.take_cache(self);
@@ -111,7 +125,7 @@ mod tests {
         let answer =
             json!({"usage": {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 200, "cache_read_input_tokens": 3000}});
         let usage = usage_in(ProviderKind::Anthropic, answer.to_string().as_bytes());
-        assert_eq!(usage, Some(Usage { input: 10, output: 5, cache_write: 200, cache_write_1h: 0, cache_read: 3000 }));
+        assert_eq!(usage, Some(Usage { input: 10, output: 5, cache_write: 200, cache_read: 3000, ..Usage::default() }));
         assert_eq!(usage.map(|u| (u.prompt(), u.tokens())), Some((3210, 3215)));
         let split = json!({"input_tokens": 1, "output_tokens": 1, "cache_creation_input_tokens": 30,
             "cache_creation": {"ephemeral_5m_input_tokens": 10, "ephemeral_1h_input_tokens": 20}});
@@ -120,9 +134,13 @@ mod tests {
     }
 
     #[test]
-    fn openai_usage_has_no_cache_part_and_missing_usage_is_none() {
+    fn openai_cached_prompt_tokens_are_a_part_of_the_prompt_and_missing_usage_is_none() {
         let answer = json!({"usage": {"prompt_tokens": 7, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 4}}});
-        assert_eq!(usage_in(ProviderKind::OpenAi, answer.to_string().as_bytes()), Some(Usage::plain(7, 2)));
+        let usage = usage_in(ProviderKind::OpenAi, answer.to_string().as_bytes());
+        assert_eq!(usage, Some(Usage { input: 3, output: 2, cached_input: 4, ..Usage::default() }));
+        assert_eq!(usage.map(|u| u.prompt()), Some(7), "prompt_tokens already counts the cached ones");
+        let odd = json!({"prompt_tokens": 2, "completion_tokens": 0, "prompt_tokens_details": {"cached_tokens": 9}});
+        assert_eq!(usage_from(ProviderKind::OpenAi, &odd).map(|u| (u.input, u.cached_input)), Some((0, 2)), "never more cached than sent");
         assert_eq!(usage_in(ProviderKind::OpenAi, b"{\"id\": 1}"), None);
     }
 }

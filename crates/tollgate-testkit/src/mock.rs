@@ -35,7 +35,8 @@ pub struct Script {
     /// answering with text.
     pub tool_use: AtomicBool,
     /// Anthropic answers report this many prompt tokens written to / read from the prompt cache
-    /// (the `cache_*_input_tokens` members appear only when not zero).
+    /// (the `cache_*_input_tokens` members appear only when not zero). OpenAI answers report the
+    /// read count as `prompt_tokens_details.cached_tokens`, a part of their `prompt_tokens`.
     pub cache_write_tokens: AtomicU64,
     pub cache_read_tokens: AtomicU64,
     /// Calls received.
@@ -187,7 +188,12 @@ async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, Json(reques
     let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let model = turn.model.clone();
     let (prompt, completion) = (turn.prompt, turn.completion);
-    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+    let mut usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+    // OpenAI counts cached prompt tokens inside prompt_tokens and names them apart.
+    let cached = script.cache_read_tokens.load(Ordering::SeqCst);
+    if cached > 0 {
+        usage["prompt_tokens_details"] = json!({"cached_tokens": cached});
+    }
     let finish = if turn.tool.is_some() { "tool_calls" } else { "stop" };
     if !turn.stream {
         let message = match &turn.tool {

@@ -195,10 +195,22 @@ pub fn parse(
                     let get = |name: &str| price.get(name).cloned().unwrap_or(toml::Value::Integer(-1));
                     let input = per_mtok(problems, &format!("{at}.input"), &get("input"));
                     let output = per_mtok(problems, &format!("{at}.output"), &get("output"));
+                    let cached = price.get("cached_input").map(|v| per_mtok(problems, &format!("{at}.cached_input"), v));
+                    if let Some(unknown) = price
+                        .as_table()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, _)| k)
+                        .find(|k| !["input", "output", "cached_input"].contains(&k.as_str()))
+                    {
+                        problems.push(format!("{at}.{unknown}: unknown setting (input, output and cached_input are)"));
+                    }
                     if !model.contains('/') {
                         problems.push(format!("{at}: name the model as provider/model"));
                     }
-                    config.prices.insert(model.clone(), Price { input_per_mtok: input, output_per_mtok: output });
+                    config
+                        .prices
+                        .insert(model.clone(), Price { input_per_mtok: input, output_per_mtok: output, cached_input_per_mtok: cached });
                 }
             }
             _ => problems.push(format!("pricing.{key}: unknown setting")),
@@ -251,6 +263,7 @@ mod tests {
             [pricing.models."openai/gpt-4o"]
             input = 2.5
             output = 10
+            cached_input = 1.25
             [gateway]
             default_max_tokens = 1000
         "#
@@ -264,7 +277,10 @@ mod tests {
         let headers: Vec<(&str, &str)> =
             c.providers[0].extra_headers.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap_or_default())).collect();
         assert_eq!(headers, vec![("openai-organization", "org-1")], "extra headers of a declared provider");
-        assert_eq!(c.prices["openai/gpt-4o"], Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000 });
+        assert_eq!(
+            c.prices["openai/gpt-4o"],
+            Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000, cached_input_per_mtok: Some(1_250_000) }
+        );
         assert_eq!((c.unpriced, c.default_max_tokens), (UnpricedModels::Free, 1000));
     }
 
@@ -284,6 +300,8 @@ mod tests {
             [pricing.models."gpt-4o"]
             input = -1
             output = 1
+            cache_input = 1
+            cached_input = "cheap"
         "#
         .parse()
         .unwrap_or_default();
@@ -299,6 +317,8 @@ mod tests {
             "provider/model",
             "extra_headers.Authorization: reserved",
             "extra_headers.bad header: not a valid header name",
+            "\"gpt-4o\".cache_input: unknown setting",
+            ".cached_input",
         ] {
             assert!(problems.iter().any(|p| p.contains(needle)), "{needle} missing from {problems:?}");
         }

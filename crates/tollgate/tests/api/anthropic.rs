@@ -37,6 +37,7 @@ output = 1000
 [pricing.models."openai/mock"]
 input = 100
 output = 1000
+cached_input = 50
 "#,
         url = mock.base_url()
     )
@@ -231,6 +232,26 @@ with_mock_upstream! { anthropic_app;
         let translated = app.with_key(&key).post("/v1/chat/completions", json!({"model": "anthropic/claude-mock", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})).await.expect(200).clone();
         assert_eq!(translated["usage"]["prompt_tokens"], 1110, "an OpenAI client counts cached prompt tokens in prompt_tokens");
         assert_dollars(spent(app, &user).await, 3.0 * one, "and pays for them the same");
+    }
+
+    async fn openai_cached_prompt_tokens_are_billed_at_the_cached_price_plain_streamed_and_translated(app, mock) {
+        let (user, key) = key_holder(app, both("OpenAiCached")).await;
+        mock.script.prompt_tokens.store(1010, Ordering::SeqCst);
+        mock.script.cache_read_tokens.store(1000, Ordering::SeqCst);
+        // 1010 prompt tokens of which 1000 came from the cache at $50 per million, 10 at $100,
+        // and 20 output at $1000: $0.05 + $0.001 + $0.02.
+        let one = 0.071;
+        let body = json!({"model": "openai/mock", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]});
+        let answer = app.with_key(&key).post("/v1/chat/completions", body.clone()).await.expect(200).clone();
+        assert_eq!(answer["usage"]["prompt_tokens_details"]["cached_tokens"], 1000, "the client sees the provider's usage");
+        assert_dollars(spent(app, &user).await, one, "cached prompt tokens cost the cached-input price");
+        let mut streamed_body = body.clone();
+        streamed_body["stream"] = json!(true);
+        app.read_stream("/v1/chat/completions", ("x-bf-vk", &key), &streamed_body, usize::MAX).await;
+        assert_dollars(spent(app, &user).await, 2.0 * one, "the stream's usage chunk carries them too");
+        let translated = app.with_header("x-api-key", &key).post("/anthropic/v1/messages", message("openai/mock")).await.expect(200).clone();
+        assert_eq!(translated["usage"]["input_tokens"], 1010, "an Anthropic client sees the whole prompt");
+        assert_dollars(spent(app, &user).await, 3.0 * one, "and pays for it the same");
     }
 
     async fn the_anthropic_sdk_extras_list_models_and_count_tokens_without_billing(app, mock) {
