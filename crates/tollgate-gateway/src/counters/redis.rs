@@ -25,6 +25,12 @@ const RESPONSE_TIMEOUT: StdDuration = StdDuration::from_secs(1);
 /// Tries of a settlement before its charge is given up (logged); spaced by `SETTLE_BACKOFF`.
 const SETTLE_TRIES: u32 = 20;
 const SETTLE_BACKOFF: StdDuration = StdDuration::from_millis(250);
+/// A line key lives this long past the end of its window (longer than any reservation), so the
+/// lines of deleted budgets and limits do not stay in Redis for ever.
+const EXPIRY_GRACE: Duration = Duration::hours(2);
+/// Expiry of a line taken up from the database, until a request sets its exact one (longer
+/// than any window).
+const ADOPTED_EXPIRY: Duration = Duration::days(400);
 
 /// A reservation of this instance: when it was made, and its claims.
 type Reserved = (DateTime<Utc>, Vec<Claim>);
@@ -52,6 +58,13 @@ fn micros(at: DateTime<Utc>) -> i64 {
 
 fn from_micros(value: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(value).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// When a line key may expire (ms since the epoch): after its window at `now` ends; 0 for a
+/// window that never resets.
+fn expires_at(claim: &Claim, now: DateTime<Utc>) -> i64 {
+    let end = claim.period.next_start(claim.calendar_aligned, claim.window_start(now));
+    end.checked_add_signed(EXPIRY_GRACE).filter(|_| end < DateTime::<Utc>::MAX_UTC).map_or(0, |at| at.timestamp_millis())
 }
 
 fn integers(value: &Value) -> Vec<i64> {
@@ -102,7 +115,11 @@ impl RedisCounters {
         let mut call = SETTLE.prepare_invoke();
         call.key(self.index_key()).key(format!("{}{reservation}", self.held_prefix())).arg(reservation);
         for claim in claims {
-            call.key(self.line_key(&claim.line)).arg(claim.estimate).arg(actual.of(claim.kind)).arg(micros(claim.window_start(now)));
+            call.key(self.line_key(&claim.line))
+                .arg(claim.estimate)
+                .arg(actual.of(claim.kind))
+                .arg(micros(claim.window_start(now)))
+                .arg(expires_at(claim, now));
         }
         let reply: Value = call.invoke_async(&mut self.connection.clone()).await?;
         let numbers = integers(&reply);
@@ -126,7 +143,11 @@ impl Counters for RedisCounters {
         let mut call = RESERVE.prepare_invoke();
         call.key(self.index_key()).key(format!("{}sequence", self.prefix)).arg(now.timestamp_millis()).arg(self.held_prefix());
         for claim in claims {
-            call.key(self.line_key(&claim.line)).arg(claim.limit).arg(claim.estimate).arg(micros(claim.window_start(now)));
+            call.key(self.line_key(&claim.line))
+                .arg(claim.limit)
+                .arg(claim.estimate)
+                .arg(micros(claim.window_start(now)))
+                .arg(expires_at(claim, now));
         }
         let reply: Value = call.invoke_async(&mut self.connection.clone()).await.map_err(|e| {
             tracing::error!(error = %e, "redis counters unreachable; refusing the request");
@@ -182,7 +203,7 @@ impl Counters for RedisCounters {
 
     async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
         let mut call = ADOPT.key(self.line_key(line));
-        call.arg(used).arg(micros(window_start));
+        call.arg(used).arg(micros(window_start)).arg((tollgate_core::clock::now() + ADOPTED_EXPIRY).timestamp_millis());
         call.invoke_async::<i64>(&mut self.connection.clone()).await.map(drop).map_err(|e| format!("redis: {e}"))
     }
 
@@ -265,6 +286,30 @@ mod tests {
         drop(first);
         assert_eq!(second.sweep(Duration::minutes(10), now + Duration::minutes(11)).await, 1);
         assert_eq!(second.peek("b1").await, Some((0, 0)), "the room held by the dead instance is free again");
+    }
+
+    async fn ttl_ms(c: &RedisCounters, line: &str) -> i64 {
+        redis::cmd("PTTL").arg(c.line_key(line)).query_async(&mut c.connection.clone()).await.unwrap_or(-3)
+    }
+
+    #[tokio::test]
+    async fn redis_line_keys_expire_once_their_window_is_over() {
+        let c = counters().await;
+        let now = tollgate_core::clock::now();
+        let claim = contract::budget("b1", 100, 10);
+        let id = c.reserve(std::slice::from_ref(&claim), now).await.expect("room");
+        let until_window_end = (claim.period.next_start(true, claim.window_start(now)) - now).num_milliseconds();
+        let ttl = ttl_ms(&c, "b1").await;
+        let slack = 5_000;
+        assert!(
+            ttl > until_window_end && ttl <= until_window_end + EXPIRY_GRACE.num_milliseconds() + slack,
+            "a reserved line outlives its window by the grace only: {ttl} ms, window ends in {until_window_end} ms"
+        );
+        contract::settle(&c, id, Actual { cost_micros: 5, ..Actual::default() }, now).await;
+        assert!(ttl_ms(&c, "b1").await > until_window_end, "settling keeps the expiry");
+        c.adopt("b2", 7, now).await.expect("adopted");
+        let adopted = ttl_ms(&c, "b2").await;
+        assert!(adopted > Duration::days(399).num_milliseconds(), "a line taken from the database expires too: {adopted} ms");
     }
 
     #[tokio::test]
