@@ -11,6 +11,7 @@ use hashbrown::HashMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Actual, Claim, Counters, LineValue, Refusal, Settled};
@@ -22,9 +23,15 @@ static ADOPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("adop
 
 /// How long one Redis call may take before the request it serves is refused (fail closed).
 const RESPONSE_TIMEOUT: StdDuration = StdDuration::from_secs(1);
-/// Tries of a settlement before its charge is given up (logged); spaced by `SETTLE_BACKOFF`.
-const SETTLE_TRIES: u32 = 20;
+/// How long a settlement is retried while Redis is away, its waits doubling from
+/// `SETTLE_BACKOFF` to `SETTLE_BACKOFF_MAX`. Its reservation is swept after 30 minutes, and a
+/// charge that arrives after that still counts.
+const SETTLE_PATIENCE: StdDuration = StdDuration::from_mins(25);
 const SETTLE_BACKOFF: StdDuration = StdDuration::from_millis(250);
+const SETTLE_BACKOFF_MAX: StdDuration = StdDuration::from_secs(5);
+/// At shutdown, settlements still waiting for Redis get this long; then each tries once more
+/// and, failing, gives its charge up (logged with the amount).
+const DRAIN_WAIT: StdDuration = StdDuration::from_secs(10);
 /// A line key lives this long past the end of its window (longer than any reservation), so the
 /// lines of deleted budgets and limits do not stay in Redis for ever.
 const EXPIRY_GRACE: Duration = Duration::hours(2);
@@ -43,6 +50,8 @@ pub struct RedisCounters {
     /// This instance's reservations in flight: their claims, needed to settle them.
     held: Arc<Mutex<HashMap<u64, Reserved>>>,
     settling: TaskTracker,
+    /// Cancelled when shutdown stops waiting for Redis.
+    stopping: CancellationToken,
     runtime: Handle,
 }
 
@@ -89,6 +98,7 @@ impl RedisCounters {
             prefix: prefix.into(),
             held: Arc::default(),
             settling: TaskTracker::new(),
+            stopping: CancellationToken::new(),
             runtime: Handle::current(),
         })
     }
@@ -185,14 +195,25 @@ impl Counters for RedisCounters {
         let me = self.clone();
         self.settling.spawn_on(
             async move {
-                for attempt in 1..=SETTLE_TRIES {
+                let started = std::time::Instant::now();
+                let mut wait = SETTLE_BACKOFF;
+                for attempt in 1u32.. {
                     match me.settle_in_redis(reservation, &claims, actual, now).await {
                         Ok(values) => return done(values),
-                        Err(e) if attempt < SETTLE_TRIES => {
-                            tracing::warn!(error = %e, attempt, "settling in redis failed; retrying");
-                            tokio::time::sleep(SETTLE_BACKOFF).await;
+                        Err(e) if started.elapsed() < SETTLE_PATIENCE && !me.stopping.is_cancelled() => {
+                            if attempt == 1 || attempt % 20 == 0 {
+                                tracing::warn!(error = %e, attempt, reservation, "settling in redis failed; retrying until it is back");
+                            }
+                            tokio::select! {
+                                () = tokio::time::sleep(wait) => {}
+                                () = me.stopping.cancelled() => {}
+                            }
+                            wait = (wait * 2).min(SETTLE_BACKOFF_MAX);
                         }
-                        Err(e) => tracing::error!(error = %e, reservation, ?actual, "settling in redis failed; this charge is lost"),
+                        Err(e) => {
+                            tracing::error!(error = %e, reservation, ?actual, "settling in redis failed; this charge is lost");
+                            break;
+                        }
                     }
                 }
                 done(Vec::new());
@@ -235,7 +256,10 @@ impl Counters for RedisCounters {
 
     async fn drain(&self) {
         self.settling.close();
-        self.settling.wait().await;
+        if tokio::time::timeout(DRAIN_WAIT, self.settling.wait()).await.is_err() {
+            self.stopping.cancel();
+            self.settling.wait().await;
+        }
     }
 }
 

@@ -98,20 +98,25 @@ with_mock_upstream! { redis_app;
     }
 }
 
-/// A TCP relay to the test Redis that the test can cut, to play Redis going away.
+/// A TCP relay to the test Redis that the test can cut (and open again), to play Redis going away.
 struct RedisRelay {
     port: u16,
-    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pipes: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl RedisRelay {
     async fn start() -> RedisRelay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let spawned = tasks.clone();
-        let accept = tokio::spawn(async move {
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let pipes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accepting, spawned) = (open.clone(), pipes.clone());
+        tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused as if Redis were down
+                }
                 let pipe = tokio::spawn(async move {
                     if let Ok(mut redis) = tokio::net::TcpStream::connect("127.0.0.1:6379").await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
@@ -120,24 +125,65 @@ impl RedisRelay {
                 spawned.lock().unwrap_or_else(|e| panic!("{e}")).push(pipe);
             }
         });
-        tasks.lock().unwrap_or_else(|e| panic!("{e}")).push(accept);
-        RedisRelay { port, tasks }
+        RedisRelay { port, open, pipes }
     }
 
-    /// Stops accepting and drops every open connection.
+    /// Drops every open connection and every new one until `reopen`.
     fn cut(&self) {
-        for task in self.tasks.lock().unwrap_or_else(|e| panic!("{e}")).drain(..) {
-            task.abort();
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for pipe in self.pipes.lock().unwrap_or_else(|e| panic!("{e}")).drain(..) {
+            pipe.abort();
         }
     }
+
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn config(&self, mock: &MockUpstream) -> String {
+        config(mock).replace("redis://127.0.0.1:6379", &format!("redis://127.0.0.1:{}", self.port))
+    }
+}
+
+/// Regression: a settlement was given up after about five seconds without Redis, and its charge
+/// was lost. It is now retried until Redis is back (for up to 25 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_settled_while_redis_is_away_lands_once_it_is_back() {
+    let mock = MockUpstream::start().await;
+    mock.script.chunk_delay_ms.store(150, Ordering::SeqCst);
+    let relay = RedisRelay::start().await;
+    let app = TestApp::start_with_config(Backend::Sqlite, &relay.config(&mock)).await;
+    let (user, key) = key_holder(
+        &app,
+        json!({
+            "name": "Patient",
+            "budgets": [{"max_limit": 10, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        }),
+    )
+    .await;
+    let mut body = chat(5);
+    body["stream"] = json!(true);
+    let cut_midway = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        relay.cut();
+    };
+    let (delivered, ()) = tokio::join!(app.raw_stream(&key, &body, usize::MAX), cut_midway);
+    assert!(delivered.contains("[DONE]"), "the stream in flight completes: {delivered}");
+    tokio::time::sleep(Duration::from_secs(7)).await; // longer than settlements used to wait
+    relay.reopen();
+    tokio::time::sleep(Duration::from_secs(7)).await; // the next retry (waits grow to 5 s) and the writer
+    let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await;
+    let spent = copies.expect(200)["access_profiles"][0]["budgets"][0]["current_usage"].as_f64().unwrap_or(-1.0);
+    assert!(spent > 0.0, "the charge of the request settled during the outage was kept: {spent}");
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_redis_goes_away_requests_are_refused_not_let_through() {
     let mock = MockUpstream::start().await;
     let relay = RedisRelay::start().await;
-    let toml = config(&mock).replace("redis://127.0.0.1:6379", &format!("redis://127.0.0.1:{}", relay.port));
-    let app = TestApp::start_with_config(Backend::Sqlite, &toml).await;
+    let app = TestApp::start_with_config(Backend::Sqlite, &relay.config(&mock)).await;
     let (_, key) = key_holder(
         &app,
         json!({
