@@ -145,23 +145,30 @@ impl RedisRelay {
     }
 }
 
-/// Regression: a settlement was given up after about five seconds without Redis, and its charge
-/// was lost. It is now retried until Redis is back (for up to 25 minutes).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_charge_settled_while_redis_is_away_lands_once_it_is_back() {
+/// An instance whose Redis is reached through a relay the test can cut, and a user (id, key)
+/// holding a profile named `name` with a $10 budget on `openai/mock`.
+async fn behind_relay(name: &str) -> (MockUpstream, RedisRelay, TestApp, String, String) {
     let mock = MockUpstream::start().await;
-    mock.script.chunk_delay_ms.store(150, Ordering::SeqCst);
     let relay = RedisRelay::start().await;
     let app = TestApp::start_with_config(Backend::Sqlite, &relay.config(&mock)).await;
     let (user, key) = key_holder(
         &app,
         json!({
-            "name": "Patient",
+            "name": name,
             "budgets": [{"max_limit": 10, "reset_duration": "1d"}],
             "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
         }),
     )
     .await;
+    (mock, relay, app, user, key)
+}
+
+/// Regression: a settlement was given up after about five seconds without Redis, and its charge
+/// was lost. It is now retried until Redis is back (for up to 25 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_settled_while_redis_is_away_lands_once_it_is_back() {
+    let (mock, relay, app, user, key) = behind_relay("Patient").await;
+    mock.script.chunk_delay_ms.store(150, Ordering::SeqCst);
     let mut body = chat(5);
     body["stream"] = json!(true);
     let cut_midway = async {
@@ -181,18 +188,7 @@ async fn a_charge_settled_while_redis_is_away_lands_once_it_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_redis_goes_away_requests_are_refused_not_let_through() {
-    let mock = MockUpstream::start().await;
-    let relay = RedisRelay::start().await;
-    let app = TestApp::start_with_config(Backend::Sqlite, &relay.config(&mock)).await;
-    let (_, key) = key_holder(
-        &app,
-        json!({
-            "name": "Guarded",
-            "budgets": [{"max_limit": 10, "reset_duration": "1d"}],
-            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
-        }),
-    )
-    .await;
+    let (mock, relay, app, _, key) = behind_relay("Guarded").await;
     app.with_key(&key).post("/v1/chat/completions", chat(5)).await.expect(200);
     tokio::time::sleep(Duration::from_millis(300)).await; // its settlement, in the background, is done
     relay.cut();
