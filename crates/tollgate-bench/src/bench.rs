@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::load::{self, Stats, Target};
+use crate::load::{self, Pool, Stats, Target};
 use crate::report::{self, Context, Measured, Path, Results};
 use crate::setup::{self, Admin};
 use crate::{procstat, spawn};
@@ -50,12 +50,17 @@ pub struct Options {
     /// Milliseconds between the mock's streamed chunks (the first goes at once)
     #[arg(long, default_value_t = 1)]
     pub chunk_delay_ms: u64,
+    /// Slices each run is cut into; the paths take turns slice by slice, so a change in the
+    /// machine's load during a phase falls on all of them alike
+    #[arg(long, default_value_t = 4)]
+    pub rounds: u32,
     /// A smoke run of about 25 seconds: the target rate only, short runs
     #[arg(long)]
     pub quick: bool,
 }
 
-/// Run lengths, checked.
+/// Run lengths, checked. `fixed`, `full` and `stream` are the length of one slice: a path's run
+/// is `rounds` of them.
 #[derive(Debug, Clone)]
 struct Plan {
     rates: Vec<u32>,
@@ -64,6 +69,7 @@ struct Plan {
     full: Duration,
     stream: Duration,
     warmup: Duration,
+    rounds: u32,
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
@@ -87,13 +93,19 @@ impl Options {
         if !(1..=1024).contains(&self.connections) || !(1..=1024).contains(&self.concurrency) {
             return Err("--connections and --concurrency must be between 1 and 1024".to_owned());
         }
+        if !(1..=20).contains(&self.rounds) {
+            return Err("--rounds must be between 1 and 20".to_owned());
+        }
+        let rounds = if self.quick { self.rounds.min(2) } else { self.rounds };
+        let slice = |name: &str, total: f64| seconds(name, total).map(|d| d / rounds);
         Ok(Plan {
             rates,
             target_rate: self.target_rate,
-            fixed: seconds("duration", quick(self.duration, 2.5))?,
-            full: seconds("full-duration", quick(self.full_duration, 1.5))?,
-            stream: seconds("stream-duration", quick(self.stream_duration, 1.5))?,
+            fixed: slice("duration", quick(self.duration, 2.5))?,
+            full: slice("full-duration", quick(self.full_duration, 1.5))?,
+            stream: slice("stream-duration", quick(self.stream_duration, 1.5))?,
             warmup: seconds("warmup", quick(self.warmup, 0.3))?,
+            rounds,
         })
     }
 }
@@ -154,8 +166,8 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
-/// Starts everything, runs the phases (each path in turn within a phase, so drift in the
-/// machine's load touches all three alike) and prints the report.
+/// Starts everything, runs the phases (the paths taking turns slice by slice within a phase, so
+/// drift in the machine's load touches all three alike) and prints the report.
 pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
     let plan = options.plan()?;
     let load_before = load_average();
@@ -184,49 +196,45 @@ pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
         (Target::new("tollgate", tollgate.addr, setup::GOVERNED_MODEL, &governed.key)?, &tollgate),
     ];
     let mock_pid = mock.pid();
-    let settle = |target: &Target| if target.name == "tollgate" { SETTLE } else { Duration::ZERO };
     let ours = [mock_pid, forwarder.pid(), tollgate.pid(), std::process::id()];
     let machine_before = UsageStart::now()?;
     let mut paths: Vec<Path> = targets.iter().map(|(t, child)| Path::new(t.name, child.name)).collect();
     for ((target, _), path) in targets.iter().zip(&mut paths) {
         check(target).await?;
-        path.answered += 2 + load::closed_loop(target, options.concurrency.min(8), plan.warmup, false).await?.ok;
+        let mut warm = Pool::new(target.addr, options.concurrency.min(8));
+        path.answered += 2 + load::closed_loop(target, &mut warm, plan.warmup, false).await?.ok;
     }
     // Tollgate's writer persists the warm-up before anything is measured.
     tokio::time::sleep(SETTLE).await;
+    let phases = Phases { targets: &targets, mock_pid, rounds: plan.rounds, say };
+    let mut pools: Vec<Pool> = targets.iter().map(|(t, _)| Pool::new(t.addr, options.connections)).collect();
     for &rate in &plan.rates {
-        for ((target, child), path) in targets.iter().zip(&mut paths) {
-            let at_target = rate == plan.target_rate;
-            if at_target {
-                path.rss_before = procstat::peak_rss(child.pid()).ok();
-                path.rss_reset = procstat::reset_peak(child.pid());
-            }
-            let run = measure(child.pid(), mock_pid, settle(target), load::open_loop(target, rate, plan.fixed, options.connections, false))
-                .await?;
-            if at_target {
-                path.rss_at_target = procstat::peak_rss(child.pid()).ok();
-            }
-            say(&report::progress(target.name, &format!("{rate}/s"), &run));
-            path.answered += run.stats.ok;
+        let label = format!("{rate}/s");
+        let track_rss = rate == plan.target_rate;
+        let runs = phases
+            .run(&mut paths, &mut pools, &label, track_rss, async |target, pool| {
+                load::open_loop(target, pool, rate, plan.fixed, false).await
+            })
+            .await?;
+        for (path, run) in paths.iter_mut().zip(runs) {
             path.fixed.push((rate, run));
         }
     }
-    for ((target, child), path) in targets.iter().zip(&mut paths) {
-        let run = measure(
-            child.pid(),
-            mock_pid,
-            settle(target),
-            load::open_loop(target, options.stream_rate, plan.stream, options.connections, true),
-        )
+    let label = format!("stream {}/s", options.stream_rate);
+    let runs = phases
+        .run(&mut paths, &mut pools, &label, false, async |target, pool| {
+            load::open_loop(target, pool, options.stream_rate, plan.stream, true).await
+        })
         .await?;
-        say(&report::progress(target.name, &format!("stream {}/s", options.stream_rate), &run));
-        path.answered += run.stats.ok;
+    for (path, run) in paths.iter_mut().zip(runs) {
         path.stream = Some(run);
     }
-    for ((target, child), path) in targets.iter().zip(&mut paths) {
-        let run = measure(child.pid(), mock_pid, settle(target), load::closed_loop(target, options.concurrency, plan.full, false)).await?;
-        say(&report::progress(target.name, &format!("full speed ×{}", options.concurrency), &run));
-        path.answered += run.stats.ok;
+    let mut pools: Vec<Pool> = targets.iter().map(|(t, _)| Pool::new(t.addr, options.concurrency)).collect();
+    let label = format!("full speed ×{}", options.concurrency);
+    let runs = phases
+        .run(&mut paths, &mut pools, &label, false, async |target, pool| load::closed_loop(target, pool, plan.full, false).await)
+        .await?;
+    for ((path, run), (_, child)) in paths.iter_mut().zip(runs).zip(&targets) {
         path.full = Some(run);
         path.rss_end = procstat::peak_rss(child.pid()).ok();
     }
@@ -246,6 +254,56 @@ pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
     report::print(&Results { paths, context }, say);
     drop((tollgate, forwarder, mock));
     Ok(())
+}
+
+/// How a phase is run: each path's run is cut into `rounds` slices and the paths take turns,
+/// slice by slice; a path's slices are measured one by one and added up.
+struct Phases<'a> {
+    targets: &'a [(Arc<Target>, &'a spawn::Child)],
+    mock_pid: u32,
+    rounds: u32,
+    say: fn(&str),
+}
+
+impl Phases<'_> {
+    /// Runs `slice` for every path, `rounds` times over; with `track_rss`, each path's peak RSS is
+    /// reset before each of its slices and the highest peak kept.
+    async fn run(
+        &self,
+        paths: &mut [Path],
+        pools: &mut [Pool],
+        label: &str,
+        track_rss: bool,
+        mut slice: impl AsyncFnMut(&Arc<Target>, &mut Pool) -> Result<Stats, String>,
+    ) -> Result<Vec<Measured>, String> {
+        let mut runs: Vec<Option<Measured>> = self.targets.iter().map(|_| None).collect();
+        for _ in 0..self.rounds {
+            for (((target, child), path), (pool, run)) in self.targets.iter().zip(paths.iter_mut()).zip(pools.iter_mut().zip(&mut runs)) {
+                let pid = child.pid();
+                if track_rss {
+                    path.rss_before = path.rss_before.or(procstat::peak_rss(pid).ok());
+                    path.rss_reset = procstat::reset_peak(pid);
+                }
+                let settle = if target.name == "tollgate" { SETTLE } else { Duration::ZERO };
+                let measured = measure(pid, self.mock_pid, settle, slice(target, pool)).await?;
+                if track_rss {
+                    path.rss_at_target = path.rss_at_target.max(procstat::peak_rss(pid).ok());
+                }
+                match run {
+                    Some(total) => total.absorb(measured)?,
+                    None => *run = Some(measured),
+                }
+            }
+        }
+        let mut done = Vec::with_capacity(runs.len());
+        for (path, run) in paths.iter_mut().zip(runs) {
+            let run = run.ok_or("a phase ran no slice")?;
+            (self.say)(&report::progress(path.name, label, &run));
+            path.answered += run.stats.ok;
+            done.push(run);
+        }
+        Ok(done)
+    }
 }
 
 /// One plain and one streamed request must come back whole before any load.

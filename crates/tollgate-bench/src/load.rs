@@ -71,7 +71,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn new() -> Result<Stats, String> {
+    pub fn new() -> Result<Stats, String> {
         // 1 ns to 1 minute at 3 significant digits; anything longer is clamped (runs are bounded well below).
         let histogram = || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string());
         Ok(Stats {
@@ -107,6 +107,13 @@ impl Stats {
             self.first_error = other.first_error;
         }
         Ok(())
+    }
+
+    /// Adds a later slice of the same run: its requests, histograms, misses and time.
+    pub fn append(&mut self, slice: Stats) -> Result<(), String> {
+        self.missed += slice.missed;
+        self.elapsed += slice.elapsed;
+        self.merge(slice)
     }
 
     /// Answered requests per second.
@@ -190,18 +197,37 @@ pub async fn probe(target: &Target, stream: bool) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&timing.body).into_owned())
 }
 
-async fn pool(addr: SocketAddr, size: usize) -> Result<Vec<Sender>, String> {
-    let mut senders = Vec::with_capacity(size);
-    for _ in 0..size.max(1) {
-        senders.push(connect(addr).await?);
+/// Keep-alive connections to one path, kept from one slice of a run to the next so that every
+/// slice starts warm; a connection lost to an error is replaced at the next slice.
+#[derive(Debug)]
+pub struct Pool {
+    addr: SocketAddr,
+    size: usize,
+    senders: Vec<Sender>,
+}
+
+impl Pool {
+    pub fn new(addr: SocketAddr, size: usize) -> Pool {
+        Pool { addr, size: size.max(1), senders: Vec::new() }
     }
-    Ok(senders)
+
+    /// The pool's connections, topped up to its size.
+    async fn take(&mut self) -> Result<Vec<Sender>, String> {
+        while self.senders.len() < self.size {
+            self.senders.push(connect(self.addr).await?);
+        }
+        Ok(std::mem::take(&mut self.senders))
+    }
+
+    fn give_back(&mut self, sender: Option<Sender>) {
+        self.senders.extend(sender);
+    }
 }
 
 /// Requests scheduled `1/rate` apart for `duration` by a timer thread; free connections take
 /// them in order. Latency runs from the scheduled time, so waiting for a connection counts.
-pub async fn open_loop(target: &Arc<Target>, rate: u32, duration: Duration, connections: usize, stream: bool) -> Result<Stats, String> {
-    let senders = pool(target.addr, connections).await?;
+pub async fn open_loop(target: &Arc<Target>, pool: &mut Pool, rate: u32, duration: Duration, stream: bool) -> Result<Stats, String> {
+    let senders = pool.take().await?;
     #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "rate × seconds is small and positive")]
     let total = (f64::from(rate) * duration.as_secs_f64()).round() as u64;
     let period_ns = 1_000_000_000 / u64::from(rate.max(1));
@@ -225,7 +251,9 @@ pub async fn open_loop(target: &Arc<Target>, rate: u32, duration: Duration, conn
         senders.into_iter().map(|sender| tokio::spawn(open_worker(target.clone(), sender, rx.clone(), until, stream))).collect();
     let mut stats = Stats::new()?;
     for worker in workers {
-        stats.merge(worker.await.map_err(|e| e.to_string())??)?;
+        let (worker_stats, sender) = worker.await.map_err(|e| e.to_string())??;
+        stats.merge(worker_stats)?;
+        pool.give_back(sender);
     }
     stats.elapsed = start.elapsed();
     drop(rx);
@@ -240,7 +268,7 @@ async fn open_worker(
     rx: Arc<Mutex<mpsc::UnboundedReceiver<Instant>>>,
     until: Instant,
     stream: bool,
-) -> Result<Stats, String> {
+) -> Result<(Stats, Option<Sender>), String> {
     let mut stats = Stats::new()?;
     let until_tokio = tokio::time::Instant::from_std(until);
     loop {
@@ -254,22 +282,22 @@ async fn open_worker(
             Ok(Ok(timing)) => stats.record(scheduled, &timing),
             Ok(Err(e)) => {
                 stats.error(e);
-                let Some(fresh) = reconnect(target.addr, until).await else { break };
+                let Some(fresh) = reconnect(target.addr, until).await else { return Ok((stats, None)) };
                 sender = fresh;
             }
             Err(_) => {
                 stats.error("no answer before the run's end plus grace".to_owned());
-                break;
+                return Ok((stats, None));
             }
         }
     }
-    Ok(stats)
+    Ok((stats, Some(sender)))
 }
 
 /// `concurrency` connections, each sending its next request as soon as the last is answered,
 /// for `duration`.
-pub async fn closed_loop(target: &Arc<Target>, concurrency: usize, duration: Duration, stream: bool) -> Result<Stats, String> {
-    let senders = pool(target.addr, concurrency).await?;
+pub async fn closed_loop(target: &Arc<Target>, pool: &mut Pool, duration: Duration, stream: bool) -> Result<Stats, String> {
+    let senders = pool.take().await?;
     let start = Instant::now();
     let (end, until) = (start + duration, start + duration + GRACE);
     let workers: Vec<_> = senders
@@ -285,22 +313,24 @@ pub async fn closed_loop(target: &Arc<Target>, concurrency: usize, duration: Dur
                         Ok(Ok(timing)) => stats.record(sent, &timing),
                         Ok(Err(e)) => {
                             stats.error(e);
-                            let Some(fresh) = reconnect(target.addr, end).await else { break };
+                            let Some(fresh) = reconnect(target.addr, end).await else { return Ok((stats, None)) };
                             sender = fresh;
                         }
                         Err(_) => {
                             stats.error("no answer before the run's end plus grace".to_owned());
-                            break;
+                            return Ok((stats, None));
                         }
                     }
                 }
-                Ok::<Stats, String>(stats)
+                Ok::<_, String>((stats, Some(sender)))
             })
         })
         .collect();
     let mut stats = Stats::new()?;
     for worker in workers {
-        stats.merge(worker.await.map_err(|e| e.to_string())??)?;
+        let (worker_stats, sender) = worker.await.map_err(|e| e.to_string())??;
+        stats.merge(worker_stats)?;
+        pool.give_back(sender);
     }
     stats.elapsed = start.elapsed();
     Ok(stats)

@@ -33,6 +33,19 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// Adds a later slice of the same run (requests, times, CPU and switches).
+    pub fn absorb(&mut self, slice: Measured) -> Result<(), String> {
+        self.stats.append(slice.stats)?;
+        self.cpu += slice.cpu;
+        self.mock_cpu = match (self.mock_cpu, slice.mock_cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.client_cpu += slice.client_cpu;
+        self.switches += slice.switches;
+        Ok(())
+    }
+
     /// CPU microseconds per answered request.
     fn per_request(&self, cpu: Duration) -> f64 {
         #[expect(clippy::cast_precision_loss, reason = "request counts are far below 2^52")]
