@@ -11,7 +11,7 @@ use crate::report::{self, Context, Measured, Path, Results};
 use crate::setup::{self, Admin};
 use crate::{procstat, spawn};
 
-/// How long after a run Tollgate's CPU is still counted: its usage writer flushes once a second.
+/// How long after a run Tollgate's CPU is still counted: its usage writer flushes every 500 ms.
 const SETTLE: Duration = Duration::from_millis(1500);
 
 /// Command-line options of the benchmark run.

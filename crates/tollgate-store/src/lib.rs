@@ -61,6 +61,9 @@ impl SqlStore {
                 Backend::Postgres => 10,
             })
             .acquire_timeout(Duration::from_secs(5))
+            // A SQLite connection cannot go stale; pinging it costs a round trip to its thread on
+            // every acquire (the usage writer acquires one at every flush).
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -33,6 +33,112 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The upsert of each kind of usage row (budget, tokens, requests): the statement's head, before
+/// the rows, and its conflict clause. A line keeps the newer window, or within the same window
+/// the larger value, so an older flush arriving late never lowers it.
+const UPSERTS: [(&str, &str); 3] = [
+    (
+        "INSERT INTO budget_usage (budget_id, current_usage, last_reset) VALUES ",
+        " ON CONFLICT (budget_id) DO UPDATE SET \
+         current_usage = CASE WHEN excluded.last_reset > budget_usage.last_reset THEN excluded.current_usage \
+         WHEN excluded.last_reset = budget_usage.last_reset AND excluded.current_usage > budget_usage.current_usage \
+         THEN excluded.current_usage ELSE budget_usage.current_usage END, \
+         last_reset = CASE WHEN excluded.last_reset > budget_usage.last_reset THEN excluded.last_reset ELSE budget_usage.last_reset END",
+    ),
+    (
+        "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) VALUES ",
+        " ON CONFLICT (rate_limit_id) DO UPDATE SET \
+         token_usage = CASE WHEN excluded.token_last_reset > rate_limit_usage.token_last_reset THEN excluded.token_usage \
+         WHEN excluded.token_last_reset = rate_limit_usage.token_last_reset \
+         AND excluded.token_usage > rate_limit_usage.token_usage THEN excluded.token_usage ELSE rate_limit_usage.token_usage END, \
+         token_last_reset = CASE WHEN excluded.token_last_reset > rate_limit_usage.token_last_reset \
+         THEN excluded.token_last_reset ELSE rate_limit_usage.token_last_reset END",
+    ),
+    (
+        "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) VALUES ",
+        " ON CONFLICT (rate_limit_id) DO UPDATE SET \
+         request_usage = CASE WHEN excluded.request_last_reset > rate_limit_usage.request_last_reset THEN excluded.request_usage \
+         WHEN excluded.request_last_reset = rate_limit_usage.request_last_reset \
+         AND excluded.request_usage > rate_limit_usage.request_usage THEN excluded.request_usage ELSE rate_limit_usage.request_usage END, \
+         request_last_reset = CASE WHEN excluded.request_last_reset > rate_limit_usage.request_last_reset \
+         THEN excluded.request_last_reset ELSE rate_limit_usage.request_last_reset END",
+    ),
+];
+
+const LOG_INSERT: &str = "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, \
+     completion_tokens, cost, status, latency_ms, streamed) VALUES ";
+
+/// One row per line, the latest (newer window, or more used): a statement may not update the
+/// same row twice (Postgres refuses it), and the upsert would keep the latest anyway.
+fn latest_per_line(rows: &[UsageRow]) -> Vec<&UsageRow> {
+    fn parts(row: &UsageRow) -> (u8, &str, DateTime<Utc>, i64) {
+        match row {
+            UsageRow::Budget { id, used, window_start } => (0, id, *window_start, used.micros()),
+            UsageRow::Tokens { id, used, window_start } => (1, id, *window_start, count(*used)),
+            UsageRow::Requests { id, used, window_start } => (2, id, *window_start, count(*used)),
+        }
+    }
+    let mut sorted: Vec<&UsageRow> = rows.iter().collect();
+    // Line by line, each line's latest value first; then only the first of each line is kept.
+    sorted.sort_by_key(|row| {
+        let (kind, id, at, used) = parts(row);
+        (kind, id, std::cmp::Reverse((at, used)))
+    });
+    sorted.dedup_by(|later, kept| parts(later).0 == parts(kept).0 && parts(later).1 == parts(kept).1);
+    sorted
+}
+
+/// Which upsert a usage row goes to, and its values in that statement's column order. A new
+/// rate-limit row starts the other counter at 0 in the same window.
+fn upsert_values(row: &UsageRow) -> (usize, Vec<Arg>) {
+    match row {
+        UsageRow::Budget { id, used, window_start } => {
+            (0, vec![Arg::Text(id.clone()), Arg::Int(used.micros()), Arg::Text(ts(*window_start))])
+        }
+        UsageRow::Tokens { id, used, window_start } => {
+            let at = ts(*window_start);
+            (1, vec![Arg::Text(id.clone()), Arg::Int(count(*used)), Arg::Int(0), Arg::Text(at.clone()), Arg::Text(at)])
+        }
+        UsageRow::Requests { id, used, window_start } => {
+            let at = ts(*window_start);
+            (2, vec![Arg::Text(id.clone()), Arg::Int(0), Arg::Int(count(*used)), Arg::Text(at.clone()), Arg::Text(at)])
+        }
+    }
+}
+
+fn log_values(log: &RequestLog) -> Vec<Arg> {
+    vec![
+        Arg::Text(ts(log.created_at)),
+        Arg::OptText(log.user_id.clone()),
+        Arg::OptText(log.virtual_key_id.clone()),
+        Arg::Text(log.provider.clone()),
+        Arg::Text(log.model.clone()),
+        Arg::Int(count(log.prompt_tokens)),
+        Arg::Int(count(log.completion_tokens)),
+        Arg::Int(log.cost.micros()),
+        Arg::Int(i64::from(log.status)),
+        Arg::Int(count(log.latency_ms)),
+        Arg::Int(i64::from(log.streamed)),
+    ]
+}
+
+/// `head (…), (…), … tail` with one placeholder per value.
+fn multi_row(backend: crate::Backend, head: &str, rows: impl Iterator<Item = Vec<Arg>>, tail: &str) -> Sql {
+    let mut sql = Sql::for_backend(backend, head);
+    for (i, row) in rows.enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" });
+        for (j, value) in row.into_iter().enumerate() {
+            if j > 0 {
+                sql.push(", ");
+            }
+            sql.bind(value);
+        }
+        sql.push(")");
+    }
+    sql.push(tail);
+    sql
+}
+
 #[async_trait]
 impl UsageStore for SqlStore {
     async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
@@ -111,80 +217,23 @@ impl UsageStore for SqlStore {
     /// Lines never go back: a value from an older window than the stored one is ignored (a reset
     /// or another instance got there first), and within one window the larger value stands.
     async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for row in rows {
-            let query = match row {
-                UsageRow::Budget { id, used, window_start } => sqlx::query(
-                    "INSERT INTO budget_usage (budget_id, current_usage, last_reset) VALUES ($1, $2, $3) \
-                     ON CONFLICT (budget_id) DO UPDATE SET \
-                     current_usage = CASE WHEN excluded.last_reset > budget_usage.last_reset THEN excluded.current_usage \
-                     WHEN excluded.last_reset = budget_usage.last_reset AND excluded.current_usage > budget_usage.current_usage \
-                     THEN excluded.current_usage ELSE budget_usage.current_usage END, \
-                     last_reset = CASE WHEN excluded.last_reset > budget_usage.last_reset THEN excluded.last_reset ELSE budget_usage.last_reset END",
-                )
-                .bind(id.as_str())
-                .bind(used.micros())
-                .bind(ts(*window_start)),
-                UsageRow::Tokens { id, used, window_start } => sqlx::query(
-                    "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) \
-                     VALUES ($1, $2, 0, $3, $3) ON CONFLICT (rate_limit_id) DO UPDATE SET \
-                     token_usage = CASE WHEN excluded.token_last_reset > rate_limit_usage.token_last_reset THEN excluded.token_usage \
-                     WHEN excluded.token_last_reset = rate_limit_usage.token_last_reset \
-                     AND excluded.token_usage > rate_limit_usage.token_usage THEN excluded.token_usage ELSE rate_limit_usage.token_usage END, \
-                     token_last_reset = CASE WHEN excluded.token_last_reset > rate_limit_usage.token_last_reset \
-                     THEN excluded.token_last_reset ELSE rate_limit_usage.token_last_reset END",
-                )
-                .bind(id.as_str())
-                .bind(count(*used))
-                .bind(ts(*window_start)),
-                UsageRow::Requests { id, used, window_start } => sqlx::query(
-                    "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) \
-                     VALUES ($1, 0, $2, $3, $3) ON CONFLICT (rate_limit_id) DO UPDATE SET \
-                     request_usage = CASE WHEN excluded.request_last_reset > rate_limit_usage.request_last_reset THEN excluded.request_usage \
-                     WHEN excluded.request_last_reset = rate_limit_usage.request_last_reset \
-                     AND excluded.request_usage > rate_limit_usage.request_usage THEN excluded.request_usage ELSE rate_limit_usage.request_usage END, \
-                     request_last_reset = CASE WHEN excluded.request_last_reset > rate_limit_usage.request_last_reset \
-                     THEN excluded.request_last_reset ELSE rate_limit_usage.request_last_reset END",
-                )
-                .bind(id.as_str())
-                .bind(count(*used))
-                .bind(ts(*window_start)),
-            };
-            query.execute(&mut *tx).await.map_err(map_err)?;
+        // A few multi-row statements in one transaction: each statement is a round trip to the
+        // database (for SQLite, to its connection's thread), and a flush's cost is mostly those.
+        let mut groups: [Vec<Vec<Arg>>; 3] = Default::default();
+        for row in latest_per_line(rows) {
+            let (kind, values) = upsert_values(row);
+            groups[kind].push(values);
         }
-        // Many rows per statement: one round trip to the database for a whole chunk of lines.
-        let mut rest = logs;
-        for size in statement_sizes(logs.len()) {
-            let (chunk, later) = rest.split_at(size);
-            rest = later;
-            let mut sql = Sql::for_backend(
-                self.backend,
-                "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, completion_tokens, cost, status, latency_ms, streamed) VALUES ",
-            );
-            for (i, log) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                let values = [
-                    Arg::Text(ts(log.created_at)),
-                    Arg::OptText(log.user_id.clone()),
-                    Arg::OptText(log.virtual_key_id.clone()),
-                    Arg::Text(log.provider.clone()),
-                    Arg::Text(log.model.clone()),
-                    Arg::Int(count(log.prompt_tokens)),
-                    Arg::Int(count(log.completion_tokens)),
-                    Arg::Int(log.cost.micros()),
-                    Arg::Int(i64::from(log.status)),
-                    Arg::Int(count(log.latency_ms)),
-                    Arg::Int(i64::from(log.streamed)),
-                ];
-                for (j, value) in values.into_iter().enumerate() {
-                    if j > 0 {
-                        sql.push(", ");
-                    }
-                    sql.bind(value);
-                }
-                sql.push(")");
+        let log_rows: Vec<Vec<Arg>> = logs.iter().map(log_values).collect();
+        let statements = groups.into_iter().zip(UPSERTS).chain([(log_rows, (LOG_INSERT, ""))]);
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for (values, (head, tail)) in statements {
+            let sizes = statement_sizes(values.len());
+            let mut values = values.into_iter();
+            for size in sizes {
+                let sql = multi_row(self.backend, head, values.by_ref().take(size), tail);
+                sql.query().execute(&mut *tx).await.map_err(map_err)?;
             }
-            sql.query().execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }

@@ -164,6 +164,11 @@ impl TestApp {
         TestApp { addr, backend, generated_admin, http: reqwest::Client::new(), pool, shutdown: Some(tx), task: Some(task), database }
     }
 
+    /// The URL of the database this app owns (`None` for a replica).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|d| d.url.as_str())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -103,6 +103,7 @@ mod replicas;
 mod sdk;
 mod startup;
 mod updates;
+mod usage_store;
 mod versions_audit;
 
 /// Both path families of the access-profile routes.

@@ -1,0 +1,86 @@
+//! The usage writer's store writes: a flush of many lines and log rows in a few multi-row
+//! statements, keeping the latest value of every line, on both backends.
+
+use chrono::{DurationRound, TimeDelta, Utc};
+use tollgate_core::money::Money;
+use tollgate_core::usage::{RequestLog, UsageRow, UsageStore};
+use tollgate_store::SqlStore;
+use tollgate_testkit::{Backend, TestApp};
+
+fn log(i: u64) -> RequestLog {
+    RequestLog {
+        created_at: Utc::now(),
+        user_id: Some(format!("user-{i}")),
+        virtual_key_id: None,
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        prompt_tokens: i,
+        completion_tokens: 1,
+        cost: Money::from_micros(7).unwrap_or(Money::ZERO),
+        status: 200,
+        latency_ms: 3,
+        streamed: false,
+    }
+}
+
+fn dollars(n: i64) -> Money {
+    Money::from_micros(n * 1_000_000).unwrap_or(Money::ZERO)
+}
+
+on_both_backends! {
+    async fn a_flush_writes_every_line_once_keeping_its_latest_value(app: &TestApp) {
+        let store = SqlStore::connect(app.database_url().unwrap_or_default()).await.unwrap_or_else(|e| panic!("store connects: {e}"));
+        let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_default();
+        let earlier = now - TimeDelta::days(1);
+        let seeded = [
+            UsageRow::Budget { id: "b-kept".into(), used: dollars(5), window_start: now },
+            UsageRow::Tokens { id: "rl-1".into(), used: 100, window_start: now },
+        ];
+        store.write_usage(&seeded, &[]).await.unwrap_or_else(|e| panic!("seed written: {e}"));
+        // 300 more budget lines make the budget upsert span several statements.
+        let mut batch: Vec<UsageRow> =
+            (0..300).map(|i| UsageRow::Budget { id: format!("b-{i}"), used: dollars(i), window_start: now }).collect();
+        batch.extend([
+            // Smaller than stored, same window: ignored.
+            UsageRow::Budget { id: "b-kept".into(), used: dollars(3), window_start: now },
+            // The same line twice in one batch: the later window, then the larger value, wins.
+            UsageRow::Budget { id: "b-twice".into(), used: dollars(9), window_start: earlier },
+            UsageRow::Budget { id: "b-twice".into(), used: dollars(1), window_start: now },
+            UsageRow::Budget { id: "b-twice".into(), used: dollars(2), window_start: now },
+            // Tokens and requests of one rate limit share a row; each keeps its own value.
+            UsageRow::Tokens { id: "rl-1".into(), used: 150, window_start: now },
+            UsageRow::Requests { id: "rl-1".into(), used: 7, window_start: now },
+            UsageRow::Requests { id: "rl-2".into(), used: 4, window_start: earlier },
+        ]);
+        let logs: Vec<RequestLog> = (0..300).map(log).collect();
+        store.write_usage(&batch, &logs).await.unwrap_or_else(|e| panic!("the flush is written: {e}"));
+
+        let stored = store.load_usage(None).await.unwrap_or_else(|e| panic!("usage loads: {e}"));
+        let budget = |id: &str| {
+            stored.iter().find_map(|r| match r {
+                UsageRow::Budget { id: i, used, window_start } if i == id => Some((used.micros(), *window_start)),
+                _ => None,
+            })
+        };
+        let limit = |id: &str| {
+            let tokens = stored.iter().find_map(|r| match r {
+                UsageRow::Tokens { id: i, used, .. } if i == id => Some(*used),
+                _ => None,
+            });
+            let requests = stored.iter().find_map(|r| match r {
+                UsageRow::Requests { id: i, used, window_start } if i == id => Some((*used, *window_start)),
+                _ => None,
+            });
+            (tokens, requests)
+        };
+        assert_eq!(budget("b-kept"), Some((5_000_000, now)), "a smaller value of the same window never lowers a line");
+        assert_eq!(budget("b-twice"), Some((2_000_000, now)), "of one line's values in a batch, the latest counts");
+        assert_eq!(budget("b-299"), Some((299_000_000, now)));
+        assert_eq!(stored.iter().filter(|r| matches!(r, UsageRow::Budget { .. })).count(), 302);
+        assert_eq!(limit("rl-1"), (Some(150), Some((7, now))), "tokens and requests of a limit both land");
+        assert_eq!(limit("rl-2").1, Some((4, earlier)));
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM request_logs WHERE provider = 'openai' AND model = 'gpt-4o-mini'").await, 300);
+        assert_eq!(app.count("SELECT CAST(SUM(prompt_tokens) AS BIGINT) AS n FROM request_logs WHERE model = 'gpt-4o-mini'").await, (0..300).sum::<i64>());
+        store.close().await;
+    }
+}
