@@ -13,17 +13,17 @@ use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_f
 use crate::sql::{Arg, Sql};
 use crate::{SqlStore, map_err, parse_ts, ts};
 
-/// Most request-log rows per INSERT statement (11 parameters each, well under both databases' limits).
-const LOG_ROWS_PER_INSERT: usize = 128;
+/// Most rows per multi-row statement (at most 11 parameters each, well under both databases' limits).
+const ROWS_PER_STATEMENT: usize = 128;
 
 /// Splits `n` rows into statement sizes that are powers of two (largest first), so only eight
-/// statement texts ever occur and each is prepared once per connection and then reused.
+/// texts of each statement ever occur and each is prepared once per connection and then reused.
 fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         if n == 0 {
             return None;
         }
-        let size = LOG_ROWS_PER_INSERT.min(1 << n.ilog2());
+        let size = ROWS_PER_STATEMENT.min(1 << n.ilog2());
         n -= size;
         Some(size)
     })
