@@ -18,9 +18,23 @@ use crate::models::allowed_models;
 use crate::prompt::prompt_estimate;
 use crate::upstream::{self, json_response};
 
-/// Anthropic's catalog gives each model a creation time; Tollgate does not know it and says so
-/// with the epoch rather than inventing a date.
+/// Anthropic's catalog gives each model a creation time. Tollgate knows it only where the model's
+/// id carries its release date (`claude-3-5-sonnet-20241022`, `gpt-4o-2024-08-06`); otherwise it
+/// says so with the epoch rather than inventing a date.
 const UNKNOWN_CREATED_AT: &str = "1970-01-01T00:00:00Z";
+
+/// The creation time of `id`: the date its name ends with, at midnight UTC, or the epoch.
+fn created_at(id: &str) -> String {
+    // The last `len` characters, after a hyphen, read as a date in `format`.
+    let dated = |len: usize, format: &str| {
+        let at = id.len().checked_sub(len).filter(|at| *at > 0 && id.as_bytes()[*at - 1] == b'-')?;
+        let suffix = id.get(at..).filter(|s| s.bytes().all(|b| b.is_ascii_digit() || b == b'-'))?;
+        chrono::NaiveDate::parse_from_str(suffix, format).ok()
+    };
+    dated(8, "%Y%m%d")
+        .or_else(|| dated(10, "%Y-%m-%d"))
+        .map_or_else(|| UNKNOWN_CREATED_AT.to_owned(), |date| format!("{}T00:00:00Z", date.format("%Y-%m-%d")))
+}
 
 pub async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
     match allowed_models(&gw, &headers, None) {
@@ -29,7 +43,7 @@ pub async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
             let data: Vec<Value> = ids
                 .into_iter()
                 .map(|(p, m)| if p == DEFAULT_PROVIDER { m } else { format!("{p}/{m}") })
-                .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": UNKNOWN_CREATED_AT}))
+                .map(|id| json!({"type": "model", "created_at": created_at(&id), "display_name": id, "id": id}))
                 .collect();
             let (first, last) = (data.first().map(|m| m["id"].clone()), data.last().map(|m| m["id"].clone()));
             Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last})).into_response()
@@ -60,4 +74,18 @@ async fn count(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let status = answer.status().as_u16();
     let bytes = answer.bytes().await.unwrap_or_default();
     Ok(json_response(status, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::created_at;
+
+    #[test]
+    fn a_model_is_dated_by_the_release_date_its_id_ends_with_or_else_the_epoch() {
+        assert_eq!(created_at("claude-3-5-sonnet-20241022"), "2024-10-22T00:00:00Z");
+        assert_eq!(created_at("openai/gpt-4o-2024-08-06"), "2024-08-06T00:00:00Z");
+        for undated in ["claude-mock", "claude-sonnet-4", "claude-x-20241399", "x20241022", "20241022", "claude-2024-1-1", ""] {
+            assert_eq!(created_at(undated), "1970-01-01T00:00:00Z", "{undated}");
+        }
+    }
 }
