@@ -72,7 +72,7 @@ pub struct User {
 pub struct CreateUserRequest {
     #[schema(min_length = 1, max_length = 255)]
     pub name: String,
-    #[schema(min_length = 3, max_length = 320)]
+    #[schema(min_length = 3, max_length = 320, format = Email)]
     pub email: String,
     #[serde(default)]
     pub role_id: Option<i64>,
@@ -88,6 +88,7 @@ pub struct AssignRoleRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct CreateRoleRequest {
     /// Lowercase: `^[a-z][a-z0-9_.]*$`, at most 255 characters.
+    #[schema(pattern = "^[a-z][a-z0-9_.]*$", min_length = 1, max_length = 255)]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -99,6 +100,7 @@ pub struct CreateRoleRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct UpdateRoleRequest {
     #[serde(default)]
+    #[schema(pattern = "^[a-z][a-z0-9_.]*$", min_length = 1, max_length = 255)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, nullable)]
