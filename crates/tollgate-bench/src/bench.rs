@@ -281,7 +281,7 @@ impl Phases<'_> {
             for (((target, child), path), (pool, run)) in self.targets.iter().zip(paths.iter_mut()).zip(pools.iter_mut().zip(&mut runs)) {
                 let pid = child.pid();
                 if track_rss {
-                    path.rss_before = path.rss_before.or(procstat::peak_rss(pid).ok());
+                    path.rss_before = path.rss_before.or_else(|| procstat::peak_rss(pid).ok());
                     path.rss_reset = procstat::reset_peak(pid);
                 }
                 let settle = if target.name == "tollgate" { SETTLE } else { Duration::ZERO };

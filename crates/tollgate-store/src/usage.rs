@@ -1,6 +1,8 @@
 //! `UsageStore` on SQL: the governance data the gateway loads, usage rows it rebuilds counters
 //! from, and the batched writes of usage and request logs.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -33,37 +35,31 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+const BUDGET_INSERT: &str = "INSERT INTO budget_usage (budget_id, current_usage, last_reset) VALUES ";
+const RATE_LIMIT_INSERT: &str =
+    "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) VALUES ";
+
 /// The upsert of each kind of usage row (budget, tokens, requests): the statement's head, before
-/// the rows, and its conflict clause. A line keeps the newer window, or within the same window
-/// the larger value, so an older flush arriving late never lowers it.
-const UPSERTS: [(&str, &str); 3] = [
-    (
-        "INSERT INTO budget_usage (budget_id, current_usage, last_reset) VALUES ",
-        " ON CONFLICT (budget_id) DO UPDATE SET \
-         current_usage = CASE WHEN excluded.last_reset > budget_usage.last_reset THEN excluded.current_usage \
-         WHEN excluded.last_reset = budget_usage.last_reset AND excluded.current_usage > budget_usage.current_usage \
-         THEN excluded.current_usage ELSE budget_usage.current_usage END, \
-         last_reset = CASE WHEN excluded.last_reset > budget_usage.last_reset THEN excluded.last_reset ELSE budget_usage.last_reset END",
-    ),
-    (
-        "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) VALUES ",
-        " ON CONFLICT (rate_limit_id) DO UPDATE SET \
-         token_usage = CASE WHEN excluded.token_last_reset > rate_limit_usage.token_last_reset THEN excluded.token_usage \
-         WHEN excluded.token_last_reset = rate_limit_usage.token_last_reset \
-         AND excluded.token_usage > rate_limit_usage.token_usage THEN excluded.token_usage ELSE rate_limit_usage.token_usage END, \
-         token_last_reset = CASE WHEN excluded.token_last_reset > rate_limit_usage.token_last_reset \
-         THEN excluded.token_last_reset ELSE rate_limit_usage.token_last_reset END",
-    ),
-    (
-        "INSERT INTO rate_limit_usage (rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset) VALUES ",
-        " ON CONFLICT (rate_limit_id) DO UPDATE SET \
-         request_usage = CASE WHEN excluded.request_last_reset > rate_limit_usage.request_last_reset THEN excluded.request_usage \
-         WHEN excluded.request_last_reset = rate_limit_usage.request_last_reset \
-         AND excluded.request_usage > rate_limit_usage.request_usage THEN excluded.request_usage ELSE rate_limit_usage.request_usage END, \
-         request_last_reset = CASE WHEN excluded.request_last_reset > rate_limit_usage.request_last_reset \
-         THEN excluded.request_last_reset ELSE rate_limit_usage.request_last_reset END",
-    ),
-];
+/// the rows, and its conflict clause.
+static UPSERTS: LazyLock<[(&str, String); 3]> = LazyLock::new(|| {
+    [
+        (BUDGET_INSERT, keep_latest("budget_usage", "budget_id", "current_usage", "last_reset")),
+        (RATE_LIMIT_INSERT, keep_latest("rate_limit_usage", "rate_limit_id", "token_usage", "token_last_reset")),
+        (RATE_LIMIT_INSERT, keep_latest("rate_limit_usage", "rate_limit_id", "request_usage", "request_last_reset")),
+    ]
+});
+
+/// The conflict clause that sets the counter `used` of window `reset`: a line keeps the newer
+/// window, or within the same window the larger value, so an older flush arriving late never
+/// lowers it.
+fn keep_latest(table: &str, key: &str, used: &str, reset: &str) -> String {
+    format!(
+        " ON CONFLICT ({key}) DO UPDATE SET \
+         {used} = CASE WHEN excluded.{reset} > {table}.{reset} THEN excluded.{used} \
+         WHEN excluded.{reset} = {table}.{reset} AND excluded.{used} > {table}.{used} THEN excluded.{used} ELSE {table}.{used} END, \
+         {reset} = CASE WHEN excluded.{reset} > {table}.{reset} THEN excluded.{reset} ELSE {table}.{reset} END"
+    )
+}
 
 const LOG_INSERT: &str = "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, \
      completion_tokens, cost, status, latency_ms, streamed) VALUES ";
@@ -225,7 +221,8 @@ impl UsageStore for SqlStore {
             groups[kind].push(values);
         }
         let log_rows: Vec<Vec<Arg>> = logs.iter().map(log_values).collect();
-        let statements = groups.into_iter().zip(UPSERTS).chain([(log_rows, (LOG_INSERT, ""))]);
+        let upserts = UPSERTS.iter().map(|(head, tail)| (*head, tail.as_str()));
+        let statements = groups.into_iter().zip(upserts).chain([(log_rows, (LOG_INSERT, ""))]);
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         for (values, (head, tail)) in statements {
             let sizes = statement_sizes(values.len());
