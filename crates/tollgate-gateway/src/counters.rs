@@ -144,19 +144,61 @@ struct Line {
     window_start: DateTime<Utc>,
     used: u64,
     reserved: u64,
+    /// The window lattice the line was last placed on (period, calendar alignment, anchor) and
+    /// when that window ends: until then a claim on the same lattice needs no date arithmetic.
+    lattice: (Period, bool, DateTime<Utc>),
+    until: DateTime<Utc>,
+}
+
+impl Line {
+    fn new(window_start: DateTime<Utc>, used: u64) -> Line {
+        let lattice = (Period::Day, false, DateTime::<Utc>::MIN_UTC);
+        Line { window_start, used, reserved: 0, lattice, until: DateTime::<Utc>::MIN_UTC }
+    }
+
+    /// Moves the line into the window of `claim` at `now` (usage of a past window is dropped).
+    fn roll(&mut self, claim: &Claim, now: DateTime<Utc>) {
+        let lattice = (claim.period, claim.calendar_aligned, claim.anchor);
+        if now < self.until && self.lattice == lattice {
+            return;
+        }
+        let start = claim.window_start(now);
+        if self.window_start < start {
+            self.window_start = start;
+            self.used = 0;
+        }
+        self.lattice = lattice;
+        self.until = claim.period.next_start(claim.calendar_aligned, start);
+    }
 }
 
 #[derive(Debug)]
 struct Held {
     at: DateTime<Utc>,
-    claims: Vec<Claim>,
+    /// Each claim with the slot of its line.
+    claims: Vec<(Claim, usize)>,
 }
 
+/// Lines live in a vector and are found by name once per reservation; the reservation keeps
+/// their slots, so settling it hashes nothing. Lines are never removed, so slots stay valid.
 #[derive(Debug, Default)]
 struct State {
-    lines: HashMap<String, Line>,
+    slots: HashMap<Arc<str>, usize>,
+    lines: Vec<Line>,
     held: HashMap<u64, Held>,
     next: u64,
+}
+
+impl State {
+    /// The slot of `name`, made (empty, in a window starting at `start`) if it is new.
+    fn slot(&mut self, name: &Arc<str>, start: impl FnOnce() -> DateTime<Utc>) -> usize {
+        if let Some(slot) = self.slots.get(&**name) {
+            return *slot;
+        }
+        self.lines.push(Line::new(start(), 0));
+        self.slots.insert(name.clone(), self.lines.len() - 1);
+        self.lines.len() - 1
+    }
 }
 
 /// Counters in this process.
@@ -171,38 +213,31 @@ impl MemoryCounters {
     }
 }
 
-/// The line, moved into the window starting at `start` (usage of a past window is dropped).
-fn current<'a>(lines: &'a mut HashMap<String, Line>, claim: &Claim, start: DateTime<Utc>) -> &'a mut Line {
-    let line = lines.entry_ref(&*claim.line).or_insert(Line { window_start: start, used: 0, reserved: 0 });
-    if line.window_start < start {
-        line.window_start = start;
-        line.used = 0;
-    }
-    line
-}
-
 impl MemoryCounters {
     fn reserve_now(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
         let Ok(mut state) = self.state.lock() else { return Err(Refusal::Unavailable) };
         let mut denials = Vec::new();
-        let starts: Vec<DateTime<Utc>> = claims.iter().map(|c| c.window_start(now)).collect();
-        for (claim, start) in claims.iter().zip(&starts) {
-            let line = current(&mut state.lines, claim, *start);
+        let mut held = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let slot = state.slot(&claim.line, || claim.window_start(now));
+            let line = &mut state.lines[slot];
+            line.roll(claim, now);
             let taken = line.used.saturating_add(line.reserved);
             if taken.saturating_add(claim.estimate) > claim.limit {
                 denials.push(claim.denial(taken, line.window_start));
             }
+            held.push((claim.clone(), slot));
         }
         if !denials.is_empty() {
             return Err(Refusal::Denied(denials));
         }
-        for (claim, start) in claims.iter().zip(&starts) {
-            let line = current(&mut state.lines, claim, *start);
+        for (claim, slot) in &held {
+            let line = &mut state.lines[*slot];
             line.reserved = line.reserved.saturating_add(claim.estimate);
         }
         state.next += 1;
         let id = state.next;
-        state.held.insert(id, Held { at: now, claims: claims.to_vec() });
+        state.held.insert(id, Held { at: now, claims: held });
         Ok(id)
     }
 
@@ -210,13 +245,14 @@ impl MemoryCounters {
         let Ok(mut state) = self.state.lock() else { return Vec::new() };
         let Some(held) = state.held.remove(&reservation) else { return Vec::new() };
         let mut values = Vec::with_capacity(held.claims.len());
-        for claim in &held.claims {
-            let line = current(&mut state.lines, claim, claim.window_start(now));
+        for (claim, slot) in held.claims {
+            let line = &mut state.lines[slot];
+            line.roll(&claim, now);
             line.reserved = line.reserved.saturating_sub(claim.estimate);
             let charge = actual.of(claim.kind);
             line.used = line.used.saturating_add(charge);
             if charge > 0 {
-                values.push(LineValue { line: claim.line.clone(), kind: claim.kind, used: line.used, window_start: line.window_start });
+                values.push(LineValue { line: claim.line, kind: claim.kind, used: line.used, window_start: line.window_start });
             }
         }
         values
@@ -235,7 +271,13 @@ impl Counters for MemoryCounters {
 
     async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
         let mut state = self.state.lock().map_err(|_| "counter lock poisoned".to_owned())?;
-        let kept = state.lines.entry_ref(line).or_insert(Line { window_start, used, reserved: 0 });
+        let State { slots, lines, .. } = &mut *state;
+        let Some(slot) = slots.get(line) else {
+            lines.push(Line::new(window_start, used));
+            slots.insert(Arc::from(line), lines.len() - 1);
+            return Ok(());
+        };
+        let kept = &mut lines[*slot];
         if kept.window_start < window_start {
             (kept.window_start, kept.used) = (window_start, used);
         }
@@ -254,7 +296,8 @@ impl Counters for MemoryCounters {
     }
 
     async fn peek(&self, line: &str) -> Option<(u64, u64)> {
-        self.state.lock().ok()?.lines.get(line).map(|l| (l.used, l.reserved))
+        let state = self.state.lock().ok()?;
+        state.slots.get(line).map(|slot| (state.lines[*slot].used, state.lines[*slot].reserved))
     }
 }
 
@@ -325,6 +368,34 @@ pub(crate) mod tests {
         assert!(c.adopt(line, 0, now).await.is_ok());
         assert_eq!(c.peek(line).await, Some((0, 0)), "a reset (a window starting now) zeroes the line");
         assert!(c.reserve(&[budget(line, 100, 90)], now).await.is_ok(), "the room is back at once");
+    }
+
+    #[tokio::test]
+    async fn memory_a_line_moves_on_when_its_window_ends_or_its_window_changes() {
+        let c = MemoryCounters::new();
+        let at = |hh: u32, mm: u32| {
+            DateTime::<Utc>::from_naive_utc_and_offset(
+                chrono::NaiveDate::from_ymd_opt(2026, 1, 1).and_then(|d| d.and_hms_opt(hh, mm, 0)).unwrap_or_default(),
+                Utc,
+            )
+        };
+        let hourly = |estimate: u64, anchor: DateTime<Utc>| Claim {
+            period: Period::Hour,
+            calendar_aligned: false,
+            anchor,
+            ..budget("b1", 100, estimate)
+        };
+        let id = c.reserve(&[hourly(10, at(0, 0))], at(10, 30)).await.unwrap_or_default();
+        settle(&c, id, Actual { cost_micros: 60, ..Actual::default() }, at(10, 31)).await;
+        assert!(c.reserve(&[hourly(50, at(0, 0))], at(10, 59)).await.is_err(), "the same window: 60 + 50 > 100");
+        assert!(c.reserve(&[hourly(50, at(0, 0))], at(11, 0)).await.is_ok(), "the next window starts empty");
+        assert_eq!(c.peek("b1").await, Some((0, 50)));
+        let id = c.reserve(&[hourly(0, at(0, 0))], at(11, 10)).await.unwrap_or_default();
+        settle(&c, id, Actual { cost_micros: 40, ..Actual::default() }, at(11, 10)).await;
+        // A budget reset moves the anchor: the window starting at 11:20 replaces the one that
+        // started at 11:00, though that one has not ended yet.
+        assert!(c.reserve(&[hourly(10, at(11, 20))], at(11, 25)).await.is_ok());
+        assert_eq!(c.peek("b1").await, Some((0, 60)), "the old window's 40 used are gone, reservations stay");
     }
 
     #[tokio::test]
