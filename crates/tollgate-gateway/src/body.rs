@@ -21,8 +21,13 @@ impl<'a> RawObject<'a> {
     /// has no members (so the route reports the first member it misses).
     pub fn parse(bytes: &'a [u8]) -> Result<RawObject<'a>, GatewayError> {
         let text = std::str::from_utf8(bytes).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
-        let value: &RawValue = serde_json::from_str(text).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
-        Ok(RawObject::of(value))
+        // One pass for the usual case, an object; only a failure is looked at again, to tell
+        // malformed JSON from JSON that is not an object.
+        if let Ok(members) = serde_json::from_str::<Members<'a>>(text) {
+            return Ok(RawObject { members: members.0 });
+        }
+        serde_json::from_str::<&RawValue>(text).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
+        Ok(RawObject { members: Vec::new() })
     }
 
     /// The members of `value` when it is an object; none otherwise.
