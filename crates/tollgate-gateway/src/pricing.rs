@@ -79,6 +79,9 @@ pub enum UnpricedModels {
 #[derive(Debug, Clone)]
 pub struct Pricing {
     prices: HashMap<String, Price>,
+    /// The same prices by provider, then model: the exact look-up every request makes, without
+    /// building the `provider/model` name.
+    exact: hashbrown::HashMap<String, hashbrown::HashMap<String, Price>>,
     pub unpriced: UnpricedModels,
 }
 
@@ -87,16 +90,22 @@ impl Pricing {
     pub fn new(overrides: HashMap<String, Price>, unpriced: UnpricedModels) -> Result<Pricing, String> {
         let mut prices = shipped()?;
         prices.extend(overrides);
-        Ok(Pricing { prices, unpriced })
+        let mut exact: hashbrown::HashMap<String, hashbrown::HashMap<String, Price>> = hashbrown::HashMap::new();
+        for (name, price) in &prices {
+            if let Some((provider, model)) = name.split_once('/') {
+                exact.entry(provider.to_owned()).or_default().insert(model.to_owned(), *price);
+            }
+        }
+        Ok(Pricing { prices, exact, unpriced })
     }
 
     /// The price of `provider/model`, also matching dated model names by their undated prefix
     /// (`gpt-4o-2024-08-06` is priced as `gpt-4o`).
     pub fn price(&self, provider: &str, model: &str) -> Option<Price> {
-        let exact = format!("{provider}/{model}");
-        if let Some(p) = self.prices.get(&exact) {
+        if let Some(p) = self.exact.get(provider).and_then(|models| models.get(model)) {
             return Some(*p);
         }
+        let exact = format!("{provider}/{model}");
         self.prices
             .iter()
             .filter(|(name, _)| exact.starts_with(name.as_str()) && exact.as_bytes().get(name.len()) == Some(&b'-'))
