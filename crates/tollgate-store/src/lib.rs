@@ -19,7 +19,7 @@ use sqlx::{AnyPool, Executor};
 use tollgate_core::ports::StoreError;
 
 /// Which database a URL points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
     Sqlite,
     Postgres,

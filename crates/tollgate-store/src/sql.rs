@@ -17,21 +17,17 @@ pub(crate) enum Arg {
 pub(crate) struct Sql {
     pub(crate) text: String,
     args: Vec<Arg>,
-    /// Anonymous `?` placeholders instead of `$N` (SQLite only).
-    anonymous: bool,
 }
 
 impl Sql {
     /// Numbered `$N` placeholders, understood by both backends.
     pub(crate) fn new(text: &str) -> Self {
-        Self { text: text.to_owned(), args: Vec::new(), anonymous: false }
+        Self { text: text.to_owned(), args: Vec::new() }
     }
 
-    /// Placeholders in the backend's cheapest form. SQLite resolves a named placeholder (`$N`)
-    /// by a linear search of the statement's names, which is quadratic in a statement with
-    /// thousands of binds (a multi-row insert); anonymous `?` are bound by position instead.
-    pub(crate) fn for_backend(backend: crate::Backend, text: &str) -> Self {
-        Self { anonymous: backend == crate::Backend::Sqlite, ..Self::new(text) }
+    /// A statement already written, with the values of its placeholders in order.
+    pub(crate) fn written(text: String, args: Vec<Arg>) -> Self {
+        Self { text, args }
     }
 
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
@@ -42,12 +38,8 @@ impl Sql {
     /// Appends a placeholder bound to `arg`.
     pub(crate) fn bind(&mut self, arg: Arg) -> &mut Self {
         self.args.push(arg);
-        if self.anonymous {
-            self.text.push('?');
-        } else {
-            self.text.push('$');
-            self.text.push_str(&self.args.len().to_string());
-        }
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
         self
     }
 
@@ -59,6 +51,20 @@ impl Sql {
                 Arg::Int(v) => args.add(*v),
                 Arg::Text(v) => args.add(v.clone()),
                 Arg::OptText(v) => args.add(v.clone()),
+            };
+        }
+        sqlx::query_with(&self.text, args)
+    }
+
+    /// The query, moving the bound values into it rather than copying them (run it once).
+    pub(crate) fn take_query(&mut self) -> Query<'_, Any, AnyArguments<'_>> {
+        let mut args = AnyArguments::default();
+        for arg in std::mem::take(&mut self.args) {
+            // Adding a plain integer or string to the argument buffer cannot fail.
+            let _ = match arg {
+                Arg::Int(v) => args.add(v),
+                Arg::Text(v) => args.add(v),
+                Arg::OptText(v) => args.add(v),
             };
         }
         sqlx::query_with(&self.text, args)

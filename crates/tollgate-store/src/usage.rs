@@ -1,7 +1,9 @@
 //! `UsageStore` on SQL: the governance data the gateway loads, usage rows it rebuilds counters
 //! from, and the batched writes of usage and request logs.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{LazyLock, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -118,21 +120,52 @@ fn log_values(log: &RequestLog) -> Vec<Arg> {
     ]
 }
 
+/// A statement's text by backend, head, tail, rows and values per row.
+type TextKey = (crate::Backend, &'static str, &'static str, usize, usize);
+
+/// The texts of the multi-row statements written so far: a flush uses a few sizes over and over
+/// (`statement_sizes`), so each text is written once rather than placeholder by placeholder.
+static TEXTS: LazyLock<Mutex<HashMap<TextKey, String>>> = LazyLock::new(Mutex::default);
+
 /// `head (…), (…), … tail` with one placeholder per value.
-fn multi_row(backend: crate::Backend, head: &str, rows: impl Iterator<Item = Vec<Arg>>, tail: &str) -> Sql {
-    let mut sql = Sql::for_backend(backend, head);
-    for (i, row) in rows.enumerate() {
-        sql.push(if i == 0 { "(" } else { ", (" });
-        for (j, value) in row.into_iter().enumerate() {
-            if j > 0 {
-                sql.push(", ");
-            }
-            sql.bind(value);
-        }
-        sql.push(")");
+fn multi_row(backend: crate::Backend, head: &'static str, rows: impl Iterator<Item = Vec<Arg>>, tail: &'static str) -> Sql {
+    let (mut args, mut count) = (Vec::new(), 0);
+    for row in rows {
+        args.extend(row);
+        count += 1;
     }
-    sql.push(tail);
-    sql
+    let key = (backend, head, tail, count, args.len().checked_div(count).unwrap_or(0));
+    let text = match TEXTS.lock() {
+        Ok(mut texts) => texts.entry(key).or_insert_with(|| statement_text(key)).clone(),
+        Err(_) => statement_text(key),
+    };
+    Sql::written(text, args)
+}
+
+fn statement_text((backend, head, tail, rows, width): TextKey) -> String {
+    let mut text = String::with_capacity(head.len() + tail.len() + rows * width * 6);
+    text.push_str(head);
+    let mut placeholders = 0;
+    for row in 0..rows {
+        text.push_str(if row == 0 { "(" } else { ", (" });
+        for value in 0..width {
+            if value > 0 {
+                text.push_str(", ");
+            }
+            placeholders += 1;
+            // SQLite resolves a numbered `$N` by a linear search of the statement's names, which
+            // is quadratic over thousands of values; an anonymous `?` is bound by position.
+            match backend {
+                crate::Backend::Sqlite => text.push('?'),
+                crate::Backend::Postgres => {
+                    let _ = write!(text, "${placeholders}");
+                }
+            }
+        }
+        text.push(')');
+    }
+    text.push_str(tail);
+    text
 }
 
 #[async_trait]
@@ -228,8 +261,8 @@ impl UsageStore for SqlStore {
             let sizes = statement_sizes(values.len());
             let mut values = values.into_iter();
             for size in sizes {
-                let sql = multi_row(self.backend, head, values.by_ref().take(size), tail);
-                sql.query().execute(&mut *tx).await.map_err(map_err)?;
+                let mut sql = multi_row(self.backend, head, values.by_ref().take(size), tail);
+                sql.take_query().execute(&mut *tx).await.map_err(map_err)?;
             }
         }
         tx.commit().await.map_err(map_err)
