@@ -69,32 +69,29 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
     if !record.is_active {
         return Err(refused(StatusCode::FORBIDDEN, "virtual_key_blocked", "Virtual key is inactive".into()));
     }
-    let copies: Vec<&Arc<GovernedCopy>> = snapshot
-        .copies
-        .get(&record.user_id)
-        .map(|all| all.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)).collect())
-        .unwrap_or_default();
-    if copies.is_empty() {
+    // Judged over the user's copies in place (oldest first), without collecting them.
+    let copies = snapshot.copies.get(&record.user_id).map_or(&[][..], Vec::as_slice);
+    let active = || copies.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now));
+    if active().next().is_none() {
         return Err(refused(
             StatusCode::FORBIDDEN,
             "access_blocked",
             "the access profile of this virtual key is inactive or expired".into(),
         ));
     }
-    let with_provider: Vec<(&Arc<GovernedCopy>, usize)> =
-        copies.iter().filter_map(|c| c.policy.provider_configs.iter().position(|p| p.provider_name == provider).map(|i| (*c, i))).collect();
-    if with_provider.is_empty() {
+    let config_of = |c: &GovernedCopy| c.policy.provider_configs.iter().position(|p| p.provider_name == provider);
+    if !active().any(|c| config_of(c).is_some()) {
         return Err(refused(
             StatusCode::FORBIDDEN,
             "provider_blocked",
             format!("Provider '{provider}' is not allowed for this virtual key"),
         ));
     }
-    let (copy, config_at) = with_provider
-        .into_iter()
-        .find(|(c, i)| {
-            let p = &c.policy.provider_configs[*i];
-            p.all_models_allowed || p.allowed_models.iter().any(|m| m == model)
+    let (copy, config_at) = active()
+        .find_map(|c| {
+            let at = config_of(c)?;
+            let p = &c.policy.provider_configs[at];
+            (p.all_models_allowed || p.allowed_models.iter().any(|m| m == model)).then_some((c, at))
         })
         .ok_or_else(|| refused(StatusCode::FORBIDDEN, "model_blocked", format!("Model '{model}' is not allowed for this virtual key")))?;
     Ok(Grant { user_id: record.user_id.clone(), key_id: record.id.clone(), copy: Arc::clone(copy), config_at })
