@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
 use tollgate_core::auth::Secret;
 use tollgate_core::money::Money;
@@ -39,6 +39,17 @@ impl ProviderKind {
             ProviderKind::Anthropic => "/messages",
         }
     }
+
+    /// The header that carries a provider key for this kind of API, marked sensitive so it is
+    /// never logged; `None` when the key cannot be a header value.
+    pub fn auth_header(self, key: &Secret) -> Option<(HeaderName, HeaderValue)> {
+        let (name, mut value) = match self {
+            ProviderKind::OpenAi => (header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?),
+            ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), HeaderValue::from_str(key.expose()).ok()?),
+        };
+        value.set_sensitive(true);
+        Some((name, value))
+    }
 }
 
 /// An upstream provider, from the configuration.
@@ -63,9 +74,12 @@ pub struct ProviderSpec {
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     /// The chat endpoint's URL, parsed on first use rather than on every request.
     pub chat_url: OnceLock<Option<reqwest::Url>>,
+    /// `api_key` as its header (`ProviderKind::auth_header`), built on first use.
+    pub auth_header: OnceLock<Option<(HeaderName, HeaderValue)>>,
 }
 
-/// Where one request goes: the provider, and the key chosen for it.
+/// Where one request goes: the provider, and the key picked for it from the provider's `keys`
+/// (`None`: the provider's own `api_key`, if it has one).
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub spec: Arc<ProviderSpec>,
@@ -327,7 +341,7 @@ impl Gateway {
             .or_else(|| self.0.providers.get(provider))
             .map(Arc::clone)
             .ok_or_else(|| GatewayError::bad_request(format!("provider '{provider}' is not configured")))?;
-        let mut key = spec.api_key.clone();
+        let mut key = None;
         if spec.needs_key {
             let picked = spec.pick_key(model).ok_or_else(|| {
                 GatewayError::new(
@@ -391,5 +405,22 @@ async fn sweep_and_prune(gateway: Gateway, retention_days: i64) {
         if let Err(e) = gateway.0.store.prune_request_logs(now - chrono::Duration::days(retention_days)).await {
             tracing::warn!(error = %e, "request-log pruning failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_key_becomes_the_sensitive_header_its_kind_expects_or_none_if_it_cannot() {
+        let key = Secret::new("sk-provider".to_owned());
+        let openai = ProviderKind::OpenAi.auth_header(&key);
+        assert_eq!(openai.as_ref().map(|(n, v)| (n.as_str(), v.to_str().ok())), Some(("authorization", Some("Bearer sk-provider"))));
+        assert!(openai.is_some_and(|(_, v)| v.is_sensitive()), "kept out of logs");
+        let anthropic = ProviderKind::Anthropic.auth_header(&key);
+        assert_eq!(anthropic.as_ref().map(|(n, v)| (n.as_str(), v.to_str().ok())), Some(("x-api-key", Some("sk-provider"))));
+        assert!(anthropic.is_some_and(|(_, v)| v.is_sensitive()));
+        assert!(ProviderKind::OpenAi.auth_header(&Secret::new("line\nbreak".to_owned())).is_none());
     }
 }

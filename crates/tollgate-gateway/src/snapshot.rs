@@ -127,6 +127,7 @@ fn spec_of(provider: &Provider, keys: &[(ProviderKey, String)], sealer: &Sealer)
         needs_key: !provider.custom_provider_config.as_ref().is_some_and(|c| c.is_key_less),
         extra_headers: extra_headers(provider),
         chat_url: std::sync::OnceLock::new(),
+        auth_header: std::sync::OnceLock::new(),
     })
 }
 

@@ -52,6 +52,23 @@ pub async fn post(
             format!("provider '{}' has a base URL that does not parse", spec.name),
         )
     })?;
+    // A picked key is made a header per request; the provider's own key once, and kept.
+    let auth = match (&target.key, &spec.api_key) {
+        (Some(key), _) => Some(spec.kind.auth_header(key)),
+        (None, Some(key)) => Some(spec.auth_header.get_or_init(|| spec.kind.auth_header(key)).clone()),
+        (None, None) => None,
+    };
+    let auth = match auth {
+        Some(None) => {
+            return Err(GatewayError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                format!("provider '{}' has an API key that cannot be sent in a header", spec.name),
+            ));
+        }
+        Some(Some(header)) => Some(header),
+        None => None,
+    };
     let mut attempt = 0;
     loop {
         let mut request = http.post(url.clone()).header(header::CONTENT_TYPE, "application/json").body(body.clone());
@@ -61,11 +78,9 @@ pub async fn post(
         for (name, value) in &spec.extra_headers {
             request = request.header(name, value.clone());
         }
-        request = match (spec.kind, &target.key) {
-            (ProviderKind::OpenAi, Some(key)) => request.bearer_auth(key.expose()),
-            (ProviderKind::Anthropic, Some(key)) => request.header("x-api-key", key.expose()),
-            (_, None) => request,
-        };
+        if let Some((name, value)) = &auth {
+            request = request.header(name, value.clone());
+        }
         if spec.kind == ProviderKind::Anthropic {
             request = request.header("anthropic-version", ANTHROPIC_VERSION);
         }
