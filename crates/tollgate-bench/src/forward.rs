@@ -15,13 +15,16 @@ use tokio::net::TcpListener;
 #[derive(Debug)]
 struct Upstream {
     client: reqwest::Client,
-    url: String,
+    /// Parsed once, as Tollgate parses a provider's chat URL once: the floor must not pay for a
+    /// parse per request that the gateway does not.
+    url: reqwest::Url,
 }
 
 /// Serves until the process ends; `announce` gets the bound address.
 pub async fn serve(listen: &str, upstream: &str, announce: fn(SocketAddr)) -> Result<(), String> {
     let client = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| format!("forwarder: client: {e}"))?;
     let url = format!("{}/v1/chat/completions", upstream.trim_end_matches('/'));
+    let url = reqwest::Url::parse(&url).map_err(|e| format!("forwarder: upstream URL {url}: {e}"))?;
     let listener = TcpListener::bind(listen).await.map_err(|e| format!("forwarder: bind {listen}: {e}"))?;
     announce(listener.local_addr().map_err(|e| e.to_string())?);
     let app = Router::new().route("/v1/chat/completions", post(forward)).with_state(Arc::new(Upstream { client, url }));
@@ -34,7 +37,7 @@ pub async fn serve(listen: &str, upstream: &str, announce: fn(SocketAddr)) -> Re
 /// Sends the body on with its content type and credentials; relays status, content type and the
 /// body as it arrives.
 async fn forward(State(upstream): State<Arc<Upstream>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut request = upstream.client.post(&upstream.url).body(body);
+    let mut request = upstream.client.post(upstream.url.clone()).body(body);
     for name in [header::CONTENT_TYPE, header::AUTHORIZATION] {
         if let Some(value) = headers.get(&name) {
             request = request.header(name, value.clone());
