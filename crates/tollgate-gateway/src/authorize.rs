@@ -37,8 +37,8 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 /// Who may make the request, and under which copy and provider config.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    pub user_id: String,
-    pub key_id: String,
+    pub user_id: Arc<str>,
+    pub key_id: Arc<str>,
     pub copy: Arc<GovernedCopy>,
     /// Index of the governing provider config in the copy's policy.
     config_at: usize,
@@ -70,7 +70,7 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
         return Err(refused(StatusCode::FORBIDDEN, "virtual_key_blocked", "Virtual key is inactive".into()));
     }
     // Judged over the user's copies in place (oldest first), without collecting them.
-    let copies = snapshot.copies.get(&record.user_id).map_or(&[][..], Vec::as_slice);
+    let copies = snapshot.copies.get(&*record.user_id).map_or(&[][..], Vec::as_slice);
     let active = || copies.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now));
     if active().next().is_none() {
         return Err(refused(

@@ -43,7 +43,7 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
     };
     let mut ids = BTreeSet::new();
     let mut providers = BTreeSet::new();
-    for copy in snapshot.copies.get(&user).into_iter().flatten().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
+    for copy in snapshot.copies.get(&*user).into_iter().flatten().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
         for config in &copy.policy.provider_configs {
             providers.insert(config.provider_name.clone());
             if wanted.is_some_and(|w| w != config.provider_name) {

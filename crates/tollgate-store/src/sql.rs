@@ -9,8 +9,6 @@ use sqlx::{Any, Arguments};
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
-    /// Text or NULL.
-    OptText(Option<String>),
 }
 
 #[derive(Debug, Default)]
@@ -23,11 +21,6 @@ impl Sql {
     /// Numbered `$N` placeholders, understood by both backends.
     pub(crate) fn new(text: &str) -> Self {
         Self { text: text.to_owned(), args: Vec::new() }
-    }
-
-    /// A statement already written, with the values of its placeholders in order.
-    pub(crate) fn written(text: String, args: Vec<Arg>) -> Self {
-        Self { text, args }
     }
 
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
@@ -50,24 +43,20 @@ impl Sql {
             let _ = match arg {
                 Arg::Int(v) => args.add(*v),
                 Arg::Text(v) => args.add(v.clone()),
-                Arg::OptText(v) => args.add(v.clone()),
             };
         }
         sqlx::query_with(&self.text, args)
     }
+}
 
-    /// The query, moving the bound values into it rather than copying them (run it once).
-    pub(crate) fn take_query(&mut self) -> Query<'_, Any, AnyArguments<'_>> {
-        let mut args = AnyArguments::default();
-        for arg in std::mem::take(&mut self.args) {
-            // Adding a plain integer or string to the argument buffer cannot fail.
-            let _ = match arg {
-                Arg::Int(v) => args.add(v),
-                Arg::Text(v) => args.add(v),
-                Arg::OptText(v) => args.add(v),
-            };
-        }
-        sqlx::query_with(&self.text, args)
+impl Arg {
+    /// Moves the value into an argument buffer.
+    pub(crate) fn add_to(self, args: &mut AnyArguments<'_>) {
+        // Adding a plain integer or string to the argument buffer cannot fail.
+        let _ = match self {
+            Arg::Int(v) => args.add(v),
+            Arg::Text(v) => args.add(v),
+        };
     }
 }
 

@@ -3,18 +3,19 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::any::AnyArguments;
+use sqlx::{Arguments, Row};
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 use tollgate_core::services::providers::ProviderStore;
 use tollgate_core::usage::{GovernanceData, KeyRecord, RequestLog, UsageRow, UsageStore};
 
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
-use crate::sql::{Arg, Sql};
+use crate::sql::Arg;
 use crate::{SqlStore, map_err, parse_ts, ts};
 
 /// Most rows per multi-row statement (at most 11 parameters each, well under both databases' limits).
@@ -104,42 +105,39 @@ fn upsert_values(row: &UsageRow) -> (usize, Vec<Arg>) {
     }
 }
 
-fn log_values(log: &RequestLog) -> Vec<Arg> {
-    vec![
-        Arg::Text(ts(log.created_at)),
-        Arg::OptText(log.user_id.clone()),
-        Arg::OptText(log.virtual_key_id.clone()),
-        Arg::Text(log.provider.clone()),
-        Arg::Text(log.model.clone()),
-        Arg::Int(count(log.prompt_tokens)),
-        Arg::Int(count(log.completion_tokens)),
-        Arg::Int(log.cost.micros()),
-        Arg::Int(i64::from(log.status)),
-        Arg::Int(count(log.latency_ms)),
-        Arg::Int(i64::from(log.streamed)),
-    ]
+/// Values per request-log row.
+const LOG_WIDTH: usize = 11;
+
+/// Appends one request-log row's values, borrowing its text rather than copying it.
+fn add_log<'q>(args: &mut AnyArguments<'q>, log: &'q RequestLog, created_at: &'q str) {
+    // Adding a plain integer or string to the argument buffer cannot fail.
+    let _ = args.add(created_at);
+    let _ = args.add(log.user_id.as_deref());
+    let _ = args.add(log.virtual_key_id.as_deref());
+    let _ = args.add(log.provider.as_str());
+    let _ = args.add(log.model.as_str());
+    for n in [count(log.prompt_tokens), count(log.completion_tokens), log.cost.micros()] {
+        let _ = args.add(n);
+    }
+    for n in [i64::from(log.status), count(log.latency_ms), i64::from(log.streamed)] {
+        let _ = args.add(n);
+    }
 }
 
 /// A statement's text by backend, head, tail, rows and values per row.
 type TextKey = (crate::Backend, &'static str, &'static str, usize, usize);
 
 /// The texts of the multi-row statements written so far: a flush uses a few sizes over and over
-/// (`statement_sizes`), so each text is written once rather than placeholder by placeholder.
-static TEXTS: LazyLock<Mutex<HashMap<TextKey, String>>> = LazyLock::new(Mutex::default);
+/// (`statement_sizes`), so each text is written once and shared rather than written placeholder
+/// by placeholder.
+static TEXTS: LazyLock<Mutex<HashMap<TextKey, Arc<str>>>> = LazyLock::new(Mutex::default);
 
-/// `head (…), (…), … tail` with one placeholder per value.
-fn multi_row(backend: crate::Backend, head: &'static str, rows: impl Iterator<Item = Vec<Arg>>, tail: &'static str) -> Sql {
-    let (mut args, mut count) = (Vec::new(), 0);
-    for row in rows {
-        args.extend(row);
-        count += 1;
+/// `head (…), (…), … tail` with `rows` rows of `width` placeholders.
+fn multi_row_text(key: TextKey) -> Arc<str> {
+    match TEXTS.lock() {
+        Ok(mut texts) => texts.entry(key).or_insert_with(|| Arc::from(statement_text(key))).clone(),
+        Err(_) => Arc::from(statement_text(key)),
     }
-    let key = (backend, head, tail, count, args.len().checked_div(count).unwrap_or(0));
-    let text = match TEXTS.lock() {
-        Ok(mut texts) => texts.entry(key).or_insert_with(|| statement_text(key)).clone(),
-        Err(_) => statement_text(key),
-    };
-    Sql::written(text, args)
 }
 
 fn statement_text((backend, head, tail, rows, width): TextKey) -> String {
@@ -179,10 +177,10 @@ impl UsageStore for SqlStore {
             .iter()
             .map(|r| {
                 Ok(KeyRecord {
-                    id: r.try_get("id").map_err(map_err)?,
+                    id: r.try_get::<String, _>("id").map_err(map_err)?.into(),
                     value_hash: r.try_get("value_hash").map_err(map_err)?,
                     name: r.try_get("name").map_err(map_err)?,
-                    user_id: r.try_get("user_id").map_err(map_err)?,
+                    user_id: r.try_get::<String, _>("user_id").map_err(map_err)?.into(),
                     is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
                 })
             })
@@ -253,17 +251,31 @@ impl UsageStore for SqlStore {
             let (kind, values) = upsert_values(row);
             groups[kind].push(values);
         }
-        let log_rows: Vec<Vec<Arg>> = logs.iter().map(log_values).collect();
         let upserts = UPSERTS.iter().map(|(head, tail)| (*head, tail.as_str()));
-        let statements = groups.into_iter().zip(upserts).chain([(log_rows, (LOG_INSERT, ""))]);
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for (values, (head, tail)) in statements {
-            let sizes = statement_sizes(values.len());
+        for (values, (head, tail)) in groups.into_iter().zip(upserts) {
             let mut values = values.into_iter();
-            for size in sizes {
-                let mut sql = multi_row(self.backend, head, values.by_ref().take(size), tail);
-                sql.take_query().execute(&mut *tx).await.map_err(map_err)?;
+            for size in statement_sizes(values.len()) {
+                let (mut args, mut width) = (AnyArguments::default(), 0);
+                for row in values.by_ref().take(size) {
+                    width = row.len();
+                    for value in row {
+                        value.add_to(&mut args);
+                    }
+                }
+                let text = multi_row_text((self.backend, head, tail, size, width));
+                sqlx::query_with(&text, args).execute(&mut *tx).await.map_err(map_err)?;
             }
+        }
+        let stamps: Vec<String> = logs.iter().map(|log| ts(log.created_at)).collect();
+        let mut rows = logs.iter().zip(&stamps);
+        for size in statement_sizes(logs.len()) {
+            let mut args = AnyArguments::default();
+            for (log, stamp) in rows.by_ref().take(size) {
+                add_log(&mut args, log, stamp);
+            }
+            let text = multi_row_text((self.backend, LOG_INSERT, "", size, LOG_WIDTH));
+            sqlx::query_with(&text, args).execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }

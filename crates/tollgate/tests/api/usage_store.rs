@@ -10,7 +10,7 @@ use tollgate_testkit::{Backend, TestApp};
 fn log(i: u64) -> RequestLog {
     RequestLog {
         created_at: Utc::now(),
-        user_id: Some(format!("user-{i}")),
+        user_id: Some(format!("user-{i}").into()),
         virtual_key_id: None,
         provider: "openai".into(),
         model: "gpt-4o-mini".into(),
@@ -81,6 +81,9 @@ on_both_backends! {
         assert_eq!(limit("rl-2").1, Some((4, earlier)));
         assert_eq!(app.count("SELECT COUNT(*) AS n FROM request_logs WHERE provider = 'openai' AND model = 'gpt-4o-mini'").await, 300);
         assert_eq!(app.count("SELECT CAST(SUM(prompt_tokens) AS BIGINT) AS n FROM request_logs WHERE model = 'gpt-4o-mini'").await, (0..300).sum::<i64>());
+        let row_7 = "SELECT COUNT(*) AS n FROM request_logs WHERE user_id = 'user-7' AND virtual_key_id IS NULL AND prompt_tokens = 7 \
+                     AND completion_tokens = 1 AND cost = 7 AND status = 200 AND latency_ms = 3 AND streamed = 0";
+        assert_eq!(app.count(row_7).await, 1, "every value of a log line lands in its own column");
         store.close().await;
     }
 }
