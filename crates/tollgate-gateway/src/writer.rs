@@ -49,6 +49,16 @@ impl Batch {
         self.lines.is_empty() && self.logs.is_empty()
     }
 
+    /// Empties a written batch for reuse, keeping its capacity (within reason) so the next one
+    /// fills without growing its table and list again.
+    fn clear(&mut self) {
+        self.lines.clear();
+        self.logs.clear();
+        if self.logs.capacity() > 2 * FLUSH_AT_LOGS {
+            self.logs = Vec::new();
+        }
+    }
+
     /// Puts back a batch whose write failed, behind anything newer that arrived meanwhile.
     fn restore(&mut self, older: Batch) {
         for (line, value) in older.lines {
@@ -118,33 +128,43 @@ impl WriterHandle {
 
 async fn run(store: Arc<dyn UsageStore>, pending: Arc<Mutex<Batch>>, close: Arc<Notify>, full: Arc<Notify>) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
+    // Two batches take turns: requests fill one while the other is written, then emptied.
+    let mut spare = Batch::default();
     loop {
         let closing = tokio::select! {
             () = close.notified() => true,
             () = full.notified() => false,
             _ = tick.tick() => false,
         };
-        flush(store.as_ref(), &pending).await;
+        flush(store.as_ref(), &pending, &mut spare).await;
         if closing {
             return;
         }
     }
 }
 
-/// Writes what is pending; on failure it goes back into the batch and is retried next tick.
-async fn flush(store: &dyn UsageStore, pending: &Mutex<Batch>) {
-    let taken = match pending.lock() {
-        Ok(mut batch) => std::mem::take(&mut *batch),
+/// Writes what is pending, leaving the emptied `spare` in its place for requests to fill; on
+/// failure it goes back into the batch and is retried next tick.
+async fn flush(store: &dyn UsageStore, pending: &Mutex<Batch>, spare: &mut Batch) {
+    let mut taken = match pending.lock() {
+        Ok(mut batch) => std::mem::replace(&mut *batch, std::mem::take(spare)),
         Err(_) => return,
     };
     if taken.is_empty() {
+        *spare = taken;
         return;
     }
     let rows: Vec<UsageRow> = taken.lines.values().map(row).collect();
-    if let Err(e) = store.write_usage(&rows, &taken.logs).await {
-        tracing::error!(error = %e, queued = rows.len(), "usage write failed; will retry");
-        if let Ok(mut batch) = pending.lock() {
-            batch.restore(taken);
+    match store.write_usage(&rows, &taken.logs).await {
+        Ok(()) => {
+            taken.clear();
+            *spare = taken;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, queued = rows.len(), "usage write failed; will retry");
+            if let Ok(mut batch) = pending.lock() {
+                batch.restore(taken);
+            }
         }
     }
 }
@@ -253,6 +273,25 @@ mod tests {
         writer.record(Vec::new(), Some(log_line()));
         let flushed = tokio::time::timeout(FLUSH_EVERY / 5, written.recv()).await;
         assert_eq!(flushed.ok().flatten(), Some(FLUSH_AT_LOGS), "the full batch is written before the tick");
+        handle.close().await;
+    }
+
+    /// The two batches take turns: each flush writes only what was recorded since the last one,
+    /// and a batch emptied after its write starts the next round with nothing left in it.
+    #[tokio::test(start_paused = true)]
+    async fn batches_taking_turns_write_each_line_exactly_once() {
+        let (tx, mut written) = tokio::sync::mpsc::unbounded_channel();
+        let (writer, handle) = UsageWriter::spawn(Arc::new(Counting(tx)));
+        tokio::task::yield_now().await; // the first tick (at once) finds nothing to write
+        for round in 1..=4 {
+            for _ in 0..round * 10 {
+                writer.record(Vec::new(), Some(log_line()));
+            }
+            tokio::time::sleep(FLUSH_EVERY).await;
+            assert_eq!(written.recv().await, Some(round * 10), "round {round} writes its own lines and no others");
+        }
+        tokio::time::sleep(FLUSH_EVERY * 3).await;
+        assert!(written.try_recv().is_err(), "an empty round writes nothing");
         handle.close().await;
     }
 }
