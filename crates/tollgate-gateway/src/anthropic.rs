@@ -3,7 +3,7 @@
 //! translated for an OpenAI-compatible one, with every answer and error in Anthropic's shape.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
@@ -20,7 +20,7 @@ use crate::upstream::Exchange;
 pub const DEFAULT_PROVIDER: &str = "anthropic";
 
 /// Client headers an Anthropic upstream is given as they came.
-const FORWARDED: [&str; 1] = ["anthropic-beta"];
+const FORWARDED: [HeaderName; 1] = [HeaderName::from_static("anthropic-beta")];
 
 pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     serve(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response)
@@ -41,7 +41,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let (upstream_body, forwarded) = match target.spec.kind {
         ProviderKind::Anthropic => {
             let name = serde_json::to_string(model).unwrap_or_default();
-            let forwarded = FORWARDED.iter().filter_map(|name| headers.get(*name).map(|v| (*name, v.clone()))).collect();
+            let forwarded = FORWARDED.iter().filter_map(|name| headers.get(name).map(|v| (name.clone(), v.clone()))).collect();
             (request.encode(&[("model", Some(&name))]), forwarded)
         }
         ProviderKind::OpenAi => {

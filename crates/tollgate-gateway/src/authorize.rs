@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use chrono::{DateTime, Utc};
 use tollgate_core::auth::sha256;
 use tollgate_core::profile::{Budget, ProviderConfig, RateLimit};
@@ -15,13 +15,20 @@ use crate::error::GatewayError;
 use crate::snapshot::{GovernedCopy, Lines, Snapshot};
 
 /// Headers that may carry a virtual key, in the order they are tried.
-pub const KEY_HEADERS: [&str; 5] = ["x-bf-vk", "authorization", "x-api-key", "x-goog-api-key", "api-key"];
+/// Names made once, so a look-up does not parse and check the name again on every request.
+pub const KEY_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-bf-vk"),
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+    HeaderName::from_static("api-key"),
+];
 
 /// The first header value that is a virtual key (`sk-bf-…`, prefix case-insensitive).
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     KEY_HEADERS.iter().find_map(|name| {
-        let value = headers.get(*name)?.to_str().ok()?.trim();
-        let value = if *name == "authorization" {
+        let value = headers.get(name)?.to_str().ok()?.trim();
+        let value = if name == header::AUTHORIZATION {
             let (scheme, rest) = value.split_once(' ')?;
             if !scheme.eq_ignore_ascii_case("bearer") {
                 return None;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use crate::usage::{Usage, usage_in};
 
 /// The Anthropic API version sent with every call to an Anthropic upstream.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+const ANTHROPIC_VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// Upstream statuses that a retry may cure.
 fn retryable(status: reqwest::StatusCode) -> bool {
@@ -42,7 +43,7 @@ pub async fn post(
     path: &str,
     body: &Bytes,
     stream: bool,
-    forwarded: &[(&'static str, HeaderValue)],
+    forwarded: &[(HeaderName, HeaderValue)],
 ) -> Result<reqwest::Response, GatewayError> {
     let spec = &target.spec;
     let url = spec.url(path).ok_or_else(|| {
@@ -71,24 +72,29 @@ pub async fn post(
     };
     let mut attempt = 0;
     loop {
-        let mut request = http.post(url.clone()).header(header::CONTENT_TYPE, "application/json").body(body.clone());
+        // Built in place rather than through the by-value builder, which moves the whole request
+        // once per header.
+        let mut request = reqwest::Request::new(reqwest::Method::POST, url.clone());
+        *request.body_mut() = Some(body.clone().into());
         if !stream {
-            request = request.timeout(spec.timeout);
+            *request.timeout_mut() = Some(spec.timeout);
         }
+        let headers = request.headers_mut();
+        headers.append(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in &spec.extra_headers {
-            request = request.header(name, value.clone());
+            headers.append(name, value.clone());
         }
         if let Some((name, value)) = &auth {
-            request = request.header(name, value.clone());
+            headers.append(name, value.clone());
         }
         if spec.kind == ProviderKind::Anthropic {
-            request = request.header("anthropic-version", ANTHROPIC_VERSION);
+            headers.append(ANTHROPIC_VERSION_HEADER, HeaderValue::from_static(ANTHROPIC_VERSION));
         }
         for (name, value) in forwarded {
-            request = request.header(*name, value.clone());
+            headers.append(name, value.clone());
         }
         let last = attempt >= spec.max_retries;
-        match request.send().await {
+        match http.execute(request).await {
             Ok(response) if retryable(response.status()) && !last => {}
             Ok(response) => return Ok(response),
             Err(e) if !last && (e.is_connect() || e.is_timeout()) => {}
@@ -122,7 +128,7 @@ pub(crate) struct Exchange {
     /// The prompt and the output tokens allowed: charged when a successful answer reports no usage.
     pub estimate: (Prompt, u64),
     /// Client headers passed on to the upstream.
-    pub forwarded: Vec<(&'static str, HeaderValue)>,
+    pub forwarded: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Exchange {
