@@ -1,8 +1,6 @@
 //! The gateway's storage port: what the data plane loads at start and after every management
 //! change (keys, copies, overrides, usage), and what its background writer persists.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -15,11 +13,10 @@ use crate::providers::{Provider, ProviderKey};
 /// A virtual key as the data plane needs it: found by the hash of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
-    /// Shared, not copied, into every request's grant and log line.
-    pub id: Arc<str>,
+    pub id: String,
     pub value_hash: String,
     pub name: String,
-    pub user_id: Arc<str>,
+    pub user_id: String,
     pub is_active: bool,
 }
 
@@ -46,8 +43,8 @@ pub enum UsageRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLog {
     pub created_at: DateTime<Utc>,
-    pub user_id: Option<Arc<str>>,
-    pub virtual_key_id: Option<Arc<str>>,
+    pub user_id: Option<String>,
+    pub virtual_key_id: Option<String>,
     pub provider: String,
     pub model: String,
     pub prompt_tokens: u64,

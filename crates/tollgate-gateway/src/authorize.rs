@@ -41,12 +41,13 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
-/// Who may make the request, and under which copy and provider config.
-#[derive(Debug, Clone)]
-pub struct Grant {
-    pub user_id: Arc<str>,
-    pub key_id: Arc<str>,
-    pub copy: Arc<GovernedCopy>,
+/// Who may make the request, and under which copy and provider config, borrowed from the
+/// snapshot the decision was made on (nothing shared is counted up and down per request).
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'s> {
+    pub user_id: &'s str,
+    pub key_id: &'s str,
+    pub copy: &'s GovernedCopy,
     /// Index of the governing provider config in the copy's policy.
     config_at: usize,
 }
@@ -58,7 +59,13 @@ fn refused(status: StatusCode, kind: &'static str, message: String) -> GatewayEr
 /// Identity and access checks, first failure wins: key present, key known, key active, an
 /// active copy, the provider, the model. With several copies, the oldest active copy that grants
 /// both provider and model governs the request (its budgets and limits are charged).
-pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: &str, now: DateTime<Utc>) -> Result<Grant, GatewayError> {
+pub fn authorize<'s>(
+    snapshot: &'s Snapshot,
+    key: Option<&str>,
+    provider: &str,
+    model: &str,
+    now: DateTime<Utc>,
+) -> Result<Grant<'s>, GatewayError> {
     let key = key.ok_or_else(|| {
         refused(
             StatusCode::UNAUTHORIZED,
@@ -77,7 +84,7 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
         return Err(refused(StatusCode::FORBIDDEN, "virtual_key_blocked", "Virtual key is inactive".into()));
     }
     // Judged over the user's copies in place (oldest first), without collecting them.
-    let copies = snapshot.copies.get(&*record.user_id).map_or(&[][..], Vec::as_slice);
+    let copies = snapshot.copies.get(&record.user_id).map_or(&[][..], Vec::as_slice);
     let active = || copies.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now));
     if active().next().is_none() {
         return Err(refused(
@@ -101,7 +108,7 @@ pub fn authorize(snapshot: &Snapshot, key: Option<&str>, provider: &str, model: 
             (p.all_models_allowed || p.allowed_models.iter().any(|m| m == model)).then_some((c, at))
         })
         .ok_or_else(|| refused(StatusCode::FORBIDDEN, "model_blocked", format!("Model '{model}' is not allowed for this virtual key")))?;
-    Ok(Grant { user_id: record.user_id.clone(), key_id: record.id.clone(), copy: Arc::clone(copy), config_at })
+    Ok(Grant { user_id: &record.user_id, key_id: &record.id, copy, config_at })
 }
 
 /// What a request is expected to consume.
@@ -122,7 +129,7 @@ impl Estimate {
     }
 }
 
-impl Grant {
+impl Grant<'_> {
     /// The provider config that governs the request.
     pub fn config(&self) -> &ProviderConfig {
         &self.copy.policy.provider_configs[self.config_at]

@@ -29,6 +29,18 @@ pub enum LineKind {
     Requests,
 }
 
+/// The kind of a line by its name, as `writer::line_of` names them: `<id>:t` counts tokens,
+/// `<id>:r` requests, and a bare id is a budget.
+fn kind_of(line: &str) -> LineKind {
+    if line.ends_with(":t") {
+        LineKind::Tokens
+    } else if line.ends_with(":r") {
+        LineKind::Requests
+    } else {
+        LineKind::Budget
+    }
+}
+
 /// One line a request must fit into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -108,8 +120,15 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     /// Reserves every claim or none.
     async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal>;
     /// Ends a reservation, charging `actual` per kind (0 releases it), and hands the charged lines'
-    /// new values to `done`. Never waits: a store that must do I/O does it in the background.
+    /// new values to `done` — or, for a store that keeps its lines in this process, leaves them to
+    /// `charged`. Never waits: a store that must do I/O does it in the background.
     fn settle(&self, reservation: u64, actual: Actual, now: DateTime<Utc>, done: Settled);
+    /// The lines charged since the last call, at their current values, from a store that keeps
+    /// its lines in this process (the writer asks at every flush); others report through
+    /// `settle` and have none here.
+    fn charged(&self) -> Vec<LineValue> {
+        Vec::new()
+    }
     /// Takes a persisted line value if the store has none for the line or holds an older window
     /// (at start, and on reload after a management write zeroed a line).
     async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String>;
@@ -141,6 +160,11 @@ impl Actual {
 
 #[derive(Debug, Clone)]
 struct Line {
+    /// The line's name, shared with the slot table; reported with the line's value when charged.
+    name: Arc<str>,
+    kind: LineKind,
+    /// Charged since the writer last took the charged lines (listed in `State::charged`).
+    charged: bool,
     window_start: DateTime<Utc>,
     used: u64,
     reserved: u64,
@@ -151,32 +175,44 @@ struct Line {
 }
 
 impl Line {
-    fn new(window_start: DateTime<Utc>, used: u64) -> Line {
+    fn new(name: Arc<str>, kind: LineKind, window_start: DateTime<Utc>, used: u64) -> Line {
         let lattice = (Period::Day, false, DateTime::<Utc>::MIN_UTC);
-        Line { window_start, used, reserved: 0, lattice, until: DateTime::<Utc>::MIN_UTC }
+        Line { name, kind, charged: false, window_start, used, reserved: 0, lattice, until: DateTime::<Utc>::MIN_UTC }
     }
 
-    /// Moves the line into the window of `claim` at `now` (usage of a past window is dropped).
-    fn roll(&mut self, claim: &Claim, now: DateTime<Utc>) {
-        let lattice = (claim.period, claim.calendar_aligned, claim.anchor);
+    /// Moves the line into its window on `lattice` at `now` (usage of a past window is dropped).
+    fn roll(&mut self, lattice: Lattice, now: DateTime<Utc>) {
         if now < self.until && self.lattice == lattice {
             return;
         }
-        let start = claim.window_start(now);
+        let (period, aligned, anchor) = lattice;
+        let start = period.window_start(aligned, anchor, now);
         if self.window_start < start {
             self.window_start = start;
             self.used = 0;
         }
         self.lattice = lattice;
-        self.until = claim.period.next_start(claim.calendar_aligned, start);
+        self.until = period.next_start(aligned, start);
     }
+}
+
+/// A claim's windows: period, calendar alignment, anchor.
+type Lattice = (Period, bool, DateTime<Utc>);
+
+/// A claim as its reservation keeps it: the slot of its line and what settling needs. It holds
+/// nothing shared, so a request counts no line name up and down on its way through.
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    slot: usize,
+    kind: LineKind,
+    estimate: u64,
+    lattice: Lattice,
 }
 
 #[derive(Debug)]
 struct Held {
     at: DateTime<Utc>,
-    /// Each claim with the slot of its line.
-    claims: Vec<(Claim, usize)>,
+    claims: Vec<Taken>,
 }
 
 /// Lines live in a vector and are found by name once per reservation; the reservation keeps
@@ -187,15 +223,17 @@ struct State {
     lines: Vec<Line>,
     held: HashMap<u64, Held>,
     next: u64,
+    /// Slots of the lines charged since the writer last took them.
+    charged: Vec<usize>,
 }
 
 impl State {
     /// The slot of `name`, made (empty, in a window starting at `start`) if it is new.
-    fn slot(&mut self, name: &Arc<str>, start: impl FnOnce() -> DateTime<Utc>) -> usize {
+    fn slot(&mut self, name: &Arc<str>, kind: LineKind, start: impl FnOnce() -> DateTime<Utc>) -> usize {
         if let Some(slot) = self.slots.get(&**name) {
             return *slot;
         }
-        self.lines.push(Line::new(start(), 0));
+        self.lines.push(Line::new(name.clone(), kind, start(), 0));
         self.slots.insert(name.clone(), self.lines.len() - 1);
         self.lines.len() - 1
     }
@@ -219,21 +257,22 @@ impl MemoryCounters {
         let mut denials = Vec::new();
         let mut held = Vec::with_capacity(claims.len());
         for claim in claims {
-            let slot = state.slot(&claim.line, || claim.window_start(now));
+            let slot = state.slot(&claim.line, claim.kind, || claim.window_start(now));
             let line = &mut state.lines[slot];
-            line.roll(claim, now);
+            let lattice = (claim.period, claim.calendar_aligned, claim.anchor);
+            line.roll(lattice, now);
             let taken = line.used.saturating_add(line.reserved);
             if taken.saturating_add(claim.estimate) > claim.limit {
                 denials.push(claim.denial(taken, line.window_start));
             }
-            held.push((claim.clone(), slot));
+            held.push(Taken { slot, kind: claim.kind, estimate: claim.estimate, lattice });
         }
         if !denials.is_empty() {
             return Err(Refusal::Denied(denials));
         }
-        for (claim, slot) in &held {
-            let line = &mut state.lines[*slot];
-            line.reserved = line.reserved.saturating_add(claim.estimate);
+        for taken in &held {
+            let line = &mut state.lines[taken.slot];
+            line.reserved = line.reserved.saturating_add(taken.estimate);
         }
         state.next += 1;
         let id = state.next;
@@ -241,21 +280,22 @@ impl MemoryCounters {
         Ok(id)
     }
 
-    fn settle_now(&self, reservation: u64, actual: Actual, now: DateTime<Utc>) -> Vec<LineValue> {
-        let Ok(mut state) = self.state.lock() else { return Vec::new() };
-        let Some(held) = state.held.remove(&reservation) else { return Vec::new() };
-        let mut values = Vec::with_capacity(held.claims.len());
-        for (claim, slot) in held.claims {
-            let line = &mut state.lines[slot];
-            line.roll(&claim, now);
-            line.reserved = line.reserved.saturating_sub(claim.estimate);
-            let charge = actual.of(claim.kind);
+    /// Charges `actual` and releases the rest; charged lines are marked for the writer, which
+    /// reads their values at its next flush (no value travels with each request).
+    fn settle_now(&self, reservation: u64, actual: Actual, now: DateTime<Utc>) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let Some(held) = state.held.remove(&reservation) else { return };
+        for taken in held.claims {
+            let line = &mut state.lines[taken.slot];
+            line.roll(taken.lattice, now);
+            line.reserved = line.reserved.saturating_sub(taken.estimate);
+            let charge = actual.of(taken.kind);
             line.used = line.used.saturating_add(charge);
-            if charge > 0 {
-                values.push(LineValue { line: claim.line, kind: claim.kind, used: line.used, window_start: line.window_start });
+            if charge > 0 && !line.charged {
+                line.charged = true;
+                state.charged.push(taken.slot);
             }
         }
-        values
     }
 }
 
@@ -266,15 +306,30 @@ impl Counters for MemoryCounters {
     }
 
     fn settle(&self, reservation: u64, actual: Actual, now: DateTime<Utc>, done: Settled) {
-        done(self.settle_now(reservation, actual, now));
+        self.settle_now(reservation, actual, now);
+        done(Vec::new());
+    }
+
+    fn charged(&self) -> Vec<LineValue> {
+        let Ok(mut state) = self.state.lock() else { return Vec::new() };
+        let State { lines, charged, .. } = &mut *state;
+        charged
+            .drain(..)
+            .map(|slot| {
+                let line = &mut lines[slot];
+                line.charged = false;
+                LineValue { line: Arc::clone(&line.name), kind: line.kind, used: line.used, window_start: line.window_start }
+            })
+            .collect()
     }
 
     async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
         let mut state = self.state.lock().map_err(|_| "counter lock poisoned".to_owned())?;
         let State { slots, lines, .. } = &mut *state;
         let Some(slot) = slots.get(line) else {
-            lines.push(Line::new(window_start, used));
-            slots.insert(Arc::from(line), lines.len() - 1);
+            let name: Arc<str> = Arc::from(line);
+            lines.push(Line::new(name.clone(), kind_of(line), window_start, used));
+            slots.insert(name, lines.len() - 1);
             return Ok(());
         };
         let kept = &mut lines[*slot];
@@ -319,11 +374,14 @@ pub(crate) mod tests {
         }
     }
 
-    /// Settles and waits for the new line values.
+    /// Settles and waits for the new line values, however the store reports them (with the
+    /// settlement, or as charged lines for the writer's next flush).
     pub async fn settle(c: &dyn Counters, id: u64, actual: Actual, now: DateTime<Utc>) -> Vec<LineValue> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         c.settle(id, actual, now, Box::new(move |values| drop(tx.send(values))));
-        rx.await.unwrap_or_default()
+        let mut values = rx.await.unwrap_or_default();
+        values.extend(c.charged());
+        values
     }
 
     pub async fn a_request_is_admitted_only_if_its_estimate_fits(c: &dyn Counters, line: &str) {
@@ -396,6 +454,27 @@ pub(crate) mod tests {
         // started at 11:00, though that one has not ended yet.
         assert!(c.reserve(&[hourly(10, at(11, 20))], at(11, 25)).await.is_ok());
         assert_eq!(c.peek("b1").await, Some((0, 60)), "the old window's 40 used are gone, reservations stay");
+    }
+
+    /// The writer reads a memory line's value at its flush: once per line however many requests
+    /// charged it, at its latest value, and never for a reservation released without a charge.
+    #[tokio::test]
+    async fn memory_charged_lines_are_reported_once_at_their_latest_value() {
+        let c = MemoryCounters::new();
+        let now = tollgate_core::clock::now();
+        for cost in [10, 20, 30] {
+            let id = c.reserve(&[budget("b1", 1_000, 50), budget("b2", 1_000, 50)], now).await.unwrap_or_default();
+            c.settle_now(id, Actual { cost_micros: cost, ..Actual::default() }, now);
+        }
+        let released = c.reserve(&[budget("b3", 1_000, 50)], now).await.unwrap_or_default();
+        c.settle_now(released, Actual::default(), now);
+        let mut charged: Vec<(String, u64)> = c.charged().into_iter().map(|v| (v.line.to_string(), v.used)).collect();
+        charged.sort();
+        assert_eq!(charged, vec![("b1".to_owned(), 60), ("b2".to_owned(), 60)], "each line once, at its latest value");
+        assert!(c.charged().is_empty(), "nothing is charged twice");
+        let id = c.reserve(&[budget("b1", 1_000, 50)], now).await.unwrap_or_default();
+        c.settle_now(id, Actual { cost_micros: 5, ..Actual::default() }, now);
+        assert_eq!(c.charged().into_iter().map(|v| v.used).collect::<Vec<_>>(), vec![65], "charged again after a flush");
     }
 
     #[tokio::test]

@@ -197,7 +197,7 @@ impl Gateway {
         let adopted_at = tollgate_core::clock::now();
         adopt_stored_usage(store.as_ref(), counters.as_ref(), None).await?;
         let http = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| e.to_string())?;
-        let (writer, writer_handle) = UsageWriter::spawn(store.clone());
+        let (writer, writer_handle) = UsageWriter::spawn(store.clone(), counters.clone());
         let providers = settings.providers.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
         let inner = Inner {
             snapshot,
@@ -301,8 +301,8 @@ impl Gateway {
         let claims = grant.claims(&snapshot, estimate(price, prompt, ask.max_out), now);
         let log = RequestLog {
             created_at: now,
-            user_id: Some(grant.user_id.clone()),
-            virtual_key_id: Some(grant.key_id.clone()),
+            user_id: Some(grant.user_id.to_owned()),
+            virtual_key_id: Some(grant.key_id.to_owned()),
             provider: provider.to_owned(),
             model: model.to_owned(),
             prompt_tokens: 0,
@@ -323,14 +323,14 @@ impl Gateway {
     }
 
     /// Finds the provider (API-managed first), picks its key and authorizes the caller.
-    fn resolve(
+    fn resolve<'s>(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &'s Snapshot,
         headers: &HeaderMap,
         provider: &str,
         model: &str,
         now: DateTime<Utc>,
-    ) -> Result<(Target, Grant), GatewayError> {
+    ) -> Result<(Target, Grant<'s>), GatewayError> {
         if provider.chars().chain(model.chars()).any(char::is_control) {
             return Err(GatewayError::bad_request("the model name must not contain control characters"));
         }

@@ -36,14 +36,14 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
     let key = presented_key(headers);
     let user = match crate::authorize::authorize(&snapshot, key, "", "", now) {
         Err(e) if e.kind == "provider_blocked" => {
-            key.and_then(|k| snapshot.keys.get(&tollgate_core::auth::sha256(k))).map(|k| k.user_id.clone()).unwrap_or_default()
+            key.and_then(|k| snapshot.keys.get(&tollgate_core::auth::sha256(k))).map_or("", |k| k.user_id.as_str())
         }
         Err(e) => return Err(e),
         Ok(grant) => grant.user_id,
     };
     let mut ids = BTreeSet::new();
     let mut providers = BTreeSet::new();
-    for copy in snapshot.copies.get(&*user).into_iter().flatten().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
+    for copy in snapshot.copies.get(user).into_iter().flatten().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
         for config in &copy.policy.provider_configs {
             providers.insert(config.provider_name.clone());
             if wanted.is_some_and(|w| w != config.provider_name) {

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageRow, UsageStore};
 
-use crate::counters::{LineKind, LineValue};
+use crate::counters::{Counters, LineKind, LineValue};
 
 /// How often pending usage is written. A flush costs mostly its round trips to the database, not
 /// its rows, so flushing less often makes every request cheaper (decision 83); twice a second
@@ -99,10 +99,12 @@ pub struct WriterHandle {
 }
 
 impl UsageWriter {
-    pub fn spawn(store: Arc<dyn UsageStore>) -> (UsageWriter, WriterHandle) {
+    /// Starts the task; at every flush it also takes the lines `counters` keeps charged in this
+    /// process (`Counters::charged`).
+    pub fn spawn(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>) -> (UsageWriter, WriterHandle) {
         let pending = Arc::new(Mutex::new(Batch::default()));
         let (close, full) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let task = tokio::spawn(run(store, pending.clone(), close.clone(), full.clone()));
+        let task = tokio::spawn(run(store, counters, pending.clone(), close.clone(), full.clone()));
         (UsageWriter { pending, full }, WriterHandle { close, task })
     }
 
@@ -126,7 +128,7 @@ impl WriterHandle {
     }
 }
 
-async fn run(store: Arc<dyn UsageStore>, pending: Arc<Mutex<Batch>>, close: Arc<Notify>, full: Arc<Notify>) {
+async fn run(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>, pending: Arc<Mutex<Batch>>, close: Arc<Notify>, full: Arc<Notify>) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     // Two batches take turns: requests fill one while the other is written, then emptied.
     let mut spare = Batch::default();
@@ -136,7 +138,7 @@ async fn run(store: Arc<dyn UsageStore>, pending: Arc<Mutex<Batch>>, close: Arc<
             () = full.notified() => false,
             _ = tick.tick() => false,
         };
-        flush(store.as_ref(), &pending, &mut spare).await;
+        flush(store.as_ref(), counters.as_ref(), &pending, &mut spare).await;
         if closing {
             return;
         }
@@ -145,11 +147,12 @@ async fn run(store: Arc<dyn UsageStore>, pending: Arc<Mutex<Batch>>, close: Arc<
 
 /// Writes what is pending, leaving the emptied `spare` in its place for requests to fill; on
 /// failure it goes back into the batch and is retried next tick.
-async fn flush(store: &dyn UsageStore, pending: &Mutex<Batch>, spare: &mut Batch) {
+async fn flush(store: &dyn UsageStore, counters: &dyn Counters, pending: &Mutex<Batch>, spare: &mut Batch) {
     let mut taken = match pending.lock() {
         Ok(mut batch) => std::mem::replace(&mut *batch, std::mem::take(spare)),
         Err(_) => return,
     };
+    taken.add(counters.charged(), None);
     if taken.is_empty() {
         *spare = taken;
         return;
@@ -263,7 +266,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_batch_is_written_before_the_next_tick() {
         let (tx, mut written) = tokio::sync::mpsc::unbounded_channel();
-        let (writer, handle) = UsageWriter::spawn(Arc::new(Counting(tx)));
+        let (writer, handle) = UsageWriter::spawn(Arc::new(Counting(tx)), Arc::new(crate::counters::MemoryCounters::new()));
         tokio::task::yield_now().await; // the first tick (at once) finds nothing to write
         for _ in 0..FLUSH_AT_LOGS - 1 {
             writer.record(Vec::new(), Some(log_line()));
@@ -281,7 +284,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn batches_taking_turns_write_each_line_exactly_once() {
         let (tx, mut written) = tokio::sync::mpsc::unbounded_channel();
-        let (writer, handle) = UsageWriter::spawn(Arc::new(Counting(tx)));
+        let (writer, handle) = UsageWriter::spawn(Arc::new(Counting(tx)), Arc::new(crate::counters::MemoryCounters::new()));
         tokio::task::yield_now().await; // the first tick (at once) finds nothing to write
         for round in 1..=4 {
             for _ in 0..round * 10 {

@@ -177,10 +177,10 @@ impl UsageStore for SqlStore {
             .iter()
             .map(|r| {
                 Ok(KeyRecord {
-                    id: r.try_get::<String, _>("id").map_err(map_err)?.into(),
+                    id: r.try_get("id").map_err(map_err)?,
                     value_hash: r.try_get("value_hash").map_err(map_err)?,
                     name: r.try_get("name").map_err(map_err)?,
-                    user_id: r.try_get::<String, _>("user_id").map_err(map_err)?.into(),
+                    user_id: r.try_get("user_id").map_err(map_err)?,
                     is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
                 })
             })

@@ -10,7 +10,7 @@ use tollgate_testkit::{Backend, TestApp};
 fn log(i: u64) -> RequestLog {
     RequestLog {
         created_at: Utc::now(),
-        user_id: Some(format!("user-{i}").into()),
+        user_id: Some(format!("user-{i}")),
         virtual_key_id: None,
         provider: "openai".into(),
         model: "gpt-4o-mini".into(),
