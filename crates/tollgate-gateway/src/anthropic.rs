@@ -3,7 +3,7 @@
 //! translated for an OpenAI-compatible one, with every answer and error in Anthropic's shape.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
@@ -21,6 +21,11 @@ pub const DEFAULT_PROVIDER: &str = "anthropic";
 
 /// Client headers an Anthropic upstream is given as they came.
 const FORWARDED: [HeaderName; 1] = [HeaderName::from_static("anthropic-beta")];
+
+/// The client's headers of `FORWARDED` that it sent, for an Anthropic upstream.
+pub(crate) fn forwarded(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    FORWARDED.iter().filter_map(|name| headers.get(name).map(|v| (name.clone(), v.clone()))).collect()
+}
 
 pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     serve(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response)
@@ -41,8 +46,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let (upstream_body, forwarded) = match target.spec.kind {
         ProviderKind::Anthropic => {
             let name = serde_json::to_string(model).unwrap_or_default();
-            let forwarded = FORWARDED.iter().filter_map(|name| headers.get(name).map(|v| (name.clone(), v.clone()))).collect();
-            (request.encode(&[("model", Some(&name))]), forwarded)
+            (request.encode(&[("model", Some(&name))]), forwarded(headers))
         }
         ProviderKind::OpenAi => {
             // Translation needs the whole tree; only this path builds one.

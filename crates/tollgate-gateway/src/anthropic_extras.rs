@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -68,8 +68,7 @@ async fn count(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         return Ok(Json(json!({"input_tokens": prompt_estimate(&request)})).into_response());
     }
     let name = serde_json::to_string(model).unwrap_or_default();
-    let beta = HeaderName::from_static("anthropic-beta");
-    let forwarded: Vec<_> = headers.get(&beta).map(|v| (beta.clone(), v.clone())).into_iter().collect();
+    let forwarded = crate::anthropic::forwarded(headers);
     let upstream_body = Bytes::from(request.encode(&[("model", Some(&name))]));
     let answer = upstream::post(&gw.0.http, &target, "/messages/count_tokens", &upstream_body, false, &forwarded).await?;
     let status = answer.status().as_u16();

@@ -29,18 +29,6 @@ pub enum LineKind {
     Requests,
 }
 
-/// The kind of a line by its name, as `writer::line_of` names them: `<id>:t` counts tokens,
-/// `<id>:r` requests, and a bare id is a budget.
-fn kind_of(line: &str) -> LineKind {
-    if line.ends_with(":t") {
-        LineKind::Tokens
-    } else if line.ends_with(":r") {
-        LineKind::Requests
-    } else {
-        LineKind::Budget
-    }
-}
-
 /// One line a request must fit into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -131,7 +119,7 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     }
     /// Takes a persisted line value if the store has none for the line or holds an older window
     /// (at start, and on reload after a management write zeroed a line).
-    async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String>;
+    async fn adopt(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String>;
     /// Releases reservations older than `max_age`; returns how many.
     async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize;
     /// Used and reserved of a line in its current window (for reads and tests).
@@ -323,12 +311,12 @@ impl Counters for MemoryCounters {
             .collect()
     }
 
-    async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+    async fn adopt(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
         let mut state = self.state.lock().map_err(|_| "counter lock poisoned".to_owned())?;
         let State { slots, lines, .. } = &mut *state;
         let Some(slot) = slots.get(line) else {
             let name: Arc<str> = Arc::from(line);
-            lines.push(Line::new(name.clone(), kind_of(line), window_start, used));
+            lines.push(Line::new(name.clone(), kind, window_start, used));
             slots.insert(name, lines.len() - 1);
             return Ok(());
         };
@@ -413,7 +401,7 @@ pub(crate) mod tests {
 
     pub async fn usage_of_a_past_window_does_not_count(c: &dyn Counters, line: &str) {
         let now = tollgate_core::clock::now();
-        assert!(c.adopt(line, 100, now - Duration::days(2)).await.is_ok());
+        assert!(c.adopt(line, LineKind::Budget, 100, now - Duration::days(2)).await.is_ok());
         assert!(c.reserve(&[budget(line, 100, 50)], now).await.is_ok(), "yesterday's spend is gone");
     }
 
@@ -421,9 +409,9 @@ pub(crate) mod tests {
         let now = tollgate_core::clock::now();
         let id = c.reserve(&[budget(line, 100, 10)], now).await.unwrap_or_default();
         settle(c, id, Actual { cost_micros: 80, ..Actual::default() }, now).await;
-        assert!(c.adopt(line, 5, now - Duration::days(1)).await.is_ok());
+        assert!(c.adopt(line, LineKind::Budget, 5, now - Duration::days(1)).await.is_ok());
         assert_eq!(c.peek(line).await, Some((80, 0)), "an older value never overwrites a newer one");
-        assert!(c.adopt(line, 0, now).await.is_ok());
+        assert!(c.adopt(line, LineKind::Budget, 0, now).await.is_ok());
         assert_eq!(c.peek(line).await, Some((0, 0)), "a reset (a window starting now) zeroes the line");
         assert!(c.reserve(&[budget(line, 100, 90)], now).await.is_ok(), "the room is back at once");
     }

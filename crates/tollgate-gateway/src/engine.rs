@@ -372,8 +372,8 @@ pub(crate) struct Ask<'a> {
 /// which keep whichever window is newer.
 async fn adopt_stored_usage(store: &dyn UsageStore, counters: &dyn Counters, since: Option<DateTime<Utc>>) -> Result<(), String> {
     for row in store.load_usage(since).await.map_err(|e| e.to_string())? {
-        let (line, _, used, window_start) = line_of(&row);
-        counters.adopt(&line, used, window_start).await?;
+        let (line, kind, used, window_start) = line_of(&row);
+        counters.adopt(&line, kind, used, window_start).await?;
     }
     Ok(())
 }

@@ -39,11 +39,7 @@ impl Sql {
     pub(crate) fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
         let mut args = AnyArguments::default();
         for arg in &self.args {
-            // Adding a plain integer or string to the argument buffer cannot fail.
-            let _ = match arg {
-                Arg::Int(v) => args.add(*v),
-                Arg::Text(v) => args.add(v.clone()),
-            };
+            arg.clone().add_to(&mut args);
         }
         sqlx::query_with(&self.text, args)
     }

@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Actual, Claim, Counters, LineValue, Refusal, Settled};
+use super::{Actual, Claim, Counters, LineKind, LineValue, Refusal, Settled};
 
 static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
@@ -222,7 +222,7 @@ impl Counters for RedisCounters {
         );
     }
 
-    async fn adopt(&self, line: &str, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+    async fn adopt(&self, line: &str, _kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
         let mut call = ADOPT.key(self.line_key(line));
         call.arg(used).arg(micros(window_start)).arg((tollgate_core::clock::now() + ADOPTED_EXPIRY).timestamp_millis());
         call.invoke_async::<i64>(&mut self.connection.clone()).await.map(drop).map_err(|e| format!("redis: {e}"))
@@ -331,7 +331,7 @@ mod tests {
         );
         contract::settle(&c, id, Actual { cost_micros: 5, ..Actual::default() }, now).await;
         assert!(ttl_ms(&c, "b1").await > until_window_end, "settling keeps the expiry");
-        c.adopt("b2", 7, now).await.expect("adopted");
+        c.adopt("b2", LineKind::Budget, 7, now).await.expect("adopted");
         let adopted = ttl_ms(&c, "b2").await;
         assert!(adopted > Duration::days(399).num_milliseconds(), "a line taken from the database expires too: {adopted} ms");
     }
