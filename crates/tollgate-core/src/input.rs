@@ -13,7 +13,7 @@ use crate::window::{BudgetResetConfig, BudgetResetDuration, RateLimitResetDurati
 /// Body of `POST …/access-profiles`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct CreateProfileRequest {
-    #[schema(max_length = 255, min_length = 1)]
+    #[schema(max_length = 255, min_length = 1, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -31,8 +31,10 @@ pub struct CreateProfileRequest {
     /// Omitted, `""` or `0` leaves rotation off.
     #[serde(default)]
     pub auto_rotation_interval: Option<RotationInterval>,
-    /// First rotation; must be in the future and needs an interval.
+    /// First rotation; must be in the future and needs an interval. An RFC 3339 time is at least
+    /// 20 characters long (`2027-01-01T00:00:00Z`).
     #[serde(default)]
+    #[schema(min_length = 20)]
     pub next_rotation_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub mcp_tool_groups: Option<Vec<McpToolGroupLink>>,
@@ -46,7 +48,7 @@ pub struct CreateProfileRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct UpdateProfileRequest {
     #[serde(default)]
-    #[schema(max_length = 255, min_length = 1)]
+    #[schema(max_length = 255, min_length = 1, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, nullable)]
@@ -70,7 +72,7 @@ pub struct UpdateProfileRequest {
     #[schema(value_type = Option<RotationInterval>, nullable)]
     pub auto_rotation_interval: Option<Option<RotationInterval>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>, nullable)]
+    #[schema(value_type = Option<DateTime<Utc>>, nullable, min_length = 20)]
     pub next_rotation_at: Option<Option<DateTime<Utc>>>,
     #[serde(default)]
     pub mcp_tool_groups: Option<Vec<McpToolGroupLink>>,
@@ -83,7 +85,7 @@ pub struct UpdateProfileRequest {
 /// Body of `POST …/access-profiles/{id}/clone`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct CloneProfileRequest {
-    #[schema(max_length = 255, min_length = 1)]
+    #[schema(max_length = 255, min_length = 1, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -94,6 +96,7 @@ pub struct CloneProfileRequest {
 pub struct ProviderConfigInput {
     #[serde(default)]
     pub id: Option<i64>,
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub provider_name: String,
     #[serde(default)]
     pub all_models_allowed: Option<bool>,

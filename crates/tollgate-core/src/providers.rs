@@ -25,6 +25,7 @@ pub enum ProviderKind {
 pub struct NetworkConfig {
     /// Base URL up to the API version, e.g. `https://api.openai.com/v1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^https?://")]
     pub base_url: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_headers: BTreeMap<String, String>,
@@ -32,13 +33,16 @@ pub struct NetworkConfig {
     #[schema(minimum = 1)]
     pub default_request_timeout_in_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 10)]
     pub max_retries: Option<u32>,
 }
 
 /// Settings of a provider that is not one of the built-in names.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct CustomProviderConfig {
-    /// The built-in provider whose wire format it speaks (`openai` or `anthropic`).
+    /// The provider whose API it mimics: `anthropic` is spoken to in Anthropic's format, every
+    /// other name in OpenAI's (decision 85).
+    #[schema(value_type = ModelProvider)]
     pub base_provider_type: String,
     #[serde(default)]
     pub is_key_less: bool,
@@ -76,10 +80,64 @@ impl Provider {
     }
 }
 
-/// Body of `POST /api/providers` (and, without `provider`, of the full-replacement PUT).
+/// The provider names of the contract (`ModelProvider`), the values `base_provider_type` takes.
+pub const MODEL_PROVIDERS: [&str; 32] = [
+    "anthropic",
+    "azure",
+    "bedrock",
+    "bedrock_mantle",
+    "cerebras",
+    "cohere",
+    "deepseek",
+    "gemini",
+    "groq",
+    "mistral",
+    "ollama",
+    "opencode-go",
+    "opencode-zen",
+    "openai",
+    "parasail",
+    "perplexity",
+    "sgl",
+    "vertex",
+    "openrouter",
+    "elevenlabs",
+    "huggingface",
+    "nebius",
+    "xai",
+    "replicate",
+    "vllm",
+    "runway",
+    "runware",
+    "fireworks",
+    "sarvam",
+    "wafer",
+    "zro",
+    "databricks",
+];
+
+/// The schema of a `ModelProvider` name: a string of `MODEL_PROVIDERS`.
+#[derive(Debug)]
+pub struct ModelProvider;
+
+impl utoipa::PartialSchema for ModelProvider {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(MODEL_PROVIDERS))
+            .description(Some("A provider name of the contract."))
+            .into()
+    }
+}
+
+impl ToSchema for ModelProvider {}
+
+/// Body of `POST /api/providers`. `provider` is required; it is read as optional so that a
+/// missing name is answered like a malformed one, as a validation error on `provider`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct ProviderRequest {
+pub struct AddProviderRequest {
     #[serde(default)]
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub provider: Option<String>,
     #[serde(default)]
     pub network_config: Option<NetworkConfig>,
@@ -90,6 +148,15 @@ pub struct ProviderRequest {
     pub keys: Option<Vec<KeyRequest>>,
 }
 
+/// Body of the full-replacement `PUT /api/providers/{provider}`: the settings without the name.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct UpdateProviderRequest {
+    #[serde(default)]
+    pub network_config: Option<NetworkConfig>,
+    #[serde(default)]
+    pub custom_provider_config: Option<CustomProviderConfig>,
+}
+
 /// A provider key as sent: `value` is the secret itself or `env.NAME`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct KeyRequest {
@@ -97,12 +164,14 @@ pub struct KeyRequest {
     pub id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    /// The secret, or `env.NAME` to read it from the environment when used.
+    /// The secret, or `env.NAME` to read it from the environment when used; not blank.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub value: String,
     /// Models this key serves; `["*"]` or omitted means all.
     #[serde(default)]
     pub models: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub weight: Option<f64>,
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -155,6 +224,14 @@ pub(crate) fn checked_provider_name(p: &mut Problems, name: &str) -> String {
         p.add("provider", "must be 1-64 letters, digits, '-', '_' or '.'");
     }
     name.to_owned()
+}
+
+pub(crate) fn checked_custom(p: &mut Problems, custom: Option<&CustomProviderConfig>) {
+    if let Some(custom) = custom
+        && !MODEL_PROVIDERS.contains(&custom.base_provider_type.as_str())
+    {
+        p.add("custom_provider_config.base_provider_type", "must be a provider name such as openai or anthropic");
+    }
 }
 
 pub(crate) fn checked_network(p: &mut Problems, network: &NetworkConfig) {

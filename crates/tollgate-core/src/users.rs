@@ -70,9 +70,16 @@ pub struct User {
 /// Body of user creation.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct CreateUserRequest {
-    #[schema(min_length = 1, max_length = 255)]
+    /// Not blank, no control characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
-    #[schema(min_length = 3, max_length = 320, format = Email)]
+    /// One `@`, no spaces or control characters, and a dot inside the domain.
+    #[schema(
+        min_length = 3,
+        max_length = 320,
+        format = Email,
+        pattern = r"^[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f]$"
+    )]
     pub email: String,
     #[serde(default)]
     pub role_id: Option<i64>,
@@ -143,4 +150,61 @@ pub(crate) fn checked_role_name(p: &mut Problems, name: &str) -> String {
         p.add("name", "must match ^[a-z][a-z0-9_.]*$ and be at most 255 characters");
     }
     name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pattern the schema states for a member of `CreateUserRequest`.
+    fn pattern(member: &str) -> regex::Regex {
+        let schema = serde_json::to_value(<CreateUserRequest as utoipa::PartialSchema>::schema()).unwrap();
+        regex::Regex::new(schema["properties"][member]["pattern"].as_str().unwrap()).unwrap()
+    }
+
+    fn accepts(check: fn(&mut Problems, &str) -> String, value: &str) -> bool {
+        let mut p = Problems::default();
+        check(&mut p, value);
+        p.into_result(()).is_ok()
+    }
+
+    #[test]
+    fn whatever_the_schema_patterns_allow_the_checks_accept() {
+        let (name, email) = (pattern("name"), pattern("email"));
+        let samples = [
+            "",
+            " ",
+            "a",
+            " a ",
+            "Ann Lee",
+            "a\u{85}b",
+            "\u{a0}",
+            "\u{3000}x",
+            "tab\there",
+            "del\u{7f}",
+            "ann@example.com",
+            "a@b.c",
+            "a@b..c",
+            "a@.b",
+            "a@b.",
+            "a b@c.d",
+            "a@b@c.d",
+            "@b.c",
+            "a@bc",
+            "0@A.com",
+            "é@ü.ß",
+            " a@b.c",
+            "a@b.c\n",
+        ];
+        for sample in samples {
+            if name.is_match(sample) {
+                assert!(accepts(checked_user_name, sample), "name {sample:?} fits the schema but is refused");
+            }
+            if email.is_match(sample) {
+                assert!(accepts(checked_email, sample), "e-mail {sample:?} fits the schema but is refused");
+            }
+        }
+        assert!(name.is_match("Ann Lee") && !name.is_match(" ") && !name.is_match("a\u{85}b"));
+        assert!(email.is_match("ann@example.com") && !email.is_match("a@bc") && !email.is_match("a@b."));
+    }
 }

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use tollgate_core::providers::{KeyRequest, Provider, ProviderKey, ProviderRequest};
+use tollgate_core::providers::{AddProviderRequest, KeyRequest, Provider, ProviderKey, UpdateProviderRequest};
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -48,11 +48,11 @@ async fn list(State(s): State<AdminState>, caller: Caller) -> Result<Json<Provid
 }
 
 /// Adds a provider (keys may come inline); served to the gateway on the next request.
-#[utoipa::path(post, path = "/api/providers", tag = "Providers", operation_id = "addProvider", request_body = ProviderRequest,
+#[utoipa::path(post, path = "/api/providers", tag = "Providers", operation_id = "addProvider", request_body = AddProviderRequest,
     responses((status = 200, body = Provider), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 413, body = ErrorResponse),
         (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn create(State(s): State<AdminState>, caller: Caller, Body(req): Body<ProviderRequest>) -> Result<Json<Provider>, ApiError> {
+async fn create(State(s): State<AdminState>, caller: Caller, Body(req): Body<AddProviderRequest>) -> Result<Json<Provider>, ApiError> {
     caller.require(RESOURCE, "Create")?;
     Ok(Json(s.providers.create(req).await?))
 }
@@ -67,7 +67,7 @@ async fn read(State(s): State<AdminState>, caller: Caller, Path(name): Path<Stri
 
 /// Full replacement of the provider's settings.
 #[utoipa::path(put, path = "/api/providers/{provider}", tag = "Providers", operation_id = "updateProvider", params(("provider" = String, Path)),
-    request_body = ProviderRequest,
+    request_body = UpdateProviderRequest,
     responses((status = 200, body = Provider), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 413, body = ErrorResponse),
         (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
@@ -75,7 +75,7 @@ async fn replace(
     State(s): State<AdminState>,
     caller: Caller,
     Path(name): Path<String>,
-    Body(req): Body<ProviderRequest>,
+    Body(req): Body<UpdateProviderRequest>,
 ) -> Result<Json<Provider>, ApiError> {
     caller.require(RESOURCE, "Update")?;
     Ok(Json(s.providers.replace(&name, req).await?))

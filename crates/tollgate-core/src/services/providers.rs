@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use crate::error::{CoreError, Problems};
 use crate::ports::{Store, StoreError};
 use crate::providers::{
-    KeyRequest, Provider, ProviderKey, ProviderRequest, RedactedSecret, checked_network, checked_provider_name, redact,
+    AddProviderRequest, KeyRequest, Provider, ProviderKey, RedactedSecret, UpdateProviderRequest, checked_custom, checked_network,
+    checked_provider_name, redact,
 };
 use crate::vkeys::Sealer;
 
@@ -66,11 +67,12 @@ impl ProviderService {
         self.store.get_provider(name).await?.ok_or_else(|| provider_missing(name))
     }
 
-    pub async fn create(&self, req: ProviderRequest) -> Result<Provider, CoreError> {
+    pub async fn create(&self, req: AddProviderRequest) -> Result<Provider, CoreError> {
         let mut p = Problems::default();
         let name = checked_provider_name(&mut p, req.provider.as_deref().unwrap_or_default());
         let network = req.network_config.unwrap_or_default();
         checked_network(&mut p, &network);
+        checked_custom(&mut p, req.custom_provider_config.as_ref());
         p.into_result(())?;
         let now = crate::clock::now();
         let provider = Provider {
@@ -95,11 +97,12 @@ impl ProviderService {
     }
 
     /// Full replacement: members left out return to their defaults.
-    pub async fn replace(&self, name: &str, req: ProviderRequest) -> Result<Provider, CoreError> {
+    pub async fn replace(&self, name: &str, req: UpdateProviderRequest) -> Result<Provider, CoreError> {
         let mut provider = self.get(name).await?;
         let mut p = Problems::default();
         let network = req.network_config.unwrap_or_default();
         checked_network(&mut p, &network);
+        checked_custom(&mut p, req.custom_provider_config.as_ref());
         p.into_result(())?;
         provider.network_config = network;
         provider.custom_provider_config = req.custom_provider_config;

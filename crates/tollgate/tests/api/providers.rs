@@ -54,6 +54,28 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    async fn a_provider_needs_a_name_on_create_and_a_custom_one_a_base_type_of_the_contract(app: &TestApp) {
+        let missing = app.admin().post("/api/providers", json!({"network_config": {}})).await;
+        missing.expect_error(400);
+        assert_eq!((missing.body["error"]["type"].clone(), missing.body["error"]["param"].clone()), (json!("validation_error"), json!("provider")));
+        let unknown = app.admin().post("/api/providers", json!({"provider": "vllm-local", "custom_provider_config": {"base_provider_type": "llama"}})).await;
+        assert!(unknown.expect_error(400).contains("custom_provider_config.base_provider_type"), "{}", unknown.body);
+        app.admin().get("/api/providers/vllm-local").await.expect_error(404);
+
+        let custom = json!({"provider": "vllm-local", "custom_provider_config": {"base_provider_type": "vllm", "is_key_less": true}});
+        app.admin().post("/api/providers", custom).await.expect(200);
+        let refused = app.admin().put("/api/providers/vllm-local", json!({"custom_provider_config": {"base_provider_type": "OpenAI"}})).await;
+        assert!(refused.expect_error(400).contains("base_provider_type"), "names are exact: {}", refused.body);
+        let kept = app.admin().get("/api/providers/vllm-local").await.expect(200).clone();
+        assert_eq!(kept["custom_provider_config"]["base_provider_type"], "vllm", "a refused replacement changes nothing");
+        // The replacement body has no name: one sent anyway neither renames nor creates a provider.
+        let replaced = app.admin().put("/api/providers/vllm-local", json!({"provider": "other", "network_config": {"max_retries": 1}})).await.expect(200).clone();
+        assert_eq!((replaced["name"].clone(), replaced["network_config"]["max_retries"].clone()), (json!("vllm-local"), json!(1)));
+        app.admin().get("/api/providers/other").await.expect_error(404);
+    }
+}
+
 async fn sealed(app: &TestApp, id: &str) -> String {
     let value = app.text(&format!("SELECT value_sealed FROM provider_keys WHERE id = '{id}'")).await;
     assert!(value.starts_with("v1:"), "the secret is sealed: {value}");
