@@ -193,6 +193,13 @@ fn ratio(tollgate: f64, forwarder: f64) -> Option<f64> {
     (forwarder > 0.0 && tollgate.is_finite()).then(|| tollgate / forwarder)
 }
 
+/// The ratio of two added latencies, only when both are positive: a path whose percentile lies
+/// below the direct path's shows that the direct path's own tail decided the figure, so the run
+/// cannot judge that percentile (it is reported as n/a, never as a pass).
+fn added_ratio(tollgate: f64, forwarder: f64) -> Option<f64> {
+    (tollgate > 0.0).then(|| ratio(tollgate, forwarder)).flatten()
+}
+
 fn absolute_tables(results: &Results) -> String {
     let mut out = String::from("Fixed rates — latency from the scheduled send to the last byte (µs)\n");
     let mut rows = vec![row(&[
@@ -292,7 +299,7 @@ fn targets(results: &Results) -> String {
         for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
             let base = us(&d.stats.latency, q);
             let (fa, ta) = (us(&f.stats.latency, q) - base, us(&t.stats.latency, q) - base);
-            let r = ratio(ta, fa);
+            let r = added_ratio(ta, fa);
             rows.push(vec![
                 format!("added latency {label} @{rate}/s (µs)"),
                 f1(fa),
@@ -386,4 +393,17 @@ pub fn print(results: &Results, say: fn(&str)) {
         m.steal.as_secs_f64(),
     ));
     say(&format!("load average before {} / after {}", c.load_before, c.load_after));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_added_latency_is_judged_only_when_both_paths_add_some() {
+        assert_eq!(added_ratio(150.0, 120.0), Some(1.25));
+        assert_eq!(added_ratio(-212.0, 16.4), None, "below the direct path's own tail: not a pass");
+        assert_eq!(added_ratio(80.0, -5.0), None);
+        assert_eq!(added_ratio(0.0, 100.0), None);
+    }
 }
