@@ -197,7 +197,7 @@ fn ratio(tollgate: f64, forwarder: f64) -> Option<f64> {
 /// below the direct path's shows that the direct path's own tail decided the figure, so the run
 /// cannot judge that percentile (it is reported as n/a, never as a pass).
 fn added_ratio(tollgate: f64, forwarder: f64) -> Option<f64> {
-    (tollgate > 0.0).then(|| ratio(tollgate, forwarder)).flatten()
+    ratio(tollgate, forwarder).filter(|_| tollgate > 0.0)
 }
 
 fn absolute_tables(results: &Results) -> String {
