@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::load::{self, Pool, Stats, Target};
 use crate::report::{self, Context, Measured, Path, Results};
 use crate::setup::{self, Admin};
+use crate::verdict;
 use crate::{procstat, spawn};
 
 /// How long after a run Tollgate's CPU is still counted: its usage writer flushes every 500 ms.
@@ -54,6 +55,10 @@ pub struct Options {
     /// machine's load during a phase falls on all of them alike
     #[arg(long, default_value_t = 4)]
     pub rounds: u32,
+    /// Runs the whole measurement this many times against the same processes and judges each
+    /// target by the median of the runs (every run's figures and verdicts are printed too)
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
     /// A smoke run of about 25 seconds: the target rate only, short runs
     #[arg(long)]
     pub quick: bool,
@@ -70,6 +75,7 @@ struct Plan {
     stream: Duration,
     warmup: Duration,
     rounds: u32,
+    repeat: u32,
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
@@ -96,6 +102,9 @@ impl Options {
         if !(1..=20).contains(&self.rounds) {
             return Err("--rounds must be between 1 and 20".to_owned());
         }
+        if !(1..=20).contains(&self.repeat) {
+            return Err("--repeat must be between 1 and 20".to_owned());
+        }
         let rounds = if self.quick { self.rounds.min(2) } else { self.rounds };
         let slice = |name: &str, total: f64| seconds(name, total).map(|d| d / rounds);
         Ok(Plan {
@@ -106,6 +115,7 @@ impl Options {
             stream: slice("stream-duration", quick(self.stream_duration, 1.5))?,
             warmup: seconds("warmup", quick(self.warmup, 0.3))?,
             rounds,
+            repeat: self.repeat,
         })
     }
 }
@@ -195,65 +205,99 @@ pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
         (Target::new("forwarder", forwarder.addr, setup::UPSTREAM_MODEL, "bench")?, &forwarder),
         (Target::new("tollgate", tollgate.addr, setup::GOVERNED_MODEL, &governed.key)?, &tollgate),
     ];
-    let mock_pid = mock.pid();
-    let ours = [mock_pid, forwarder.pid(), tollgate.pid(), std::process::id()];
-    let machine_before = UsageStart::now()?;
-    let mut paths: Vec<Path> = targets.iter().map(|(t, child)| Path::new(t.name, child.name)).collect();
-    for ((target, _), path) in targets.iter().zip(&mut paths) {
-        check(target).await?;
-        let mut warm = Pool::new(target.addr, options.concurrency.min(8));
-        path.answered += 2 + load::closed_loop(target, &mut warm, plan.warmup, false).await?.ok;
+    let stage = Stage { targets: &targets, mock_pid: mock.pid(), ours: [mock.pid(), forwarder.pid(), tollgate.pid(), std::process::id()] };
+    let mut judged = Vec::new();
+    let mut governed_requests = 0;
+    for run in 1..=plan.repeat {
+        if plan.repeat > 1 {
+            say(&format!("\n== run {run} of {}", plan.repeat));
+        }
+        let (paths, machine) = stage.measure(&plan, &options, say).await?;
+        governed_requests += paths.get(2).map_or(0, |p| p.answered);
+        // The last run settled past the writer's flush; the charge shows governance really ran.
+        let charged = admin.spent(&governed.user).await?;
+        let context = Context {
+            load_before: load_before.clone(),
+            load_after: load_average(),
+            target_rate: plan.target_rate,
+            stream_rate: options.stream_rate,
+            concurrency: options.concurrency,
+            charged,
+            governed_requests,
+            machine,
+        };
+        let results = Results { paths, context };
+        let verdicts = verdict::judge(&results);
+        report::print(&results, &verdicts, say);
+        judged.push(verdicts);
     }
-    // Tollgate's writer persists the warm-up before anything is measured.
-    tokio::time::sleep(SETTLE).await;
-    let phases = Phases { targets: &targets, mock_pid, rounds: plan.rounds, say };
-    let mut pools: Vec<Pool> = targets.iter().map(|(t, _)| Pool::new(t.addr, options.connections)).collect();
-    for &rate in &plan.rates {
-        let label = format!("{rate}/s");
-        let track_rss = rate == plan.target_rate;
+    if plan.repeat > 1 {
+        say(&format!(
+            "\nTargets over {} runs (each judged on its own; the result is the median's)\n{}",
+            plan.repeat,
+            verdict::summary(&judged)
+        ));
+    }
+    drop((tollgate, forwarder, mock));
+    Ok(())
+}
+
+/// The three running paths, measured one whole run at a time.
+struct Stage<'a> {
+    targets: &'a [(Arc<Target>, &'a spawn::Child)],
+    mock_pid: u32,
+    /// The benchmark's own processes, left out of the machine's other load.
+    ours: [u32; 4],
+}
+
+impl Stage<'_> {
+    /// One whole run: warm-up, the fixed rates, the streams and full speed, each phase with the
+    /// paths taking turns slice by slice; returns what each path measured and the machine's load.
+    async fn measure(&self, plan: &Plan, options: &Options, say: fn(&str)) -> Result<(Vec<Path>, Usage), String> {
+        let targets = self.targets;
+        let machine_before = UsageStart::now()?;
+        let mut paths: Vec<Path> = targets.iter().map(|(t, child)| Path::new(t.name, child.name)).collect();
+        for ((target, _), path) in targets.iter().zip(&mut paths) {
+            check(target).await?;
+            let mut warm = Pool::new(target.addr, options.concurrency.min(8));
+            path.answered += 2 + load::closed_loop(target, &mut warm, plan.warmup, false).await?.ok;
+        }
+        // Tollgate's writer persists the warm-up before anything is measured.
+        tokio::time::sleep(SETTLE).await;
+        let phases = Phases { targets, mock_pid: self.mock_pid, rounds: plan.rounds, say };
+        let mut pools: Vec<Pool> = targets.iter().map(|(t, _)| Pool::new(t.addr, options.connections)).collect();
+        for &rate in &plan.rates {
+            let label = format!("{rate}/s");
+            let track_rss = rate == plan.target_rate;
+            let runs = phases
+                .run(&mut paths, &mut pools, &label, track_rss, async |target, pool| {
+                    load::open_loop(target, pool, rate, plan.fixed, false).await
+                })
+                .await?;
+            for (path, run) in paths.iter_mut().zip(runs) {
+                path.fixed.push((rate, run));
+            }
+        }
+        let label = format!("stream {}/s", options.stream_rate);
         let runs = phases
-            .run(&mut paths, &mut pools, &label, track_rss, async |target, pool| {
-                load::open_loop(target, pool, rate, plan.fixed, false).await
+            .run(&mut paths, &mut pools, &label, false, async |target, pool| {
+                load::open_loop(target, pool, options.stream_rate, plan.stream, true).await
             })
             .await?;
         for (path, run) in paths.iter_mut().zip(runs) {
-            path.fixed.push((rate, run));
+            path.stream = Some(run);
         }
+        let mut pools: Vec<Pool> = targets.iter().map(|(t, _)| Pool::new(t.addr, options.concurrency)).collect();
+        let label = format!("full speed ×{}", options.concurrency);
+        let runs = phases
+            .run(&mut paths, &mut pools, &label, false, async |target, pool| load::closed_loop(target, pool, plan.full, false).await)
+            .await?;
+        for ((path, run), (_, child)) in paths.iter_mut().zip(runs).zip(targets) {
+            path.full = Some(run);
+            path.rss_end = procstat::peak_rss(child.pid()).ok();
+        }
+        Ok((paths, machine_before.usage(&self.ours)?))
     }
-    let label = format!("stream {}/s", options.stream_rate);
-    let runs = phases
-        .run(&mut paths, &mut pools, &label, false, async |target, pool| {
-            load::open_loop(target, pool, options.stream_rate, plan.stream, true).await
-        })
-        .await?;
-    for (path, run) in paths.iter_mut().zip(runs) {
-        path.stream = Some(run);
-    }
-    let mut pools: Vec<Pool> = targets.iter().map(|(t, _)| Pool::new(t.addr, options.concurrency)).collect();
-    let label = format!("full speed ×{}", options.concurrency);
-    let runs = phases
-        .run(&mut paths, &mut pools, &label, false, async |target, pool| load::closed_loop(target, pool, plan.full, false).await)
-        .await?;
-    for ((path, run), (_, child)) in paths.iter_mut().zip(runs).zip(&targets) {
-        path.full = Some(run);
-        path.rss_end = procstat::peak_rss(child.pid()).ok();
-    }
-    let machine = machine_before.usage(&ours)?;
-    // The last run settled past the writer's flush; the charge shows governance really ran.
-    let charged = admin.spent(&governed.user).await?;
-    let context = Context {
-        load_before,
-        load_after: load_average(),
-        target_rate: plan.target_rate,
-        stream_rate: options.stream_rate,
-        concurrency: options.concurrency,
-        charged,
-        governed_requests: paths.get(2).map_or(0, |p| p.answered),
-        machine,
-    };
-    report::print(&Results { paths, context }, say);
-    drop((tollgate, forwarder, mock));
-    Ok(())
 }
 
 /// How a phase is run: each path's run is cut into `rounds` slices and the paths take turns,

@@ -8,6 +8,7 @@ mod procstat;
 mod report;
 mod setup;
 mod spawn;
+mod verdict;
 
 /// The same allocator as Tollgate, so the forwarder is measured on an equal footing.
 #[global_allocator]

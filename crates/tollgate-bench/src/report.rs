@@ -7,13 +7,8 @@ use hdrhistogram::Histogram;
 
 use crate::load::Stats;
 use crate::mock;
+use crate::verdict::{self, Judged};
 
-/// Targets of the issue (2-core machine).
-const ADDED_LATENCY_RATIO: f64 = 1.25;
-const THROUGHPUT_RATIO: f64 = 0.8;
-const CPU_RATIO: f64 = 1.5;
-const TTFB_MARGIN_US: f64 = 200.0;
-const RSS_LIMIT_MB: f64 = 64.0;
 /// Micro-dollars per answered request at the configured prices ($0.1 in, $0.4 out per million
 /// tokens), rounded up to a whole micro-dollar as Tollgate charges each request.
 const MICRODOLLARS_PER_REQUEST: u64 = (mock::PROMPT_TOKENS * 100_000 + mock::COMPLETION_TOKENS * 400_000).div_ceil(1_000_000);
@@ -54,7 +49,7 @@ impl Measured {
     }
 
     /// CPU microseconds of the serving process per answered request.
-    fn cpu_per_request(&self) -> f64 {
+    pub(crate) fn cpu_per_request(&self) -> f64 {
         self.per_request(self.cpu)
     }
 
@@ -100,7 +95,7 @@ impl Path {
         }
     }
 
-    fn at(&self, rate: u32) -> Option<&Measured> {
+    pub(crate) fn at(&self, rate: u32) -> Option<&Measured> {
         self.fixed.iter().find(|(r, _)| *r == rate).map(|(_, m)| m)
     }
 }
@@ -126,12 +121,12 @@ pub struct Results {
 }
 
 #[expect(clippy::cast_precision_loss, reason = "nanoseconds of a benchmark fit an f64 well")]
-fn us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+pub(crate) fn us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
 #[expect(clippy::cast_precision_loss, reason = "bytes of a process fit an f64 well")]
-fn mb(bytes: u64) -> f64 {
+pub(crate) fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
@@ -151,7 +146,7 @@ pub fn progress(path: &str, phase: &str, run: &Measured) -> String {
 }
 
 /// Rows as an aligned table: the first column left, the others right.
-fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
         (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0)).collect();
@@ -172,32 +167,12 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn row(cells: &[&str]) -> Vec<String> {
+pub(crate) fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| (*c).to_owned()).collect()
 }
 
-fn f1(value: f64) -> String {
+pub(crate) fn f1(value: f64) -> String {
     if value.is_finite() { format!("{value:.1}") } else { "n/a".to_owned() }
-}
-
-fn verdict(pass: Option<bool>) -> String {
-    match pass {
-        Some(true) => "PASS".to_owned(),
-        Some(false) => "FAIL".to_owned(),
-        None => "n/a".to_owned(),
-    }
-}
-
-/// Tollgate's value over the forwarder's, when the forwarder's is positive.
-fn ratio(tollgate: f64, forwarder: f64) -> Option<f64> {
-    (forwarder > 0.0 && tollgate.is_finite()).then(|| tollgate / forwarder)
-}
-
-/// The ratio of two added latencies, only when both are positive: a path whose percentile lies
-/// below the direct path's shows that the direct path's own tail decided the figure, so the run
-/// cannot judge that percentile (it is reported as n/a, never as a pass).
-fn added_ratio(tollgate: f64, forwarder: f64) -> Option<f64> {
-    ratio(tollgate, forwarder).filter(|_| tollgate > 0.0)
 }
 
 fn absolute_tables(results: &Results) -> String {
@@ -290,76 +265,11 @@ fn absolute_tables(results: &Results) -> String {
     out
 }
 
-/// The target table: forwarder and Tollgate side by side, ratio, target, verdict.
-fn targets(results: &Results) -> String {
-    let [direct, forwarder, tollgate] = &results.paths[..] else { return String::new() };
-    let rate = results.context.target_rate;
-    let mut rows = vec![row(&["target", "forwarder", "tollgate", "tollgate/fwd", "target", "result"])];
-    if let (Some(d), Some(f), Some(t)) = (direct.at(rate), forwarder.at(rate), tollgate.at(rate)) {
-        for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
-            let base = us(&d.stats.latency, q);
-            let (fa, ta) = (us(&f.stats.latency, q) - base, us(&t.stats.latency, q) - base);
-            let r = added_ratio(ta, fa);
-            rows.push(vec![
-                format!("added latency {label} @{rate}/s (µs)"),
-                f1(fa),
-                f1(ta),
-                r.map_or("n/a".to_owned(), |r| format!("{r:.2}×")),
-                format!("≤ {ADDED_LATENCY_RATIO}×"),
-                verdict(r.map(|r| r <= ADDED_LATENCY_RATIO)),
-            ]);
-        }
-        let (fc, tc) = (f.cpu_per_request(), t.cpu_per_request());
-        let r = ratio(tc, fc);
-        rows.push(vec![
-            format!("CPU per request @{rate}/s (µs)"),
-            f1(fc),
-            f1(tc),
-            r.map_or("n/a".to_owned(), |r| format!("{r:.2}×")),
-            format!("≤ {CPU_RATIO}×"),
-            verdict(r.map(|r| r <= CPU_RATIO)),
-        ]);
-    }
-    if let (Some(f), Some(t)) = (&forwarder.full, &tollgate.full) {
-        let r = ratio(t.stats.throughput(), f.stats.throughput());
-        rows.push(vec![
-            "max throughput (req/s)".to_owned(),
-            f1(f.stats.throughput()),
-            f1(t.stats.throughput()),
-            r.map_or("n/a".to_owned(), |r| format!("{r:.2}×")),
-            format!("≥ {THROUGHPUT_RATIO}×"),
-            verdict(r.map(|r| r >= THROUGHPUT_RATIO)),
-        ]);
-    }
-    if let (Some(d), Some(f), Some(t)) = (&direct.stream, &forwarder.stream, &tollgate.stream) {
-        let base = us(&d.stats.ttfb, 0.5);
-        let (fa, ta) = (us(&f.stats.ttfb, 0.5) - base, us(&t.stats.ttfb, 0.5) - base);
-        rows.push(vec![
-            format!("streamed first byte added p50 @{}/s (µs)", results.context.stream_rate),
-            f1(fa),
-            f1(ta),
-            format!("{:+.1} µs", ta - fa),
-            format!("≤ +{TTFB_MARGIN_US} µs"),
-            verdict(Some(ta - fa <= TTFB_MARGIN_US)),
-        ]);
-    }
-    let (fm, tm) = (forwarder.rss_at_target.map_or(f64::NAN, mb), tollgate.rss_at_target.map_or(f64::NAN, mb));
-    rows.push(vec![
-        format!("peak RSS @{rate}/s (MB)"),
-        f1(fm),
-        f1(tm),
-        ratio(tm, fm).map_or("n/a".to_owned(), |r| format!("{r:.2}×")),
-        format!("< {RSS_LIMIT_MB} MB"),
-        verdict(tm.is_finite().then_some(tm < RSS_LIMIT_MB)),
-    ]);
-    table(&rows)
-}
-
 /// Prints the whole report.
-pub fn print(results: &Results, say: fn(&str)) {
+pub fn print(results: &Results, judged: &[Judged], say: fn(&str)) {
     let c = &results.context;
     say(&format!("\n{}", absolute_tables(results)));
-    say(&format!("Targets (added = the path's percentile minus the direct path's at the same rate)\n{}", targets(results)));
+    say(&format!("Targets (added = the path's percentile minus the direct path's at the same rate)\n{}", verdict::targets(judged)));
     for path in &results.paths {
         let runs = path.fixed.iter().map(|(_, m)| m).chain(&path.stream).chain(&path.full);
         for m in runs.filter(|m| m.stats.errors + m.stats.missed > 0) {
@@ -393,17 +303,4 @@ pub fn print(results: &Results, say: fn(&str)) {
         m.steal.as_secs_f64(),
     ));
     say(&format!("load average before {} / after {}", c.load_before, c.load_after));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_added_latency_is_judged_only_when_both_paths_add_some() {
-        assert_eq!(added_ratio(150.0, 120.0), Some(1.25));
-        assert_eq!(added_ratio(-212.0, 16.4), None, "below the direct path's own tail: not a pass");
-        assert_eq!(added_ratio(80.0, -5.0), None);
-        assert_eq!(added_ratio(0.0, 100.0), None);
-    }
 }
