@@ -91,6 +91,7 @@ mod assignments;
 mod auth;
 mod concurrency;
 mod config_as_code;
+mod crash;
 mod directory;
 mod enforcement;
 mod envelope;

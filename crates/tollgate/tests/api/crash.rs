@@ -1,0 +1,130 @@
+//! A crash loses at most the last second of usage: the real binary is killed with SIGKILL (no
+//! drain) and started again on the same SQLite file; every request answered more than a second
+//! before the kill is still charged and logged.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tollgate_testkit::mock::MockUpstream;
+
+const PASSWORD: &str = "crash-test-admin-password";
+
+/// Prices `openai/mock` at $0.01 per request of 10 output tokens and declares a user whose copy
+/// has a $1 budget.
+fn config(mock: &MockUpstream) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "openai"
+base_url = "{}"
+api_key = "k"
+max_retries = 0
+
+[pricing.models."openai/mock"]
+input = 0
+output = 1000
+
+[[roles]]
+name = "crash"
+
+[[access_profiles]]
+name = "Durable"
+budgets = [{{ max_limit = 1, reset_duration = "1d" }}]
+provider_configs = [{{ provider_name = "openai", allowed_models = ["mock"] }}]
+  [[access_profiles.roles]]
+  role = "crash"
+  default = true
+  apply_to_existing = true
+
+[[users]]
+name = "Crash"
+email = "crash@example.com"
+role = "crash"
+"#,
+        mock.base_url()
+    )
+}
+
+/// Starts the binary on `dir` (database, key and config there) and waits until it is ready.
+async fn start(dir: &Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .current_dir(dir)
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TOLLGATE_DATABASE_URL", format!("sqlite://{}", dir.join("crash.db").display()))
+        .env("TOLLGATE_CONFIG", dir.join("tollgate.toml"))
+        .env("TOLLGATE_ADMIN_PASSWORD", PASSWORD)
+        .env_remove("TOLLGATE_REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the binary: {e}"));
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("http://127.0.0.1:{port}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the binary did not become ready");
+}
+
+async fn admin(http: &reqwest::Client, port: u16, method: reqwest::Method, path: &str) -> Value {
+    let reply = http
+        .request(method, format!("http://127.0.0.1:{port}{path}"))
+        .basic_auth("admin", Some(PASSWORD))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(reply.status().is_success(), "{path}: {}", reply.status());
+    reply.json().await.unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The declared user's id and first copy.
+async fn copy(http: &reqwest::Client, port: u16) -> (String, Value) {
+    let users = admin(http, port, reqwest::Method::GET, "/api/governance/users?search=crash@example.com").await;
+    let user = users["users"][0]["id"].as_str().unwrap_or_else(|| panic!("no user in {users}")).to_owned();
+    let copies = admin(http, port, reqwest::Method::GET, &format!("/api/governance/users/{user}/access-profiles")).await;
+    (user, copies["access_profiles"][0].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_at_most_the_last_second_of_usage() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("tollgate.toml"), config(&mock)).unwrap_or_else(|e| panic!("{e}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or_else(|e| panic!("{e}"), |a| a.port());
+    let http = reqwest::Client::new();
+
+    let mut first = start(dir.path(), port).await;
+    let (user, copy_before) = copy(&http, port).await;
+    let kid = copy_before["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
+    let revealed = admin(&http, port, reqwest::Method::POST, &format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal")).await;
+    let key = revealed["virtual_key"]["value"].as_str().unwrap_or_default().to_owned();
+    for _ in 0..5 {
+        let answered = http
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "openai/mock", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        assert_eq!(answered.ok(), Some(200));
+    }
+    // Past the promised second (with room for a busy machine), then a kill that allows no drain.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.kill().unwrap_or_else(|e| panic!("SIGKILL: {e}"));
+    let _ = first.wait();
+
+    let mut second = start(dir.path(), port).await;
+    let (_, copy_after) = copy(&http, port).await;
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(copy_after["budgets"][0]["current_usage"], json!(0.05), "all five charges survived the crash: {copy_after}");
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("crash.db").display())).await.unwrap_or_else(|e| panic!("{e}"));
+    let logged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_logs").fetch_one(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(logged, 5, "every request of more than a second before the crash is in the request log");
+}
