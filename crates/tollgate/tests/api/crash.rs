@@ -49,7 +49,7 @@ role = "crash"
 
 /// Starts the binary on `dir` (database, key and config there) and waits until it is ready.
 async fn start(dir: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .current_dir(dir)
         .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("TOLLGATE_DATABASE_URL", format!("sqlite://{}", dir.join("crash.db").display()))
@@ -67,6 +67,8 @@ async fn start(dir: &Path, port: u16) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the binary did not become ready");
 }
 
