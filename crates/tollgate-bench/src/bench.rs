@@ -212,12 +212,13 @@ pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
         if plan.repeat > 1 {
             say(&format!("\n== run {run} of {}", plan.repeat));
         }
+        let load_before = if run == 1 { load_before.clone() } else { load_average() };
         let (paths, machine) = stage.measure(&plan, &options, say).await?;
         governed_requests += paths.get(2).map_or(0, |p| p.answered);
         // The last run settled past the writer's flush; the charge shows governance really ran.
         let charged = admin.spent(&governed.user).await?;
         let context = Context {
-            load_before: load_before.clone(),
+            load_before,
             load_after: load_average(),
             target_rate: plan.target_rate,
             stream_rate: options.stream_rate,

@@ -73,13 +73,11 @@ async fn start(dir: &Path, port: u16) -> Child {
 }
 
 async fn admin(http: &reqwest::Client, port: u16, method: reqwest::Method, path: &str) -> Value {
-    let reply = http
-        .request(method, format!("http://127.0.0.1:{port}{path}"))
-        .basic_auth("admin", Some(PASSWORD))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut request = http.request(method.clone(), format!("http://127.0.0.1:{port}{path}")).basic_auth("admin", Some(PASSWORD));
+    if method == reqwest::Method::POST {
+        request = request.json(&json!({}));
+    }
+    let reply = request.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
     assert!(reply.status().is_success(), "{path}: {}", reply.status());
     reply.json().await.unwrap_or_else(|e| panic!("{path}: {e}"))
 }
