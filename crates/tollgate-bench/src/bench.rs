@@ -27,9 +27,13 @@ pub struct Options {
     /// The rate at which the latency, CPU and memory targets are judged
     #[arg(long, default_value_t = 1000)]
     pub target_rate: u32,
-    /// Seconds of each fixed-rate run
+    /// Seconds of each fixed-rate run below or above the target rate
     #[arg(long, default_value_t = 8.0)]
     pub duration: f64,
+    /// Seconds of the fixed-rate run at the target rate, whose p99 is judged: a tail percentile
+    /// needs many more requests than a median to stand still (decision 88)
+    #[arg(long, default_value_t = 24.0)]
+    pub target_duration: f64,
     /// Keep-alive connections of the fixed-rate runs
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
@@ -71,6 +75,7 @@ struct Plan {
     rates: Vec<u32>,
     target_rate: u32,
     fixed: Duration,
+    target_fixed: Duration,
     full: Duration,
     stream: Duration,
     warmup: Duration,
@@ -111,12 +116,20 @@ impl Options {
             rates,
             target_rate: self.target_rate,
             fixed: slice("duration", quick(self.duration, 2.5))?,
+            target_fixed: slice("target-duration", quick(self.target_duration, 2.5))?,
             full: slice("full-duration", quick(self.full_duration, 1.5))?,
             stream: slice("stream-duration", quick(self.stream_duration, 1.5))?,
             warmup: seconds("warmup", quick(self.warmup, 0.3))?,
             rounds,
             repeat: self.repeat,
         })
+    }
+}
+
+impl Plan {
+    /// The length of one slice of a fixed-rate run at `rate`.
+    fn slice_at(&self, rate: u32) -> Duration {
+        if rate == self.target_rate { self.target_fixed } else { self.fixed }
     }
 }
 
@@ -270,9 +283,10 @@ impl Stage<'_> {
         for &rate in &plan.rates {
             let label = format!("{rate}/s");
             let track_rss = rate == plan.target_rate;
+            let length = plan.slice_at(rate);
             let runs = phases
                 .run(&mut paths, &mut pools, &label, track_rss, async |target, pool| {
-                    load::open_loop(target, pool, rate, plan.fixed, false).await
+                    load::open_loop(target, pool, rate, length, false).await
                 })
                 .await?;
             for (path, run) in paths.iter_mut().zip(runs) {
@@ -362,4 +376,39 @@ async fn check(target: &Arc<Target>) -> Result<(), String> {
         return Err(format!("{}: streamed answer incomplete: {streamed}", target.name));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn planned(args: &[&str]) -> Result<Plan, String> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map_err(|e| e.to_string())?.options.plan()
+    }
+
+    #[test]
+    fn the_judged_rate_runs_three_times_longer_than_the_others_by_default_and_each_length_is_split_into_slices() {
+        let plan = planned(&[]).expect("defaults are valid");
+        assert_eq!(plan.slice_at(1000), Duration::from_secs(6), "24 s in 4 slices");
+        assert_eq!(plan.slice_at(200), Duration::from_secs(2), "8 s in 4 slices");
+        let plan = planned(&["--target-rate", "500", "--target-duration", "12", "--rounds", "2"]).expect("valid");
+        assert_eq!((plan.slice_at(500), plan.slice_at(1000)), (Duration::from_secs(6), Duration::from_secs(4)));
+        let quick = planned(&["--quick"]).expect("valid");
+        assert_eq!(quick.slice_at(1000), Duration::from_millis(1250), "a smoke run stays short");
+    }
+
+    #[test]
+    fn a_target_duration_out_of_range_is_refused_by_name() {
+        for bad in ["0", "-1", "601", "NaN"] {
+            let refused = planned(&[&format!("--target-duration={bad}")]).expect_err(bad);
+            assert!(refused.contains("--target-duration"), "{bad}: {refused}");
+        }
+    }
 }
