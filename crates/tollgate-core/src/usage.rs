@@ -65,4 +65,6 @@ pub trait UsageStore: Send + Sync {
     async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError>;
     /// Deletes request-log lines older than `before`; returns how many.
     async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Closes what the store holds open (its connections); a store shared with others keeps them.
+    async fn close(&self) {}
 }

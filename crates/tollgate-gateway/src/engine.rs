@@ -19,7 +19,7 @@ use crate::held::{Held, refusal};
 use crate::pricing::{Price, Pricing, UnpricedModels};
 use crate::prompt::Prompt;
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::writer::{UsageWriter, WriterHandle, line_of};
+use crate::writer::{OpenUsageStore, UsageWriter, WriterHandle, line_of};
 
 /// The API an upstream speaks; also names the wire format a client speaks on a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -186,8 +186,10 @@ pub const RESERVATION_TTL_MINUTES: i64 = 30;
 
 impl Gateway {
     /// Loads the snapshot, rebuilds the counters from stored usage and starts the tasks.
+    /// `open_writer_store` opens the usage writer's own store on the writer's thread.
     pub async fn start(
         store: Arc<dyn UsageStore>,
+        open_writer_store: OpenUsageStore,
         counters: Arc<dyn Counters>,
         settings: GatewaySettings,
         sealer: tollgate_core::vkeys::Sealer,
@@ -197,7 +199,7 @@ impl Gateway {
         let adopted_at = tollgate_core::clock::now();
         adopt_stored_usage(store.as_ref(), counters.as_ref(), None).await?;
         let http = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| e.to_string())?;
-        let (writer, writer_handle) = UsageWriter::spawn(store.clone(), counters.clone());
+        let (writer, writer_handle) = UsageWriter::spawn_on_own_thread(open_writer_store, counters.clone()).await?;
         let providers = settings.providers.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
         let inner = Inner {
             snapshot,

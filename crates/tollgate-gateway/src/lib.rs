@@ -35,6 +35,7 @@ use axum::routing::{get, post};
 pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec};
 pub use prompt::tokenized_bytes;
 pub use snapshot::extra_header;
+pub use writer::OpenUsageStore;
 
 /// Largest inference request body accepted (32 MiB).
 pub const MAX_INFERENCE_BODY_BYTES: usize = 32 * 1024 * 1024;

@@ -1,12 +1,12 @@
 //! The usage writer: settled usage collects in a shared batch that a task persists twice a second;
-//! closing drains everything still pending, so a graceful shutdown loses nothing.
+//! closing drains everything still pending, so a graceful shutdown loses nothing. In the server the
+//! task runs on a thread of its own at a lower priority, so a flush never takes a core from requests.
 
 use hashbrown::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, oneshot};
 use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageRow, UsageStore};
 
@@ -95,17 +95,76 @@ pub struct UsageWriter {
 #[derive(Debug)]
 pub struct WriterHandle {
     close: Arc<Notify>,
-    task: JoinHandle<()>,
+    done: Done,
 }
 
+/// How the end of the writer task is awaited: a task of the caller's runtime, or the writer's own
+/// thread reporting back.
+#[derive(Debug)]
+enum Done {
+    #[cfg(test)]
+    Task(tokio::task::JoinHandle<()>),
+    Thread(oneshot::Receiver<()>),
+}
+
+/// Opens the store the writer persists to. Called on the writer's own thread, so whatever the store
+/// starts there (a SQLite connection's thread, a Postgres socket) belongs to that thread and shares
+/// its priority; the writer closes it when it stops.
+pub type OpenUsageStore = Box<dyn FnOnce() -> Result<Arc<dyn UsageStore>, String> + Send>;
+
+/// The nice value of the writer's thread on Linux: below requests, so waking to flush never preempts
+/// one, yet with enough weight (a third of a request thread's) to keep up at full load.
+pub const WRITER_NICE: i32 = 5;
+
 impl UsageWriter {
-    /// Starts the task; at every flush it also takes the lines `counters` keeps charged in this
-    /// process (`Counters::charged`).
-    pub fn spawn(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>) -> (UsageWriter, WriterHandle) {
+    /// Starts the task on the caller's runtime (for tests that control its clock); at every flush
+    /// it also takes the lines `counters` keeps charged in this process (`Counters::charged`).
+    #[cfg(test)]
+    fn spawn(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>) -> (UsageWriter, WriterHandle) {
         let pending = Arc::new(Mutex::new(Batch::default()));
         let (close, full) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let task = tokio::spawn(run(store, counters, pending.clone(), close.clone(), full.clone()));
-        (UsageWriter { pending, full }, WriterHandle { close, task })
+        (UsageWriter { pending, full }, WriterHandle { close, done: Done::Task(task) })
+    }
+
+    /// Starts the task on a thread of its own (`usage-writer`, nice `WRITER_NICE` on Linux) with a
+    /// single-threaded runtime, and opens its store there; at every flush it also takes the lines
+    /// `counters` keeps charged in this process (`Counters::charged`). Requests only ever touch the shared
+    /// batch; the flush's encoding and database work never runs on a request worker.
+    pub async fn spawn_on_own_thread(open: OpenUsageStore, counters: Arc<dyn Counters>) -> Result<(UsageWriter, WriterHandle), String> {
+        let pending = Arc::new(Mutex::new(Batch::default()));
+        let (close, full) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (opened_tx, opened) = oneshot::channel::<Result<(), String>>();
+        let (done_tx, done) = oneshot::channel();
+        let (batch, closing, woken) = (pending.clone(), close.clone(), full.clone());
+        std::thread::Builder::new()
+            .name("usage-writer".to_owned())
+            .spawn(move || {
+                lower_own_priority();
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(format!("usage writer runtime: {e}")));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let store = match open() {
+                        Ok(store) => store,
+                        Err(e) => {
+                            let _ = opened_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = opened_tx.send(Ok(()));
+                    run(store.clone(), counters, batch, closing, woken).await;
+                    store.close().await;
+                });
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| format!("usage writer thread: {e}"))?;
+        opened.await.map_err(|_| "usage writer thread ended before opening its store".to_owned())??;
+        Ok((UsageWriter { pending, full }, WriterHandle { close, done: Done::Thread(done) }))
     }
 
     pub fn record(&self, values: Vec<LineValue>, log: Option<RequestLog>) {
@@ -124,7 +183,25 @@ impl WriterHandle {
     /// Writes everything recorded so far, then stops the task.
     pub async fn close(self) {
         self.close.notify_one();
-        let _ = self.task.await;
+        match self.done {
+            #[cfg(test)]
+            Done::Task(task) => {
+                let _ = task.await;
+            }
+            Done::Thread(done) => {
+                let _ = done.await;
+            }
+        }
+    }
+}
+
+/// Lowers the calling thread's priority to `WRITER_NICE`. Linux keeps a nice value per thread, and
+/// threads started from this one inherit it; elsewhere the call would lower the whole process, so
+/// it is not made.
+fn lower_own_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), WRITER_NICE) {
+        tracing::warn!(error = %e, "usage writer keeps normal priority");
     }
 }
 
@@ -225,8 +302,15 @@ mod tests {
         assert_eq!(newer.lines["b1"].used, 0, "a failed older batch does not overwrite what came since");
     }
 
-    /// Counts the log lines written; reads nothing.
-    struct Counting(tokio::sync::mpsc::UnboundedSender<usize>);
+    /// Counts the log lines written, and notes the thread writing them; reads nothing.
+    struct Counting(tokio::sync::mpsc::UnboundedSender<Written>);
+
+    #[derive(Debug)]
+    struct Written {
+        logs: usize,
+        thread: Option<String>,
+        nice: Option<i32>,
+    }
 
     #[async_trait::async_trait]
     impl UsageStore for Counting {
@@ -237,7 +321,11 @@ mod tests {
             Ok(Vec::new())
         }
         async fn write_usage(&self, _: &[UsageRow], logs: &[RequestLog]) -> Result<(), tollgate_core::ports::StoreError> {
-            let _ = self.0.send(logs.len());
+            #[cfg(target_os = "linux")]
+            let nice = rustix::process::getpriority_process(None).ok();
+            #[cfg(not(target_os = "linux"))]
+            let nice = None;
+            let _ = self.0.send(Written { logs: logs.len(), thread: std::thread::current().name().map(str::to_owned), nice });
             Ok(())
         }
         async fn prune_request_logs(&self, _: chrono::DateTime<Utc>) -> Result<u64, tollgate_core::ports::StoreError> {
@@ -275,7 +363,7 @@ mod tests {
         assert!(early.is_err(), "a batch short of full waits for the tick");
         writer.record(Vec::new(), Some(log_line()));
         let flushed = tokio::time::timeout(FLUSH_EVERY / 5, written.recv()).await;
-        assert_eq!(flushed.ok().flatten(), Some(FLUSH_AT_LOGS), "the full batch is written before the tick");
+        assert_eq!(flushed.ok().flatten().map(|w| w.logs), Some(FLUSH_AT_LOGS), "the full batch is written before the tick");
         handle.close().await;
     }
 
@@ -291,10 +379,40 @@ mod tests {
                 writer.record(Vec::new(), Some(log_line()));
             }
             tokio::time::sleep(FLUSH_EVERY).await;
-            assert_eq!(written.recv().await, Some(round * 10), "round {round} writes its own lines and no others");
+            assert_eq!(written.recv().await.map(|w| w.logs), Some(round * 10), "round {round} writes its own lines and no others");
         }
         tokio::time::sleep(FLUSH_EVERY * 3).await;
         assert!(written.try_recv().is_err(), "an empty round writes nothing");
         handle.close().await;
+    }
+
+    /// The server's writer: its store is opened and written from a thread of its own, at a lower
+    /// priority than the request workers, and closing it still writes everything recorded.
+    #[tokio::test]
+    async fn a_writer_on_its_own_thread_writes_below_request_priority_and_drains_on_close() {
+        let (tx, mut written) = tokio::sync::mpsc::unbounded_channel();
+        let open: OpenUsageStore = Box::new(move || Ok(Arc::new(Counting(tx)) as Arc<dyn UsageStore>));
+        let (writer, handle) =
+            UsageWriter::spawn_on_own_thread(open, Arc::new(crate::counters::MemoryCounters::new())).await.expect("starts");
+        for _ in 0..3 {
+            writer.record(Vec::new(), Some(log_line()));
+        }
+        handle.close().await;
+        let mut flushes = Vec::new();
+        while let Some(w) = written.recv().await {
+            flushes.push(w);
+        }
+        assert_eq!(flushes.iter().map(|w| w.logs).sum::<usize>(), 3, "closing drained the batch: {flushes:?}");
+        assert!(flushes.iter().all(|w| w.thread.as_deref() == Some("usage-writer")), "{flushes:?}");
+        if cfg!(target_os = "linux") {
+            assert!(flushes.iter().all(|w| w.nice == Some(WRITER_NICE)), "{flushes:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_writer_whose_store_cannot_open_fails_to_start_with_the_reason() {
+        let open: OpenUsageStore = Box::new(|| Err("no such database".to_owned()));
+        let started = UsageWriter::spawn_on_own_thread(open, Arc::new(crate::counters::MemoryCounters::new())).await;
+        assert_eq!(started.err().as_deref(), Some("no such database"));
     }
 }

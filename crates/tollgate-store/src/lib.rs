@@ -48,41 +48,26 @@ pub struct SqlStore {
 impl SqlStore {
     /// Connects (creating a SQLite file if missing) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
-        let backend =
-            Backend::of_url(url).ok_or_else(|| StoreError::Backend("database URL must start with sqlite: or postgres://".into()))?;
-        install_default_drivers();
-        let url = match backend {
-            Backend::Sqlite if !url.contains("mode=") => format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }),
-            _ => url.to_owned(),
+        let (backend, url) = parse_url(url)?;
+        let max = match backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 10,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 10,
-            })
-            .acquire_timeout(Duration::from_secs(5))
-            // A SQLite connection cannot go stale; pinging it costs a round trip to its thread on
-            // every acquire (the usage writer acquires one at every flush).
-            .test_before_acquire(backend == Backend::Postgres)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(map_err)?;
+        let pool = pool_options(backend, max).connect(&url).await.map_err(map_err)?;
         let migrated = match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
         };
         migrated.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// A second pool of at most `max_connections` on a database `connect` has already migrated:
+    /// nothing is opened until first use, so its connections open on the task (and, for SQLite,
+    /// from the thread) that first uses it. The usage writer's own pool (decision 89).
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<SqlStore, StoreError> {
+        let (backend, url) = parse_url(url)?;
+        let pool = pool_options(backend, max_connections.max(1)).connect_lazy(&url).map_err(map_err)?;
         Ok(SqlStore { pool, backend })
     }
 
@@ -98,6 +83,38 @@ impl SqlStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The backend of `url` and the URL to open (a SQLite file is created if missing).
+fn parse_url(url: &str) -> Result<(Backend, String), StoreError> {
+    let backend = Backend::of_url(url).ok_or_else(|| StoreError::Backend("database URL must start with sqlite: or postgres://".into()))?;
+    install_default_drivers();
+    let url = match backend {
+        Backend::Sqlite if !url.contains("mode=") => format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }),
+        _ => url.to_owned(),
+    };
+    Ok((backend, url))
+}
+
+/// Pool settings of either backend; every SQLite connection gets the same pragmas.
+fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        // A SQLite connection cannot go stale; pinging it costs a round trip to its thread on
+        // every acquire (the usage writer acquires one at every flush).
+        .test_before_acquire(backend == Backend::Postgres)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 /// Maps a driver error onto what the services can act on.

@@ -285,6 +285,10 @@ impl UsageStore for SqlStore {
             sqlx::query("DELETE FROM request_logs WHERE created_at < $1").bind(ts(before)).execute(&self.pool).await.map_err(map_err)?;
         Ok(done.rows_affected())
     }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 #[cfg(test)]

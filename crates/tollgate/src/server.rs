@@ -16,7 +16,7 @@ use tollgate_core::usage::UsageStore;
 use tollgate_core::vkeys::Sealer;
 use tollgate_gateway::counters::{Counters, MemoryCounters, RedisCounters};
 use tollgate_gateway::pricing::Pricing;
-use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks};
+use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks, OpenUsageStore};
 use tollgate_store::SqlStore;
 
 use crate::config::Settings;
@@ -69,7 +69,13 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
         ),
         None => Arc::new(MemoryCounters::new()),
     };
-    Gateway::start(usage, counters, gateway_settings, sealer.clone()).await.map_err(StartError::Gateway)
+    // The usage writer gets a pool of its own, opened on its own thread (decision 89).
+    let url = settings.database_url.clone();
+    let open_writer_store: OpenUsageStore = Box::new(move || {
+        let own = SqlStore::connect_lazy(&url, 1).map_err(|e| format!("usage writer's database pool: {e}"))?;
+        Ok(Arc::new(own) as Arc<dyn UsageStore>)
+    });
+    Gateway::start(usage, open_writer_store, counters, gateway_settings, sealer.clone()).await.map_err(StartError::Gateway)
 }
 
 /// What `GET /api/models` lists besides the store: the config file's providers and the catalog.
