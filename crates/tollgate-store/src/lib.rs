@@ -43,6 +43,8 @@ impl Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// The usage writer's own pool, which the writer closes when it stops (`UsageStore::close`).
+    writer_owned: bool,
 }
 
 impl SqlStore {
@@ -59,16 +61,16 @@ impl SqlStore {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
         };
         migrated.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore { pool, backend, writer_owned: false })
     }
 
-    /// A second pool of at most `max_connections` on a database `connect` has already migrated:
-    /// nothing is opened until first use, so its connections open on the task (and, for SQLite,
-    /// from the thread) that first uses it. The usage writer's own pool (decision 89).
-    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<SqlStore, StoreError> {
+    /// The store the usage writer persists through (decision 89), for the database `connect` has
+    /// already opened and migrated at `url`: a pool of its own (one connection, opened on first use,
+    /// so on the writer's task and, for SQLite, from its thread).
+    pub fn for_usage_writer(url: &str) -> Result<SqlStore, StoreError> {
         let (backend, url) = parse_url(url)?;
-        let pool = pool_options(backend, max_connections.max(1)).connect_lazy(&url).map_err(map_err)?;
-        Ok(SqlStore { pool, backend })
+        let pool = pool_options(backend, 1).connect_lazy(&url).map_err(map_err)?;
+        Ok(SqlStore { pool, backend, writer_owned: true })
     }
 
     pub fn backend(&self) -> Backend {
@@ -88,6 +90,10 @@ impl SqlStore {
 /// The backend of `url` and the URL to open (a SQLite file is created if missing).
 fn parse_url(url: &str) -> Result<(Backend, String), StoreError> {
     let backend = Backend::of_url(url).ok_or_else(|| StoreError::Backend("database URL must start with sqlite: or postgres://".into()))?;
+    if backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory")) {
+        // Each pooled connection would get a database of its own, and usage must outlive the process.
+        return Err(StoreError::Backend("an in-memory SQLite database is not supported; give a file, e.g. sqlite://tollgate.db".into()));
+    }
     install_default_drivers();
     let url = match backend {
         Backend::Sqlite if !url.contains("mode=") => format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }),

@@ -286,8 +286,11 @@ impl UsageStore for SqlStore {
         Ok(done.rows_affected())
     }
 
+    /// Closes the usage writer's own pool; a shared one stays open for its owner to close.
     async fn close(&self) {
-        self.pool.close().await;
+        if self.writer_owned {
+            self.pool.close().await;
+        }
     }
 }
 

@@ -72,7 +72,7 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
     // The usage writer gets a pool of its own, opened on its own thread (decision 89).
     let url = settings.database_url.clone();
     let open_writer_store: OpenUsageStore = Box::new(move || {
-        let own = SqlStore::connect_lazy(&url, 1).map_err(|e| format!("usage writer's database pool: {e}"))?;
+        let own = SqlStore::for_usage_writer(&url).map_err(|e| format!("usage writer's database pool: {e}"))?;
         Ok(Arc::new(own) as Arc<dyn UsageStore>)
     });
     Gateway::start(usage, open_writer_store, counters, gateway_settings, sealer.clone()).await.map_err(StartError::Gateway)

@@ -87,3 +87,31 @@ on_both_backends! {
         store.close().await;
     }
 }
+
+on_both_backends! {
+    async fn the_usage_writers_own_pool_writes_to_the_same_database_and_closing_it_leaves_the_main_pool_open(app: &TestApp) {
+        let url = app.database_url().unwrap_or_default();
+        let main = SqlStore::connect(url).await.unwrap_or_else(|e| panic!("store connects: {e}"));
+        let writer = SqlStore::for_usage_writer(url).unwrap_or_else(|e| panic!("writer's store: {e}"));
+        let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_default();
+        let row = UsageRow::Budget { id: "b-own-pool".into(), used: dollars(4), window_start: now };
+        writer.write_usage(std::slice::from_ref(&row), &[log(41)]).await.unwrap_or_else(|e| panic!("written: {e}"));
+        UsageStore::close(&writer).await;
+        let stored = main.load_usage(None).await.unwrap_or_else(|e| panic!("the main pool still reads: {e}"));
+        assert!(stored.contains(&row), "the main pool sees the writer's row");
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM request_logs WHERE prompt_tokens = 41").await, 1);
+        main.close().await;
+    }
+}
+
+/// Regression: `sqlite::memory:` used to start, with each pooled connection on a database of its
+/// own (the migrations ran on one; the others had no tables); it is refused, saying why.
+#[tokio::test]
+async fn an_in_memory_sqlite_database_is_refused_with_the_reason() {
+    for url in ["sqlite::memory:", "sqlite://file.db?mode=memory"] {
+        let refused = SqlStore::connect(url).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("in-memory SQLite database is not supported"), "{url}: {refused}");
+        let refused = SqlStore::for_usage_writer(url).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("in-memory SQLite database is not supported"), "{url}: {refused}");
+    }
+}
