@@ -61,11 +61,25 @@ pub struct ProviderConfig {
     pub id: ProviderConfigId,
     pub provider_name: String,
     pub all_models_allowed: bool,
-    /// Explicit allowlist; empty with `all_models_allowed: false` denies every model.
+    /// Explicit allowlist; `["*"]` grants every model, and an empty list with
+    /// `all_models_allowed: false` denies every model.
     pub allowed_models: Vec<String>,
     pub budgets: Vec<Budget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+}
+
+impl ProviderConfig {
+    /// Whether every model of the provider is granted: `all_models_allowed`, or `"*"` among the
+    /// allowed models (the contract's allow-list wildcard).
+    pub fn allows_every_model(&self) -> bool {
+        self.all_models_allowed || self.allowed_models.iter().any(|m| m == "*")
+    }
+
+    /// Whether `model` of the provider is granted.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.allows_every_model() || self.allowed_models.iter().any(|m| m == model)
+    }
 }
 
 /// One budget line: a spending cap over a reset window.
@@ -148,5 +162,34 @@ impl AccessProfile {
             || self.tags != other.tags
             || self.policy != other.policy
             || self.rotation != other.rotation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ProviderConfigId;
+
+    fn config(all: bool, models: &[&str]) -> ProviderConfig {
+        ProviderConfig {
+            id: ProviderConfigId(1),
+            provider_name: "openai".to_owned(),
+            all_models_allowed: all,
+            allowed_models: models.iter().map(|m| (*m).to_owned()).collect(),
+            budgets: Vec::new(),
+            rate_limit: None,
+        }
+    }
+
+    #[test]
+    fn a_star_in_allowed_models_grants_every_model_like_all_models_allowed() {
+        let star = config(false, &["*"]);
+        assert!(star.allows_every_model() && star.allows_model("gpt-4o") && star.allows_model("anything"));
+        assert!(config(true, &[]).allows_model("gpt-4o"));
+        let listed = config(false, &["gpt-4o"]);
+        assert!(!listed.allows_every_model());
+        assert!(listed.allows_model("gpt-4o") && !listed.allows_model("gpt-4o-mini"));
+        assert!(!config(false, &[]).allows_model("gpt-4o"), "an empty list denies every model");
+        assert!(!config(false, &["gpt-*"]).allows_model("gpt-4o"), "only a whole `*` is a wildcard");
     }
 }

@@ -104,8 +104,7 @@ pub fn authorize<'s>(
     let (copy, config_at) = active()
         .find_map(|c| {
             let at = config_of(c)?;
-            let p = &c.policy.provider_configs[at];
-            (p.all_models_allowed || p.allowed_models.iter().any(|m| m == model)).then_some((c, at))
+            c.policy.provider_configs[at].allows_model(model).then_some((c, at))
         })
         .ok_or_else(|| refused(StatusCode::FORBIDDEN, "model_blocked", format!("Model '{model}' is not allowed for this virtual key")))?;
     Ok(Grant { user_id: &record.user_id, key_id: &record.id, copy, config_at })

@@ -49,12 +49,15 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
             if wanted.is_some_and(|w| w != config.provider_name) {
                 continue;
             }
-            let models: Vec<String> = if config.all_models_allowed {
-                gw.0.providers.get(&config.provider_name).map(|p| p.models.clone()).unwrap_or_default()
+            // Every model: those the provider serves, from the API-managed provider of that name
+            // if there is one (it takes precedence, as when a request is routed), else the file's.
+            let models: &[String] = if config.allows_every_model() {
+                let served = snapshot.providers.get(&config.provider_name).or_else(|| gw.0.providers.get(&config.provider_name));
+                served.map_or(&[], |p| p.models.as_slice())
             } else {
-                config.allowed_models.clone()
+                &config.allowed_models
             };
-            ids.extend(models.into_iter().map(|m| (config.provider_name.clone(), m)));
+            ids.extend(models.iter().filter(|m| *m != "*").map(|m| (config.provider_name.clone(), m.clone())));
         }
     }
     if let Some(w) = wanted

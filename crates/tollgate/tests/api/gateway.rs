@@ -80,6 +80,30 @@ with_mock_upstream! { gateway_app;
         assert_eq!(app.with_key(&key).get("/v1/models?provider=anthropic").await.status.as_u16(), 403);
     }
 
+    async fn a_star_in_allowed_models_grants_every_model_and_the_list_names_the_served_ones(app, mock) {
+        // Regression: `"*"` was taken as a model named `*`, so it granted no real model and
+        // `/v1/models` listed `openai/*`; and a profile allowing every model of an API-managed
+        // provider listed none of its models.
+        app.admin().post("/api/providers", json!({
+            "provider": "acme",
+            "custom_provider_config": {"base_provider_type": "openai"},
+            "network_config": {"base_url": mock.base_url()},
+            "keys": [{"id": "k-acme", "name": "k-acme", "value": "sk-acme-secret-000000001", "models": ["acme-1", "*"]}]
+        })).await.expect(200);
+        let (_, key, _) = member(app, json!({"name": "Everything", "provider_configs": [
+            {"provider_name": "openai", "allowed_models": ["*"]},
+            {"provider_name": "acme", "all_models_allowed": true}
+        ]})).await;
+        for model in ["openai/mock", "openai/mock-large", "acme/acme-1"] {
+            let served = app.with_key(&key).post("/v1/chat/completions", chat(model, 5)).await;
+            assert_eq!(served.status.as_u16(), 200, "{model}: {}", served.body);
+        }
+        assert_eq!(mock.calls(), 3);
+        let listed = app.with_key(&key).get("/v1/models").await.expect(200)["data"].clone();
+        let ids: Vec<&str> = listed.as_array().into_iter().flatten().filter_map(|m| m["id"].as_str()).collect();
+        assert_eq!(ids, ["acme/acme-1", "openai/mock", "openai/mock-large"], "the models each provider serves, never a `*`");
+    }
+
     async fn a_management_write_takes_effect_on_the_next_request(app, mock) {
         let (user, key, copy) = member(app, openai_only("Revoked")).await;
         app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 5)).await.expect(200);
