@@ -38,8 +38,9 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     if !request.is_array("messages") {
         return Err(GatewayError::bad_request("messages must be an array"));
     }
-    let stream = request.bool("stream").unwrap_or(false);
-    let max_out = request.u64("max_tokens").unwrap_or(gw.0.default_max_tokens);
+    // Read strictly: governance reserves by these, so a value it cannot read is a 400.
+    let stream = request.switch("stream")?.unwrap_or(false);
+    let max_out = request.token_count("max_tokens")?.unwrap_or(gw.0.default_max_tokens);
     let ask = Ask { provider, model, max_out, stream };
     let prompt = Prompt::chat(body, &request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;

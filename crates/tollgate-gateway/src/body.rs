@@ -47,12 +47,31 @@ impl<'a> RawObject<'a> {
         serde_json::from_str::<Text<'a>>(raw.get()).ok().map(|t| t.0)
     }
 
-    pub fn u64(&self, key: &str) -> Option<u64> {
+    pub fn bool(&self, key: &str) -> Option<bool> {
         serde_json::from_str(self.get(key)?.get()).ok()
     }
 
-    pub fn bool(&self, key: &str) -> Option<bool> {
-        serde_json::from_str(self.get(key)?.get()).ok()
+    /// A token count the request may set: absent or `null` is `None`; anything but a whole
+    /// number from 0 up is a 400 naming the member (governance reserves by it, so a value it
+    /// cannot read must not pass as if it were absent).
+    pub fn token_count(&self, key: &str) -> Result<Option<u64>, GatewayError> {
+        self.typed(key, "a whole number of tokens (0 or more)")
+    }
+
+    /// A switch the request may set: absent or `null` is `None`; anything but `true` or `false`
+    /// is a 400 naming the member.
+    pub fn switch(&self, key: &str) -> Result<Option<bool>, GatewayError> {
+        self.typed(key, "true or false")
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(&self, key: &str, expected: &str) -> Result<Option<T>, GatewayError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(raw) if raw.get() == "null" => Ok(None),
+            Some(raw) => {
+                serde_json::from_str(raw.get()).map(Some).map_err(|_| GatewayError::bad_request(format!("{key} must be {expected}")))
+            }
+        }
     }
 
     /// True when the member is a JSON array.
@@ -141,7 +160,7 @@ mod tests {
         let body = br#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi \"there\""}],"max_tokens":7,"stream":true,"fallbacks":["a/b"]}"#;
         let object = RawObject::parse(body).unwrap();
         assert_eq!(object.str("model").as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(object.u64("max_tokens"), Some(7));
+        assert_eq!(object.token_count("max_tokens").ok(), Some(Some(7)));
         assert_eq!(object.bool("stream"), Some(true));
         assert!(object.is_array("messages"));
         let out =
@@ -158,6 +177,24 @@ mod tests {
         let object = RawObject::parse(body).unwrap();
         assert_eq!(object.str("model").as_deref(), Some("x/second"), "the last duplicate wins");
         assert_eq!(reparsed(&object.encode(&[])), json!({"model":"x/second","a\nb":1}));
+    }
+
+    #[test]
+    fn token_counts_and_switches_are_read_strictly_and_null_counts_as_absent() {
+        let body = br#"{"a": 16, "b": null, "c": 1.5, "d": -1, "e": "16", "f": 1e3, "g": true, "h": "yes", "i": 1}"#;
+        let object = RawObject::parse(body).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(object.token_count("a").ok(), Some(Some(16)));
+        assert_eq!(object.token_count("b").ok(), Some(None));
+        assert_eq!(object.token_count("absent").ok(), Some(None));
+        for bad in ["c", "d", "e", "f", "g"] {
+            let refused = object.token_count(bad).err().map(|e| (e.status.as_u16(), e.message));
+            assert_eq!(refused, Some((400, format!("{bad} must be a whole number of tokens (0 or more)"))));
+        }
+        assert_eq!(object.switch("g").ok(), Some(Some(true)));
+        assert_eq!(object.switch("b").ok(), Some(None));
+        for bad in ["h", "i", "a"] {
+            assert_eq!(object.switch(bad).err().map(|e| e.message), Some(format!("{bad} must be true or false")));
+        }
     }
 
     #[test]

@@ -27,13 +27,14 @@ pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, bod
     if !request.is_array("messages") {
         return Err(GatewayError::bad_request("messages must be an array"));
     }
+    let shape = Shape::read(&request, gw.0.default_max_tokens)?;
     let fallbacks = fallbacks(request.get("fallbacks"));
     if fallbacks.is_empty() {
-        return attempt(&gw, &headers, &body, &request, &primary).await;
+        return attempt(&gw, &headers, &body, &request, shape, &primary).await;
     }
     let mut first_failure = None;
     for candidate in std::iter::once(primary.into_owned()).chain(fallbacks) {
-        match attempt(&gw, &headers, &body, &request, &candidate).await {
+        match attempt(&gw, &headers, &body, &request, shape, &candidate).await {
             Ok(response) if response.status().is_success() => return Ok(response),
             failed => {
                 if first_failure.is_none() {
@@ -43,6 +44,24 @@ pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, bod
         }
     }
     first_failure.unwrap_or_else(|| Err(GatewayError::bad_request("model is required")))
+}
+
+/// What the request asks of every try: streamed or not, and the output tokens it allows (the
+/// default when it sets none). Read strictly, once: a value governance cannot read is a 400, not
+/// an estimate at the default while the provider honours something larger.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    stream: bool,
+    max_out: u64,
+}
+
+impl Shape {
+    fn read(request: &RawObject<'_>, default_max_tokens: u64) -> Result<Shape, GatewayError> {
+        let stream = request.switch("stream")?.unwrap_or(false);
+        let newer = request.token_count("max_completion_tokens")?;
+        let older = request.token_count("max_tokens")?;
+        Ok(Shape { stream, max_out: newer.or(older).unwrap_or(default_max_tokens) })
+    }
 }
 
 /// The `fallbacks` of a request, as `provider/model` names (strings or `{provider, model}` objects).
@@ -59,12 +78,18 @@ fn fallbacks(raw: Option<&RawValue>) -> Vec<String> {
 
 /// One governed try at `full` (`provider/model`): admitted, reserved and charged on its own, so a
 /// fallback passes governance again and a failed try charges nothing.
-async fn attempt(gw: &Gateway, headers: &HeaderMap, body: &Bytes, request: &RawObject<'_>, full: &str) -> Result<Response, GatewayError> {
+async fn attempt(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: &Bytes,
+    request: &RawObject<'_>,
+    shape: Shape,
+    full: &str,
+) -> Result<Response, GatewayError> {
     let (provider, model) = full
         .split_once('/')
         .ok_or_else(|| GatewayError::bad_request("model must be written as provider/model, e.g. openai/gpt-4o-mini"))?;
-    let stream = request.bool("stream").unwrap_or(false);
-    let max_out = request.u64("max_completion_tokens").or_else(|| request.u64("max_tokens")).unwrap_or(gw.0.default_max_tokens);
+    let Shape { stream, max_out } = shape;
     let ask = Ask { provider, model, max_out, stream };
     let prompt = Prompt::chat(body, request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;

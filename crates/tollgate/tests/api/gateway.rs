@@ -104,6 +104,33 @@ with_mock_upstream! { gateway_app;
         assert_eq!(ids, ["acme/acme-1", "openai/mock", "openai/mock-large"], "the models each provider serves, never a `*`");
     }
 
+    async fn a_token_count_or_stream_flag_governance_cannot_read_is_refused_before_any_call(app, mock) {
+        // Regression: `max_tokens: 1e30` (or 1.5, "16", -1) used to be read as absent, so the
+        // request was reserved at the default while a lenient provider honoured its own reading.
+        let (_, key, _) = member(app, openai_only("Strict")).await;
+        let messages = json!([{"role": "user", "content": "hi"}]);
+        for (member, value, expected) in [
+            ("max_tokens", json!(1e30), "max_tokens must be a whole number of tokens (0 or more)"),
+            ("max_tokens", json!(1.5), "max_tokens must be a whole number of tokens (0 or more)"),
+            ("max_tokens", json!("16"), "max_tokens must be a whole number of tokens (0 or more)"),
+            ("max_completion_tokens", json!(-1), "max_completion_tokens must be a whole number of tokens (0 or more)"),
+            ("stream", json!("yes"), "stream must be true or false"),
+        ] {
+            let body = json!({"model": "openai/mock", "messages": messages, member: value});
+            let refused = app.with_key(&key).post("/v1/chat/completions", body.clone()).await;
+            assert_eq!((refused.status.as_u16(), refused.body["type"].clone()), (400, json!("invalid_request")), "{member}: {}", refused.body);
+            assert_eq!(refused.body["error"]["message"], expected);
+            if member != "max_completion_tokens" {
+                // The Messages route reads the same members (it has no `max_completion_tokens`).
+                let refused = app.with_key(&key).post("/anthropic/v1/messages", body).await;
+                assert_eq!((refused.status.as_u16(), refused.body["error"]["message"].clone()), (400, json!(expected)), "{}", refused.body);
+            }
+        }
+        assert_eq!(mock.calls(), 0, "nothing unreadable reached the provider");
+        let absent = json!({"model": "openai/mock", "messages": messages, "max_tokens": null, "stream": null});
+        app.with_key(&key).post("/v1/chat/completions", absent).await.expect(200);
+    }
+
     async fn a_management_write_takes_effect_on_the_next_request(app, mock) {
         let (user, key, copy) = member(app, openai_only("Revoked")).await;
         app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 5)).await.expect(200);
