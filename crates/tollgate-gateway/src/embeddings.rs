@@ -13,7 +13,11 @@ use crate::prompt::Prompt;
 use crate::upstream::{json_response, post};
 
 pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
-    let mut request: Value = serde_json::from_slice(&body).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
+    serve(&gw, &headers, &body).await.map_err(|e| e.for_request("embedding"))
+}
+
+async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {
+    let mut request: Value = serde_json::from_slice(body).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
     let full = request.get("model").and_then(Value::as_str).ok_or_else(|| GatewayError::bad_request("model is required"))?.to_owned();
     let (provider, model) = full
         .split_once('/')
@@ -23,8 +27,8 @@ pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Byt
         .filter(|i| i.is_string() || i.is_array())
         .ok_or_else(|| GatewayError::bad_request("input must be a string or an array"))?;
     let ask = Ask { provider, model, max_out: 0, stream: false };
-    let prompt = Prompt::embeddings(&body, input);
-    let (target, held) = gw.admit(&headers, &ask, &prompt).await?;
+    let prompt = Prompt::embeddings(body, input);
+    let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     if target.spec.kind != ProviderKind::OpenAi {
         held.finish(None, 400);
         return Err(GatewayError::bad_request(format!("provider '{provider}' does not serve embeddings")).for_model(provider, model));

@@ -7,6 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+/// `extra_fields.request_type` of a chat completion, the default.
+const CHAT_COMPLETION: &str = "chat_completion";
+
 /// An inference request refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayError {
@@ -18,15 +21,24 @@ pub struct GatewayError {
     pub model: Option<String>,
     /// Seconds until a refused rate-limit window resets.
     pub retry_after: Option<i64>,
+    /// The kind of call, for `extra_fields.request_type`: `chat_completion` unless the route
+    /// says otherwise (`for_request`).
+    pub request_type: &'static str,
 }
 
 impl GatewayError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), provider: None, model: None, retry_after: None }
+        Self { status, kind, message: message.into(), provider: None, model: None, retry_after: None, request_type: CHAT_COMPLETION }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// The error of a call of another kind than a chat completion (`embedding`, `list_models`).
+    pub fn for_request(mut self, request_type: &'static str) -> Self {
+        self.request_type = request_type;
+        self
     }
 
     pub fn for_model(mut self, provider: &str, model: &str) -> Self {
@@ -62,7 +74,7 @@ impl GatewayError {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let mut extra = json!({"request_type": "chat_completion"});
+        let mut extra = json!({"request_type": self.request_type});
         if let (Some(provider), Some(model)) = (&self.provider, &self.model) {
             extra["provider"] = json!(provider);
             extra["model_requested"] = json!(model);

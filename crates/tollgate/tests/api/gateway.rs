@@ -77,7 +77,10 @@ with_mock_upstream! { gateway_app;
         }
         let models = app.with_key(&key).get("/v1/models").await.expect(200).clone();
         assert_eq!(models["data"], json!([{"id": "openai/mock", "object": "model", "owned_by": "openai"}]));
-        assert_eq!(app.with_key(&key).get("/v1/models?provider=anthropic").await.status.as_u16(), 403);
+        let blocked = app.with_key(&key).get("/v1/models?provider=anthropic").await;
+        assert_eq!((blocked.status.as_u16(), blocked.body["extra_fields"]["request_type"].clone()), (403, json!("list_models")));
+        let refused = app.with_key(&key).post("/v1/chat/completions", chat("openai/mock-large", 5)).await;
+        assert_eq!(refused.body["extra_fields"]["request_type"], "chat_completion");
     }
 
     async fn a_star_in_allowed_models_grants_every_model_and_the_list_names_the_served_ones(app, mock) {
@@ -267,7 +270,9 @@ with_mock_upstream! { gateway_app;
         assert_eq!(ok.expect(200)["data"][0]["embedding"], json!([0.25, -0.5, 0.125]));
         let refused = app.with_key(&key).post("/v1/embeddings", json!({"model": "openai/other", "input": "x"})).await;
         assert_eq!(refused.body["type"], "model_blocked");
-        app.with_key(&key).post("/v1/embeddings", json!({"model": "openai/mock"})).await.expect(400);
+        assert_eq!(refused.body["extra_fields"]["request_type"], "embedding", "an embedding's error says so");
+        let missing = app.with_key(&key).post("/v1/embeddings", json!({"model": "openai/mock"})).await;
+        assert_eq!((missing.status.as_u16(), missing.body["extra_fields"]["request_type"].clone()), (400, json!("embedding")));
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let logs = app.count("SELECT COUNT(*) AS n FROM request_logs WHERE prompt_tokens = 8 AND completion_tokens = 0").await;
         assert_eq!(logs, 1, "charged by the tokens the provider reported");
