@@ -8,12 +8,12 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::engine::{Ask, Gateway, ProviderKind};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, RequestType};
 use crate::prompt::Prompt;
 use crate::upstream::{json_response, post};
 
 pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
-    serve(&gw, &headers, &body).await.map_err(|e| e.for_request("embedding"))
+    serve(&gw, &headers, &body).await.map_err(|e| e.for_request(RequestType::Embedding))
 }
 
 async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {

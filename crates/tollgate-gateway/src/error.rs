@@ -7,8 +7,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-/// `extra_fields.request_type` of a chat completion, the default.
-const CHAT_COMPLETION: &str = "chat_completion";
+/// The kind of call an error belongs to, as `extra_fields.request_type` names it (a byte, so the
+/// error stays small on the hot path's `Result`s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestType {
+    #[default]
+    ChatCompletion,
+    Embedding,
+    ListModels,
+}
+
+impl RequestType {
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestType::ChatCompletion => "chat_completion",
+            RequestType::Embedding => "embedding",
+            RequestType::ListModels => "list_models",
+        }
+    }
+}
 
 /// An inference request refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,22 +38,30 @@ pub struct GatewayError {
     pub model: Option<String>,
     /// Seconds until a refused rate-limit window resets.
     pub retry_after: Option<i64>,
-    /// The kind of call, for `extra_fields.request_type`: `chat_completion` unless the route
+    /// The kind of call, for `extra_fields.request_type`: a chat completion unless the route
     /// says otherwise (`for_request`).
-    pub request_type: &'static str,
+    pub request_type: RequestType,
 }
 
 impl GatewayError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), provider: None, model: None, retry_after: None, request_type: CHAT_COMPLETION }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            provider: None,
+            model: None,
+            retry_after: None,
+            request_type: RequestType::ChatCompletion,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
-    /// The error of a call of another kind than a chat completion (`embedding`, `list_models`).
-    pub fn for_request(mut self, request_type: &'static str) -> Self {
+    /// The error of a call of another kind than a chat completion.
+    pub fn for_request(mut self, request_type: RequestType) -> Self {
         self.request_type = request_type;
         self
     }
@@ -74,7 +99,7 @@ impl GatewayError {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let mut extra = json!({"request_type": self.request_type});
+        let mut extra = json!({"request_type": self.request_type.as_str()});
         if let (Some(provider), Some(model)) = (&self.provider, &self.model) {
             extra["provider"] = json!(provider);
             extra["model_requested"] = json!(model);

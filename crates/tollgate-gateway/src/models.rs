@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::authorize::presented_key;
 use crate::engine::Gateway;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, RequestType};
 
 #[derive(Debug, Deserialize)]
 pub struct ModelsQuery {
@@ -23,7 +23,7 @@ pub async fn list_models(
     headers: HeaderMap,
     Query(query): Query<ModelsQuery>,
 ) -> Result<Json<Value>, GatewayError> {
-    let ids = allowed_models(&gw, &headers, query.provider.as_deref()).map_err(|e| e.for_request("list_models"))?;
+    let ids = allowed_models(&gw, &headers, query.provider.as_deref()).map_err(|e| e.for_request(RequestType::ListModels))?;
     let data: Vec<Value> = ids.into_iter().map(|(p, m)| json!({"id": format!("{p}/{m}"), "object": "model", "owned_by": p})).collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
