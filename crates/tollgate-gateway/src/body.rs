@@ -64,7 +64,9 @@ impl<'a> RawObject<'a> {
         self.typed(key, "true or false")
     }
 
-    fn typed<T: serde::de::DeserializeOwned>(&self, key: &str, expected: &str) -> Result<Option<T>, GatewayError> {
+    /// A member of type `T`: absent or `null` is `None`; anything else that does not read as a
+    /// `T` is a 400 saying the member must be `expected`.
+    pub fn typed<T: serde::de::DeserializeOwned>(&self, key: &str, expected: &str) -> Result<Option<T>, GatewayError> {
         match self.get(key) {
             None => Ok(None),
             Some(raw) if raw.get() == "null" => Ok(None),

@@ -46,21 +46,34 @@ pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, bod
     first_failure.unwrap_or_else(|| Err(GatewayError::bad_request("model is required")))
 }
 
-/// What the request asks of every try: streamed or not, and the output tokens it allows (the
-/// default when it sets none). Read strictly, once: a value governance cannot read is a 400, not
-/// an estimate at the default while the provider honours something larger.
+/// What the request asks of every try: streamed or not, the output tokens it allows per choice
+/// (the default when it sets none) and how many choices (`n`). Read strictly, once: a value
+/// governance cannot read is a 400, not an estimate at the default while the provider honours
+/// something larger.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     stream: bool,
     max_out: u64,
+    choices: u64,
 }
 
 impl Shape {
     fn read(request: &RawObject<'_>, default_max_tokens: u64) -> Result<Shape, GatewayError> {
+        const CHOICES: &str = "a whole number of choices (1 or more)";
         let stream = request.switch("stream")?.unwrap_or(false);
         let newer = request.token_count("max_completion_tokens")?;
         let older = request.token_count("max_tokens")?;
-        Ok(Shape { stream, max_out: newer.or(older).unwrap_or(default_max_tokens) })
+        let choices = match request.typed::<u64>("n", CHOICES)? {
+            None => 1,
+            Some(0) => return Err(GatewayError::bad_request(format!("n must be {CHOICES}"))),
+            Some(n) => n,
+        };
+        Ok(Shape { stream, max_out: newer.or(older).unwrap_or(default_max_tokens), choices })
+    }
+
+    /// Output tokens the whole answer may hold: every choice is billed.
+    fn total_out(self) -> u64 {
+        self.max_out.saturating_mul(self.choices)
     }
 }
 
@@ -89,8 +102,8 @@ async fn attempt(
     let (provider, model) = full
         .split_once('/')
         .ok_or_else(|| GatewayError::bad_request("model must be written as provider/model, e.g. openai/gpt-4o-mini"))?;
-    let Shape { stream, max_out } = shape;
-    let ask = Ask { provider, model, max_out, stream };
+    let Shape { stream, max_out, .. } = shape;
+    let ask = Ask { provider, model, max_out: shape.total_out(), stream };
     let prompt = Prompt::chat(body, request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     let include_usage = request.get("stream_options").is_some_and(|raw| RawObject::of(raw).bool("include_usage") == Some(true));
@@ -119,7 +132,7 @@ async fn attempt(
         client: ProviderKind::OpenAi,
         stream,
         include_usage,
-        estimate: (prompt, max_out),
+        estimate: (prompt, shape.total_out()),
         forwarded: Vec::new(),
     };
     exchange.run(&gw.0.http).await.map_err(|e| e.for_model(provider, model))

@@ -134,6 +134,27 @@ with_mock_upstream! { gateway_app;
         app.with_key(&key).post("/v1/chat/completions", absent).await.expect(200);
     }
 
+    async fn every_choice_a_request_asks_for_is_reserved(app, mock) {
+        // Regression: `n` was ignored, so a request for four choices reserved the output of one.
+        let (_, key, _) = member(app, json!({
+            "name": "Choices",
+            "rate_limit": {"token_max_limit": 100, "token_reset_duration": "1h"},
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        })).await;
+        let mut body = chat("openai/mock", 30);
+        body["n"] = json!(4);
+        let refused = app.with_key(&key).post("/v1/chat/completions", body.clone()).await;
+        assert_eq!((refused.status.as_u16(), refused.body["type"].clone()), (429, json!("token_limited")), "4 × 30 output tokens do not fit 100: {}", refused.body);
+        for bad in [json!(0), json!(1.5), json!("2")] {
+            body["n"] = bad;
+            let refused = app.with_key(&key).post("/v1/chat/completions", body.clone()).await;
+            assert_eq!((refused.status.as_u16(), refused.body["error"]["message"].clone()), (400, json!("n must be a whole number of choices (1 or more)")));
+        }
+        assert_eq!(mock.calls(), 0);
+        body["n"] = json!(2);
+        app.with_key(&key).post("/v1/chat/completions", body).await.expect(200);
+    }
+
     async fn a_management_write_takes_effect_on_the_next_request(app, mock) {
         let (user, key, copy) = member(app, openai_only("Revoked")).await;
         app.with_key(&key).post("/v1/chat/completions", chat("openai/mock", 5)).await.expect(200);
