@@ -51,11 +51,16 @@ impl<'a> RawObject<'a> {
         serde_json::from_str(self.get(key)?.get()).ok()
     }
 
-    /// A token count the request may set: absent or `null` is `None`; anything but a whole
-    /// number from 0 up is a 400 naming the member (governance reserves by it, so a value it
-    /// cannot read must not pass as if it were absent).
+    /// A token limit the request may set: absent or `null` is `None`; anything but a whole
+    /// number from 1 up is a 400 naming the member. Governance reserves by it, so a value it
+    /// cannot read must not pass as if it were absent, and 0 (which OpenAI and Anthropic refuse;
+    /// a server that accepts it decides what it means) must not be reserved as nothing.
     pub fn token_count(&self, key: &str) -> Result<Option<u64>, GatewayError> {
-        self.typed(key, "a whole number of tokens (0 or more)")
+        const EXPECTED: &str = "a whole number of tokens (1 or more)";
+        match self.typed(key, EXPECTED)? {
+            Some(0) => Err(GatewayError::bad_request(format!("{key} must be {EXPECTED}"))),
+            read => Ok(read),
+        }
     }
 
     /// A switch the request may set: absent or `null` is `None`; anything but `true` or `false`
@@ -183,14 +188,14 @@ mod tests {
 
     #[test]
     fn token_counts_and_switches_are_read_strictly_and_null_counts_as_absent() {
-        let body = br#"{"a": 16, "b": null, "c": 1.5, "d": -1, "e": "16", "f": 1e3, "g": true, "h": "yes", "i": 1}"#;
+        let body = br#"{"a": 16, "b": null, "c": 1.5, "d": -1, "e": "16", "f": 1e3, "g": true, "h": "yes", "i": 1, "z": 0}"#;
         let object = RawObject::parse(body).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(object.token_count("a").ok(), Some(Some(16)));
         assert_eq!(object.token_count("b").ok(), Some(None));
         assert_eq!(object.token_count("absent").ok(), Some(None));
-        for bad in ["c", "d", "e", "f", "g"] {
+        for bad in ["c", "d", "e", "f", "g", "z"] {
             let refused = object.token_count(bad).err().map(|e| (e.status.as_u16(), e.message));
-            assert_eq!(refused, Some((400, format!("{bad} must be a whole number of tokens (0 or more)"))));
+            assert_eq!(refused, Some((400, format!("{bad} must be a whole number of tokens (1 or more)"))));
         }
         assert_eq!(object.switch("g").ok(), Some(Some(true)));
         assert_eq!(object.switch("b").ok(), Some(None));

@@ -109,14 +109,16 @@ with_mock_upstream! { gateway_app;
 
     async fn a_token_count_or_stream_flag_governance_cannot_read_is_refused_before_any_call(app, mock) {
         // Regression: `max_tokens: 1e30` (or 1.5, "16", -1) used to be read as absent, so the
-        // request was reserved at the default while a lenient provider honoured its own reading.
+        // request was reserved at the default while a lenient provider honoured its own reading;
+        // 0 was reserved as no output at all, whatever a server that accepts it makes of it.
         let (_, key, _) = member(app, openai_only("Strict")).await;
         let messages = json!([{"role": "user", "content": "hi"}]);
         for (member, value, expected) in [
-            ("max_tokens", json!(1e30), "max_tokens must be a whole number of tokens (0 or more)"),
-            ("max_tokens", json!(1.5), "max_tokens must be a whole number of tokens (0 or more)"),
-            ("max_tokens", json!("16"), "max_tokens must be a whole number of tokens (0 or more)"),
-            ("max_completion_tokens", json!(-1), "max_completion_tokens must be a whole number of tokens (0 or more)"),
+            ("max_tokens", json!(1e30), "max_tokens must be a whole number of tokens (1 or more)"),
+            ("max_tokens", json!(1.5), "max_tokens must be a whole number of tokens (1 or more)"),
+            ("max_tokens", json!("16"), "max_tokens must be a whole number of tokens (1 or more)"),
+            ("max_completion_tokens", json!(-1), "max_completion_tokens must be a whole number of tokens (1 or more)"),
+            ("max_tokens", json!(0), "max_tokens must be a whole number of tokens (1 or more)"),
             ("stream", json!("yes"), "stream must be true or false"),
         ] {
             let body = json!({"model": "openai/mock", "messages": messages, member: value});
