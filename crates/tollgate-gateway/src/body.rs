@@ -56,9 +56,14 @@ impl<'a> RawObject<'a> {
     /// cannot read must not pass as if it were absent, and 0 (which OpenAI and Anthropic refuse;
     /// a server that accepts it decides what it means) must not be reserved as nothing.
     pub fn token_count(&self, key: &str) -> Result<Option<u64>, GatewayError> {
-        const EXPECTED: &str = "a whole number of tokens (1 or more)";
-        match self.typed(key, EXPECTED)? {
-            Some(0) => Err(GatewayError::bad_request(format!("{key} must be {EXPECTED}"))),
+        self.positive(key, "a whole number of tokens (1 or more)")
+    }
+
+    /// A count the request may set: absent or `null` is `None`; anything but a whole number from
+    /// 1 up is a 400 saying the member must be `expected`.
+    pub fn positive(&self, key: &str, expected: &str) -> Result<Option<u64>, GatewayError> {
+        match self.typed(key, expected)? {
+            Some(0) => Err(GatewayError::bad_request(format!("{key} must be {expected}"))),
             read => Ok(read),
         }
     }
@@ -71,7 +76,7 @@ impl<'a> RawObject<'a> {
 
     /// A member of type `T`: absent or `null` is `None`; anything else that does not read as a
     /// `T` is a 400 saying the member must be `expected`.
-    pub fn typed<T: serde::de::DeserializeOwned>(&self, key: &str, expected: &str) -> Result<Option<T>, GatewayError> {
+    fn typed<T: serde::de::DeserializeOwned>(&self, key: &str, expected: &str) -> Result<Option<T>, GatewayError> {
         match self.get(key) {
             None => Ok(None),
             Some(raw) if raw.get() == "null" => Ok(None),

@@ -59,15 +59,10 @@ struct Shape {
 
 impl Shape {
     fn read(request: &RawObject<'_>, default_max_tokens: u64) -> Result<Shape, GatewayError> {
-        const CHOICES: &str = "a whole number of choices (1 or more)";
         let stream = request.switch("stream")?.unwrap_or(false);
         let newer = request.token_count("max_completion_tokens")?;
         let older = request.token_count("max_tokens")?;
-        let choices = match request.typed::<u64>("n", CHOICES)? {
-            None => 1,
-            Some(0) => return Err(GatewayError::bad_request(format!("n must be {CHOICES}"))),
-            Some(n) => n,
-        };
+        let choices = request.positive("n", "a whole number of choices (1 or more)")?.unwrap_or(1);
         Ok(Shape { stream, max_out: newer.or(older).unwrap_or(default_max_tokens), choices })
     }
 

@@ -9,9 +9,8 @@ use serde_json::{Value, json};
 
 /// The kind of call an error belongs to, as `extra_fields.request_type` names it (a byte, so the
 /// error stays small on the hot path's `Result`s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestType {
-    #[default]
     ChatCompletion,
     Embedding,
     ListModels,
