@@ -1,4 +1,4 @@
-//! Child processes (mock, forwarder, Tollgate): started, their address read from stdout, killed on drop.
+//! Child processes (mock, forwarder, Tollgate): started, their address read from stdout, stopped on drop.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,7 +10,10 @@ use std::time::Duration;
 /// How long a child may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running child; dropping it kills it.
+/// How long a child may take to leave once asked, before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running child; dropping it stops it.
 #[derive(Debug)]
 pub struct Child {
     pub name: &'static str,
@@ -25,7 +28,21 @@ impl Child {
 }
 
 impl Drop for Child {
+    /// Asks the child to leave as it would in service — this binary's own children when their
+    /// standard input closes, Tollgate on SIGTERM (it flushes its usage) — so each process ends
+    /// through its normal exit (which also lets a profiling build write its profile, see
+    /// `scripts/pgo.sh`); one that has not left within [`STOP_TIMEOUT`] is killed.
     fn drop(&mut self) {
+        if self.process.stdin.take().is_none() {
+            let pid = i32::try_from(self.process.id()).ok().and_then(rustix::process::Pid::from_raw);
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        while matches!(self.process.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
