@@ -10,7 +10,7 @@
 # Output: target/pgo/release/tollgate and target/pgo/release/tollgate-bench (the latter runs the
 # former by default). Needs llvm-profdata of the LLVM major version rustc was built with
 # (`rustc -vV`; on Debian `apt-get install llvm-NN`), or its path in LLVM_PROFDATA.
-# Takes two release builds (about 12 minutes on 2 cores) and one minute of profiling.
+# Takes two release builds (about 13 minutes on 2 cores) and one minute of profiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
