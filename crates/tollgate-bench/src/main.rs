@@ -33,7 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the mock upstream (`POST /v1/chat/completions`, plain and streamed)
+    /// Serve the mock upstream (`POST /v1/chat/completions`, plain and streamed, and `POST /v1/embeddings`)
     Mock {
         /// Port on 127.0.0.1 (0 picks a free one; the address is printed)
         #[arg(long, default_value_t = 0)]

@@ -1,4 +1,4 @@
-//! The mock upstream: OpenAI chat completions with usage, plain or streamed as SSE, on axum with TCP_NODELAY.
+//! The mock upstream: OpenAI chat completions with usage (plain or streamed as SSE) and embeddings, on axum with TCP_NODELAY.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,6 +24,7 @@ const PIECES: [&str; 5] = ["Hello", " from", " the", " bench", " mock"];
 #[derive(Debug)]
 struct Answers {
     plain: Bytes,
+    embedding: Bytes,
     /// SSE events, each a complete `data: …\n\n`.
     events: Vec<Bytes>,
     chunk_delay: Duration,
@@ -56,19 +57,38 @@ fn answers(chunk_delay: Duration) -> Answers {
         "choices": [], "usage": usage()}));
     let mut events: Vec<Bytes> = events.iter().map(|e| Bytes::from(format!("data: {e}\n\n"))).collect();
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    Answers { plain: Bytes::from(plain.to_string()), events, chunk_delay }
+    let embedding = serde_json::json!({
+        "object": "list", "model": "bench-model",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125, 1.0]}],
+        "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
+    });
+    Answers { plain: Bytes::from(plain.to_string()), embedding: Bytes::from(embedding.to_string()), events, chunk_delay }
 }
 
 /// Serves until the process ends; `announce` gets the bound address.
 pub async fn serve(port: u16, chunk_delay_ms: u64, announce: fn(SocketAddr)) -> Result<(), String> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("mock: bind port {port}: {e}"))?;
     announce(listener.local_addr().map_err(|e| e.to_string())?);
-    let state = Arc::new(answers(Duration::from_millis(chunk_delay_ms)));
-    let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(state);
+    let app = app(Duration::from_millis(chunk_delay_ms));
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, app).await.map_err(|e| format!("mock: {e}"))
+}
+
+fn app(chunk_delay: Duration) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(Arc::new(answers(chunk_delay)))
+}
+
+fn json(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+async fn embeddings(State(answers): State<Arc<Answers>>) -> Response {
+    json(answers.embedding.clone())
 }
 
 async fn chat(State(answers): State<Arc<Answers>>, body: Bytes) -> Response {
@@ -76,7 +96,7 @@ async fn chat(State(answers): State<Arc<Answers>>, body: Bytes) -> Response {
         return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
     };
     if !ask.stream {
-        return ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], answers.plain.clone()).into_response();
+        return json(answers.plain.clone());
     }
     let delay = answers.chunk_delay;
     let events = answers.events.clone().into_iter().enumerate();
@@ -92,4 +112,49 @@ async fn chat(State(answers): State<Arc<Answers>>, body: Bytes) -> Response {
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
     ];
     (headers, Body::from_stream(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn served() -> String {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app(Duration::ZERO)).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn embeddings_answer_with_a_vector_and_the_prompt_tokens_as_usage() {
+        let base = served().await;
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{base}/v1/embeddings"))
+            .json(&serde_json::json!({"model": "bench-model", "input": "hello"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["usage"]["prompt_tokens"], PROMPT_TOKENS);
+        assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_chat_ends_with_usage_and_done() {
+        let base = served().await;
+        let text = reqwest::Client::new()
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&serde_json::json!({"model": "bench-model", "stream": true, "messages": []}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(text.matches("data: ").count(), PIECES.len() + 3);
+        assert!(text.contains(&format!("\"completion_tokens\":{COMPLETION_TOKENS}")));
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
 }
