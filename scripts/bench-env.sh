@@ -1,7 +1,8 @@
 # Sourced by scripts/instructions.sh and scripts/routes.sh: the benchmark's mock upstream, one
 # Tollgate on a temporary SQLite file, and the benchmark's governance (a budget and both rate limits
 # on the profile and on its provider config, the request log on). Sets MOCK, PORT, TOLLGATE, KEY
-# and WORK; everything it starts is stopped when the calling script exits. Needs curl and python3.
+# and WORK, and gives `drive` to send requests; everything it starts is stopped when the calling
+# script exits. Needs curl and python3.
 WORK=$(mktemp -d)
 PIDS=()
 ADMIN_PASSWORD=bench-env-admin
@@ -17,6 +18,7 @@ start_mock() {
     target/release/tollgate-bench mock --port 0 "$@" > "$WORK/mock.txt" & PIDS+=($!)
     for _ in $(seq 50); do grep -q listening "$WORK/mock.txt" && break; sleep 0.1; done
     MOCK=$(sed -n 's/listening on //p' "$WORK/mock.txt")
+    [[ -n "$MOCK" ]] || { echo "the mock upstream did not start" >&2; exit 1; }
 }
 
 # start_tollgate BINARY [WRAPPER…]: Tollgate (run under WRAPPER if given) with the mock as its one
@@ -60,4 +62,36 @@ setup_governance() {
     api -X POST "$base/access-profiles/$profile/roles" -d "{\"role_ids\": [$role], \"is_default\": true, \"apply_to_existing\": true}" > /dev/null
     key_id=$(api "$base/users/$user/access-profiles" | field '["access_profiles"][0]["virtual_key_ids"][0]')
     KEY=$(api -X POST "$base/users/$user/virtual-keys/$key_id/reveal" -d '{}' | field '["virtual_key"]["value"]')
+}
+
+# drive PORT KEY MODEL KIND N: N requests of one KIND on one keep-alive connection; fails unless
+# every one answers 200. KIND: chat, chat-stream, anthropic, anthropic-stream (the Anthropic
+# Messages route), embeddings or models (`GET /v1/models`).
+drive() {
+    python3 - "$@" <<'PY'
+import http.client, json, sys
+port, key, model, kind, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+text = "Say hello to the benchmark in five words."
+messages = [{"role": "user", "content": text}]
+if kind.startswith("chat"):
+    path, body = "/v1/chat/completions", {"model": model, "max_tokens": 16, "messages": messages}
+elif kind.startswith("anthropic"):
+    path, body = "/anthropic/v1/messages", {"model": model, "max_tokens": 16, "messages": messages}
+elif kind == "embeddings":
+    path, body = "/v1/embeddings", {"model": model, "input": text}
+else:
+    path, body = "/v1/models", None
+if kind.endswith("-stream"):
+    body["stream"] = True
+headers = {"content-type": "application/json", "authorization": "Bearer " + key}
+conn, ok = http.client.HTTPConnection("127.0.0.1", port), 0
+payload = None if body is None else json.dumps(body)
+for _ in range(n):
+    conn.request("GET" if body is None else "POST", path, payload, headers)
+    answer = conn.getresponse()
+    answer.read()
+    ok += answer.status == 200
+if ok != n:
+    sys.exit(f"{kind}: only {ok} of {n} requests answered 200")
+PY
 }

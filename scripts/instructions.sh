@@ -11,29 +11,11 @@ cargo build --release --quiet -p tollgate -p tollgate-bench
 BIN=$PWD/target/release
 source scripts/bench-env.sh
 
-# N requests on one keep-alive connection; prints how many got 200.
-drive() {
-    python3 - "$@" <<'PY'
-import http.client, json, sys
-port, key, model, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-body = json.dumps({"model": model, "max_tokens": 16,
-                   "messages": [{"role": "user", "content": "Say hello to the benchmark in five words."}]})
-conn, ok = http.client.HTTPConnection("127.0.0.1", port), 0
-for _ in range(n):
-    conn.request("POST", "/v1/chat/completions", body, {"content-type": "application/json", "authorization": "Bearer " + key})
-    answer = conn.getresponse()
-    answer.read()
-    ok += answer.status == 200
-if ok != n:
-    sys.exit(f"only {ok} of {n} requests answered 200")
-PY
-}
-
 # Counts under callgrind from after the warm-up to the end of the N requests.
 measure() { # pid port key model
-    drive "$2" "$3" "$4" 200
+    drive "$2" "$3" "$4" chat 200
     callgrind_control -z "$1" > /dev/null 2>&1
-    drive "$2" "$3" "$4" "$N"
+    drive "$2" "$3" "$4" chat "$N"
     callgrind_control -d "$1" > /dev/null 2>&1
     sleep 1
     kill -TERM "$1"

@@ -20,40 +20,12 @@ setup_governance
 TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# N requests of one kind on one keep-alive connection; fails unless every one answers 200.
-drive() { # kind n
-    python3 - "$PORT" "$KEY" "$1" "$2" <<'PY'
-import http.client, json, sys
-port, key, kind, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-messages = [{"role": "user", "content": "Say hello to the benchmark in five words."}]
-stream = kind.endswith("-stream")
-if kind.startswith("chat"):
-    path, body = "/v1/chat/completions", {"model": "openai/bench-model", "max_tokens": 16, "messages": messages, "stream": stream}
-elif kind.startswith("anthropic"):
-    path, body = "/anthropic/v1/messages", {"model": "openai/bench-model", "max_tokens": 16, "messages": messages, "stream": stream}
-elif kind == "embeddings":
-    path, body = "/v1/embeddings", {"model": "openai/bench-model", "input": "Say hello to the benchmark in five words."}
-else:
-    path, body = "/v1/models", None
-headers = {"content-type": "application/json", "authorization": "Bearer " + key}
-conn, ok = http.client.HTTPConnection("127.0.0.1", port), 0
-payload = None if body is None else json.dumps(body)
-for _ in range(n):
-    conn.request("GET" if body is None else "POST", path, payload, headers)
-    answer = conn.getresponse()
-    answer.read()
-    ok += answer.status == 200
-if ok != n:
-    sys.exit(f"{kind}: only {ok} of {n} requests answered 200")
-PY
-}
-
 echo "CPU per request of $TOLLGATE_BIN over $N requests per route (user + system, µs):"
 for kind in chat chat-stream anthropic anthropic-stream embeddings models; do
-    drive "$kind" 200
+    drive "$PORT" "$KEY" openai/bench-model "$kind" 200
     sleep 1.5 # the usage writer's flush of the warm-up falls before the first reading
     before=$(cpu_ticks "$TOLLGATE")
-    drive "$kind" "$N"
+    drive "$PORT" "$KEY" openai/bench-model "$kind" "$N"
     sleep 1.5 # and the flush of the measured requests before the second
     after=$(cpu_ticks "$TOLLGATE")
     python3 -c "print(f'  {\"$kind\":<17} {($after - $before) * 1e6 / $TICKS / $N:7.1f}')"
