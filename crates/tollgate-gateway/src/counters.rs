@@ -117,6 +117,13 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     fn charged(&self) -> Vec<LineValue> {
         Vec::new()
     }
+    /// Reservations open now, for the crash journal: the ids of all of them, and the lines (each
+    /// at its reserved amount, in its window) of those `wanted` names. A store whose reservations
+    /// outlive this process (Redis) has none here: it charges a dead instance's itself.
+    fn open_reservations(&self, wanted: &dyn Fn(u64) -> bool) -> (Vec<u64>, Vec<(u64, Vec<LineValue>)>) {
+        let _ = wanted;
+        (Vec::new(), Vec::new())
+    }
     /// Takes a persisted line value if the store has none for the line or holds an older window
     /// (at start, and on reload after a management write zeroed a line).
     async fn adopt(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String>;
@@ -199,7 +206,6 @@ struct Taken {
 
 #[derive(Debug)]
 struct Held {
-    at: DateTime<Utc>,
     claims: Vec<Taken>,
 }
 
@@ -264,7 +270,7 @@ impl MemoryCounters {
         }
         state.next += 1;
         let id = state.next;
-        state.held.insert(id, Held { at: now, claims: held });
+        state.held.insert(id, Held { claims: held });
         Ok(id)
     }
 
@@ -311,6 +317,28 @@ impl Counters for MemoryCounters {
             .collect()
     }
 
+    fn open_reservations(&self, wanted: &dyn Fn(u64) -> bool) -> (Vec<u64>, Vec<(u64, Vec<LineValue>)>) {
+        let Ok(state) = self.state.lock() else { return (Vec::new(), Vec::new()) };
+        let ids: Vec<u64> = state.held.keys().copied().collect();
+        let lines = ids
+            .iter()
+            .filter(|id| wanted(**id))
+            .filter_map(|id| {
+                let held = state.held.get(id)?;
+                let lines = held
+                    .claims
+                    .iter()
+                    .map(|taken| {
+                        let line = &state.lines[taken.slot];
+                        LineValue { line: Arc::clone(&line.name), kind: taken.kind, used: taken.estimate, window_start: line.window_start }
+                    })
+                    .collect();
+                Some((*id, lines))
+            })
+            .collect();
+        (ids, lines)
+    }
+
     async fn adopt(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
         let mut state = self.state.lock().map_err(|_| "counter lock poisoned".to_owned())?;
         let State { slots, lines, .. } = &mut *state;
@@ -327,15 +355,11 @@ impl Counters for MemoryCounters {
         Ok(())
     }
 
-    async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize {
-        let stale: Vec<u64> = match self.state.lock() {
-            Ok(state) => state.held.iter().filter(|(_, h)| now - h.at > max_age).map(|(id, _)| *id).collect(),
-            Err(_) => return 0,
-        };
-        for id in &stale {
-            self.settle_now(*id, Actual::default(), now);
-        }
-        stale.len()
+    /// Releases nothing: every reservation here belongs to a `Held` guard of this process,
+    /// which settles it on every path (answer, error, hang-up, cancellation, panic), however long
+    /// the request runs. Releasing one by age freed the room of a long stream still running.
+    async fn sweep(&self, _max_age: Duration, _now: DateTime<Utc>) -> usize {
+        0
     }
 
     async fn peek(&self, line: &str) -> Option<(u64, u64)> {
@@ -475,9 +499,16 @@ pub(crate) mod tests {
         all_lines_or_none_are_reserved(&MemoryCounters::new(), "b1").await;
     }
 
+    /// A stream may run for hours: its reservation stays, and its settlement charges in full.
     #[tokio::test]
-    async fn memory_stale_reservations_are_swept() {
-        stale_reservations_are_swept(&MemoryCounters::new(), "b1").await;
+    async fn memory_a_long_request_keeps_its_reservation_and_its_settle_charges() {
+        let c = MemoryCounters::new();
+        let now = tollgate_core::clock::now();
+        let id = c.reserve(&[budget("b1", 100, 90)], now).await.unwrap_or_default();
+        assert_eq!(c.sweep(Duration::minutes(30), now + Duration::hours(3)).await, 0, "nothing is released by age");
+        assert_eq!(c.peek("b1").await, Some((0, 90)), "the room stays held while the request lives");
+        settle(&c, id, Actual { cost_micros: 70, ..Actual::default() }, now + Duration::hours(3)).await;
+        assert_eq!(c.peek("b1").await, Some((70, 0)), "the late settlement is charged");
     }
 
     #[tokio::test]
