@@ -40,19 +40,30 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     }
     // Read strictly: governance reserves by these, so a value it cannot read is a 400.
     let stream = request.switch("stream")?.unwrap_or(false);
-    let max_out = request.token_count("max_tokens")?.unwrap_or(gw.0.default_max_tokens);
+    let given = request.token_count("max_tokens")?;
+    let max_out = given.unwrap_or(gw.0.default_max_tokens);
+    // A request without a limit is sent with the one it was reserved for (an answer can then
+    // never cost more than its reservation).
+    let cap = max_out.to_string();
     let ask = Ask { provider, model, max_out, stream };
     let prompt = Prompt::chat(body, &request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     let (upstream_body, forwarded) = match target.spec.kind {
         ProviderKind::Anthropic => {
             let name = serde_json::to_string(model).unwrap_or_default();
-            (request.encode(&[("model", Some(&name))]), forwarded(headers))
+            let mut changes = vec![("model", Some(name.as_str()))];
+            if given.is_none() {
+                changes.push(("max_tokens", Some(cap.as_str())));
+            }
+            (request.encode(&changes), forwarded(headers))
         }
         ProviderKind::OpenAi => {
             // Translation needs the whole tree; only this path builds one.
             let tree: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let mut chat = translate::messages_to_chat(&tree, model);
+            if given.is_none() {
+                chat[target.spec.output_cap_member()] = Value::from(max_out);
+            }
             if stream {
                 chat["stream_options"] = serde_json::from_str(INCLUDE_USAGE).unwrap_or(Value::Null);
             }
@@ -69,5 +80,5 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         estimate: (prompt, max_out),
         forwarded,
     };
-    exchange.run(&gw.0.http).await.map_err(|e| e.for_model(provider, model))
+    exchange.run(gw).await.map_err(|e| e.for_model(provider, model))
 }

@@ -70,7 +70,7 @@ async fn count(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let name = serde_json::to_string(model).unwrap_or_default();
     let forwarded = crate::anthropic::forwarded(headers);
     let upstream_body = Bytes::from(request.encode(&[("model", Some(&name))]));
-    let answer = upstream::post(&gw.0.http, &target, "/messages/count_tokens", &upstream_body, false, &forwarded).await?;
+    let answer = upstream::post(&gw.0.http, &target, "/messages/count_tokens", &upstream_body, false, &forwarded, None).await?;
     let status = answer.status().as_u16();
     let bytes = answer.bytes().await.unwrap_or_default();
     Ok(json_response(status, bytes))

@@ -28,7 +28,7 @@ pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, bod
         return Err(GatewayError::bad_request("messages must be an array"));
     }
     let shape = Shape::read(&request, gw.0.default_max_tokens)?;
-    let fallbacks = fallbacks(request.get("fallbacks"));
+    let fallbacks = fallbacks(request.get("fallbacks"), &primary)?;
     if fallbacks.is_empty() {
         return attempt(&gw, &headers, &body, &request, shape, &primary).await;
     }
@@ -55,6 +55,8 @@ struct Shape {
     stream: bool,
     max_out: u64,
     choices: u64,
+    /// The request set its own output limit; otherwise the default one is sent upstream.
+    capped: bool,
 }
 
 impl Shape {
@@ -63,7 +65,8 @@ impl Shape {
         let newer = request.token_count("max_completion_tokens")?;
         let older = request.token_count("max_tokens")?;
         let choices = request.positive("n", "a whole number of choices (1 or more)")?.unwrap_or(1);
-        Ok(Shape { stream, max_out: newer.or(older).unwrap_or(default_max_tokens), choices })
+        let given = newer.or(older);
+        Ok(Shape { stream, max_out: given.unwrap_or(default_max_tokens), choices, capped: given.is_some() })
     }
 
     /// Output tokens the whole answer may hold: every choice is billed.
@@ -72,16 +75,37 @@ impl Shape {
     }
 }
 
-/// The `fallbacks` of a request, as `provider/model` names (strings or `{provider, model}` objects).
-fn fallbacks(raw: Option<&RawValue>) -> Vec<String> {
-    elements(raw)
-        .into_iter()
-        .filter_map(|f| match serde_json::from_str::<Value>(f.get()).ok()? {
-            Value::String(name) => Some(name),
-            Value::Object(o) => Some(format!("{}/{}", o.get("provider")?.as_str()?, o.get("model")?.as_str()?)),
+/// At most this many fallbacks a request (after removing repeats): each is an upstream call.
+pub const MAX_FALLBACKS: usize = 5;
+
+/// The `fallbacks` of a request, as `provider/model` names (strings or `{provider, model}`
+/// objects), repeats (and the primary) left out; anything else, or more than `MAX_FALLBACKS`, is
+/// a 400 rather than an unbounded series of upstream calls.
+fn fallbacks(raw: Option<&RawValue>, primary: &str) -> Result<Vec<String>, GatewayError> {
+    if raw.is_some_and(|r| r.get() != "null") && !raw.is_some_and(|r| r.get().trim_start().starts_with('[')) {
+        return Err(GatewayError::bad_request("fallbacks must be an array of provider/model names"));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for entry in elements(raw) {
+        let name = match serde_json::from_str::<Value>(entry.get()) {
+            Ok(Value::String(name)) => Some(name),
+            Ok(Value::Object(o)) => match (o.get("provider").and_then(Value::as_str), o.get("model").and_then(Value::as_str)) {
+                (Some(provider), Some(model)) => Some(format!("{provider}/{model}")),
+                _ => None,
+            },
             _ => None,
-        })
-        .collect()
+        };
+        let name = name.ok_or_else(|| {
+            GatewayError::bad_request("each fallback must be a \"provider/model\" string or a {\"provider\", \"model\"} object")
+        })?;
+        if name != primary && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.len() > MAX_FALLBACKS {
+        return Err(GatewayError::bad_request(format!("at most {MAX_FALLBACKS} different fallbacks may be given, not {}", names.len())));
+    }
+    Ok(names)
 }
 
 /// One governed try at `full` (`provider/model`): admitted, reserved and charged on its own, so a
@@ -97,7 +121,7 @@ async fn attempt(
     let (provider, model) = full
         .split_once('/')
         .ok_or_else(|| GatewayError::bad_request("model must be written as provider/model, e.g. openai/gpt-4o-mini"))?;
-    let Shape { stream, max_out, .. } = shape;
+    let Shape { stream, max_out, capped, .. } = shape;
     let ask = Ask { provider, model, max_out: shape.total_out(), stream };
     let prompt = Prompt::chat(body, request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
@@ -108,6 +132,12 @@ async fn attempt(
             let mut changes = vec![("model", Some(name.as_str())), ("fallbacks", None)];
             if stream {
                 changes.push(("stream_options", Some(INCLUDE_USAGE)));
+            }
+            // Without a limit of its own the request is held to the output it was reserved for,
+            // so no answer can cost more than its reservation.
+            let cap = max_out.to_string();
+            if !capped {
+                changes.push((target.spec.output_cap_member(), Some(cap.as_str())));
             }
             request.encode(&changes)
         }
@@ -130,5 +160,5 @@ async fn attempt(
         estimate: (prompt, shape.total_out()),
         forwarded: Vec::new(),
     };
-    exchange.run(&gw.0.http).await.map_err(|e| e.for_model(provider, model))
+    exchange.run(gw).await.map_err(|e| e.for_model(provider, model))
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::engine::{Ask, Gateway, ProviderKind};
 use crate::error::{GatewayError, RequestType};
 use crate::prompt::Prompt;
-use crate::upstream::{json_response, post};
+use crate::upstream::{json_response, post, settle_failed_call};
 
 pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
     serve(&gw, &headers, &body).await.map_err(|e| e.for_request(RequestType::Embedding))
@@ -30,23 +30,33 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let prompt = Prompt::embeddings(body, input);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     if target.spec.kind != ProviderKind::OpenAi {
-        held.finish(None, 400);
+        held.release(400);
         return Err(GatewayError::bad_request(format!("provider '{provider}' does not serve embeddings")).for_model(provider, model));
     }
     request["model"] = json!(model);
     let body = Bytes::from(request.to_string());
-    let response = post(&gw.0.http, &target, "/embeddings", &body, false, &[]).await.map_err(|e| e.for_model(provider, model))?;
+    // A client that hangs up from here on leaves the guard to charge the reservation: the input
+    // an embedding is billed for, as estimated.
+    let response = match post(&gw.0.http, &target, "/embeddings", &body, false, &[], Some(&held)).await {
+        Ok(response) => response,
+        Err(e) => {
+            settle_failed_call(held, &e);
+            return Err(e.for_model(provider, model));
+        }
+    };
     let status = response.status().as_u16();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|_| GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"))?;
+    let Ok(bytes) = response.bytes().await else {
+        held.unread(502);
+        return Err(
+            GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off").for_model(provider, model)
+        );
+    };
     if !(200..300).contains(&status) {
-        held.finish(None, status);
+        held.upstream_failed(status);
         return Ok(json_response(status, bytes));
     }
     let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let used = parsed.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or_else(|| prompt.tokens());
-    held.finish(Some(crate::usage::Usage::plain(used, 0)), status);
+    held.answered(crate::usage::Usage::plain(used, 0), status);
     Ok(json_response(status, bytes))
 }

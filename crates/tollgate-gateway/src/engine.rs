@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tollgate_core::auth::Secret;
 use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageStore};
@@ -106,6 +108,14 @@ impl ProviderSpec {
         parse()
     }
 
+    /// The member that limits an answer's output tokens, sent when a request sets none: OpenAI's
+    /// own API (and Azure OpenAI) takes `max_completion_tokens`, which its reasoning models
+    /// require; every other OpenAI-compatible server reads `max_tokens`.
+    pub fn output_cap_member(&self) -> &'static str {
+        let host = reqwest::Url::parse(&self.base_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
+        if host == "api.openai.com" || host.ends_with(".openai.azure.com") { "max_completion_tokens" } else { "max_tokens" }
+    }
+
     /// A key serving `model`, chosen at random in proportion to the keys' weights.
     pub fn pick_key(&self, model: &str) -> Option<Secret> {
         use rand::Rng;
@@ -152,6 +162,11 @@ pub(crate) struct Inner {
     pub default_max_tokens: u64,
     /// When stored usage was last read into the counters.
     pub adopted_at: std::sync::Mutex<DateTime<Utc>>,
+    /// Plain upstream calls, each on its own task so a client's hang-up does not cancel it;
+    /// shutdown waits for them.
+    pub inflight: TaskTracker,
+    /// Cancelled when shutdown stops waiting for calls still in flight.
+    pub stopping: CancellationToken,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -167,13 +182,29 @@ pub struct GatewayTasks {
     sweeper: tokio::task::JoinHandle<()>,
     reloader: tokio::task::JoinHandle<()>,
     counters: Arc<dyn Counters>,
+    inflight: TaskTracker,
+    stopping: CancellationToken,
 }
 
+/// How long shutdown waits for upstream calls whose clients have gone; then they are cancelled
+/// and charged their reservations.
+pub const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
+
 impl GatewayTasks {
-    /// Stops the timers and drains the usage writer.
+    /// Stops the timers, lets calls in flight finish (or cancels them, charged), and drains the
+    /// usage writer.
     pub async fn shutdown(self) {
         self.sweeper.abort();
         self.reloader.abort();
+        self.inflight.close();
+        if tokio::time::timeout(INFLIGHT_WAIT, self.inflight.wait()).await.is_err() {
+            tracing::warn!(
+                calls = self.inflight.len(),
+                "upstream calls still running at shutdown are cancelled and charged their reservations"
+            );
+            self.stopping.cancel();
+            self.inflight.wait().await;
+        }
         self.counters.drain().await;
         self.writer.close().await;
     }
@@ -211,12 +242,15 @@ impl Gateway {
             store,
             default_max_tokens: settings.default_max_tokens,
             adopted_at: std::sync::Mutex::new(adopted_at),
+            inflight: TaskTracker::new(),
+            stopping: CancellationToken::new(),
         };
         let gateway = Gateway(Arc::new(inner));
         let sweeper = tokio::spawn(sweep_and_prune(gateway.clone(), settings.log_retention_days));
         let reloader = tokio::spawn(reload_periodically(gateway.clone()));
         let counters = gateway.0.counters.clone();
-        Ok((gateway, GatewayTasks { writer: writer_handle, sweeper, reloader, counters }))
+        let (inflight, stopping) = (gateway.0.inflight.clone(), gateway.0.stopping.clone());
+        Ok((gateway, GatewayTasks { writer: writer_handle, sweeper, reloader, counters, inflight, stopping }))
     }
 
     /// Rebuilds the snapshot now (called after every management write), and takes up stored
@@ -253,14 +287,15 @@ impl Gateway {
     pub(crate) async fn admit(&self, headers: &HeaderMap, ask: &Ask<'_>, prompt: &Prompt) -> Result<(Target, Held), GatewayError> {
         let (provider, model) = (ask.provider, ask.model);
         let (target, price, mut claims, log) = self.check(headers, ask, prompt.bound())?;
+        let mut reserved = estimate(price, prompt.bound(), ask.max_out);
         let mut outcome = self.0.counters.reserve(&claims, log.created_at).await;
         if let Err(Refusal::Denied(denials)) = &outcome
             && denials.iter().all(|d| d.kind != LineKind::Requests)
             && prompt.tokens() < prompt.bound()
         {
-            let estimate = estimate(price, prompt.tokens(), ask.max_out);
+            reserved = estimate(price, prompt.tokens(), ask.max_out);
             for claim in &mut claims {
-                claim.estimate = estimate.of(claim.kind);
+                claim.estimate = reserved.of(claim.kind);
             }
             outcome = self.0.counters.reserve(&claims, log.created_at).await;
         }
@@ -276,7 +311,8 @@ impl Gateway {
                 .for_model(provider, model));
             }
         };
-        Ok((target, Held::new(self.clone(), reservation, price, log)))
+        claims.retain(|c| c.kind == LineKind::Requests);
+        Ok((target, Held::new(self.clone(), reservation, price, reserved, claims, log)))
     }
 
     /// Everything before the reservation, against one snapshot: provider, key, price, and the
@@ -413,6 +449,33 @@ async fn sweep_and_prune(gateway: Gateway, retention_days: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(base_url: &str) -> ProviderSpec {
+        ProviderSpec {
+            name: "p".into(),
+            kind: ProviderKind::OpenAi,
+            base_url: base_url.into(),
+            api_key: None,
+            models: Vec::new(),
+            timeout: Duration::from_secs(1),
+            max_retries: 0,
+            keys: Vec::new(),
+            needs_key: false,
+            extra_headers: Vec::new(),
+            chat_url: OnceLock::new(),
+            auth_header: OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn the_output_limit_member_follows_the_provider() {
+        assert_eq!(spec("https://api.openai.com/v1").output_cap_member(), "max_completion_tokens");
+        assert_eq!(spec("https://team.openai.azure.com/openai/deployments/x").output_cap_member(), "max_completion_tokens");
+        for other in ["http://127.0.0.1:11434/v1", "https://api.groq.com/openai/v1", "https://api.openai.com.evil.example/v1", "not a url"]
+        {
+            assert_eq!(spec(other).output_cap_member(), "max_tokens", "{other}");
+        }
+    }
 
     #[test]
     fn a_provider_key_becomes_the_sensitive_header_its_kind_expects_or_none_if_it_cannot() {

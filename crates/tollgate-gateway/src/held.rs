@@ -1,6 +1,7 @@
 //! A reservation's life after admission: the `Held` guard that settles it exactly once (with
 //! the real usage, or on drop with what was consumed), and the refusal a denied reservation gets.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::http::StatusCode;
@@ -9,18 +10,28 @@ use tollgate_core::money::Money;
 use tollgate_core::usage::RequestLog;
 use tollgate_core::windows::Period;
 
-use crate::counters::{Actual, Denial, LineKind, Scope};
+use crate::authorize::Estimate;
+use crate::counters::{Actual, Claim, Denial, LineKind, Scope};
 use crate::engine::Gateway;
 use crate::error::GatewayError;
 use crate::pricing::Price;
 use crate::usage::Usage;
 
-/// A reservation in flight. It is settled exactly once: by `finish`, or — when the request
-/// errors, times out or the client goes away — by `Drop`, which charges what was consumed so far.
+/// A reservation in flight. It is settled exactly once: by one of the ways a call ends
+/// (`answered`, `upstream_failed`, `unread`, `release`), or — when the request errors, times out
+/// or its task is cancelled — by `Drop`, which charges the whole reservation once the request
+/// may have reached the provider and releases it otherwise.
 pub struct Held {
     gateway: Gateway,
     reservation: Option<u64>,
     price: Option<Price>,
+    /// What was reserved: charged whole when a sent request's answer cannot be read.
+    estimate: Estimate,
+    /// The request-limit lines the request was admitted on (estimate 1 each): a retry of the
+    /// call takes one more request on each, as every attempt upstream counts.
+    request_lines: Vec<Claim>,
+    /// The request may have reached the provider (set before every attempt).
+    sent: AtomicBool,
     started: Instant,
     /// The request's log line, completed and handed to the writer when the reservation settles.
     log: Option<RequestLog>,
@@ -33,23 +44,88 @@ impl std::fmt::Debug for Held {
 }
 
 impl Held {
-    pub(crate) fn new(gateway: Gateway, reservation: u64, price: Option<Price>, log: RequestLog) -> Held {
-        Held { gateway, reservation: Some(reservation), price, started: Instant::now(), log: Some(log) }
+    pub(crate) fn new(
+        gateway: Gateway,
+        reservation: u64,
+        price: Option<Price>,
+        estimate: Estimate,
+        request_lines: Vec<Claim>,
+        log: RequestLog,
+    ) -> Held {
+        Held {
+            gateway,
+            reservation: Some(reservation),
+            price,
+            estimate,
+            request_lines,
+            sent: AtomicBool::new(false),
+            started: Instant::now(),
+            log: Some(log),
+        }
     }
 
-    /// Settles with the tokens really used (`None`: nothing was billed) and logs the request.
-    pub fn finish(mut self, usage: Option<Usage>, status: u16) {
-        self.settle(usage, status);
+    /// The provider answered: charges the tokens it reports (or the caller's stand-in for them)
+    /// and one request, and logs the request.
+    pub fn answered(mut self, usage: Usage, status: u16) {
+        self.settle(Some(usage), status);
+    }
+
+    /// The call was tried and failed without a bill (an error answer, or no connection): one
+    /// request on the request limits, nothing on budgets or token limits.
+    pub fn upstream_failed(mut self, status: u16) {
+        self.settle(None, status);
+    }
+
+    /// The request reached the provider but its answer could not be read (a timeout, a broken
+    /// answer): the provider may have billed up to what was reserved, so all of it is charged.
+    pub fn unread(mut self, status: u16) {
+        self.charge_reservation(status);
+    }
+
+    /// The request never left the gateway: the reservation is released, nothing is charged.
+    pub fn release(mut self, status: u16) {
+        self.sent.store(false, Ordering::Relaxed);
+        self.end(Actual::default(), Usage::default(), Money::ZERO, status);
+    }
+
+    /// Notes that the request is about to go out (it may reach the provider from here on).
+    pub fn mark_sent(&self) {
+        self.sent.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes one more request on every request limit the request was admitted on, for a retry;
+    /// false when a limit has no room left (the retry must not be made).
+    pub async fn count_retry(&self) -> bool {
+        if self.request_lines.is_empty() {
+            return true;
+        }
+        let now = tollgate_core::clock::now();
+        let Ok(id) = self.gateway.0.counters.reserve(&self.request_lines, now).await else { return false };
+        let writer = self.gateway.0.writer.clone();
+        let taken = Actual { requests: 1, ..Actual::default() };
+        self.gateway.0.counters.settle(id, taken, now, Box::new(move |values| writer.record(values, None)));
+        true
     }
 
     fn settle(&mut self, usage: Option<Usage>, status: u16) {
-        let Some(id) = self.reservation.take() else { return };
         let used = usage.unwrap_or_default();
         let cost = self.price.map_or(Money::ZERO, |p| p.cost_of(&used));
         let actual = match usage {
             Some(_) => Actual { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: used.tokens(), requests: 1 },
-            None => Actual::default(),
+            None => Actual { requests: 1, ..Actual::default() },
         };
+        self.end(actual, used, cost, status);
+    }
+
+    fn charge_reservation(&mut self, status: u16) {
+        let Estimate { cost_micros, tokens } = self.estimate;
+        let actual = Actual { cost_micros, tokens, requests: 1 };
+        let cost = self.price.map_or(Money::ZERO, |_| Money::from_micros(i64::try_from(cost_micros).unwrap_or(0)).unwrap_or(Money::ZERO));
+        self.end(actual, Usage::plain(tokens, 0), cost, status);
+    }
+
+    fn end(&mut self, actual: Actual, used: Usage, cost: Money, status: u16) {
+        let Some(id) = self.reservation.take() else { return };
         let log = self.log.take().map(|log| RequestLog {
             prompt_tokens: used.prompt(),
             completion_tokens: used.output,
@@ -70,8 +146,13 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.reservation.is_some() {
-            self.settle(None, 499);
+        if self.reservation.is_none() {
+            return;
+        }
+        if self.sent.load(Ordering::Relaxed) {
+            self.charge_reservation(499);
+        } else {
+            self.end(Actual::default(), Usage::default(), Money::ZERO, 499);
         }
     }
 }

@@ -13,7 +13,7 @@ use eventsource_stream::Eventsource;
 use futures::{StreamExt, stream};
 use serde_json::Value;
 
-use crate::engine::{ProviderKind, Target};
+use crate::engine::{Gateway, ProviderKind, Target};
 use crate::error::GatewayError;
 use crate::held::Held;
 use crate::prompt::{Prompt, count_tokens};
@@ -34,9 +34,11 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// POSTs the JSON `body` to `path` under the provider's base URL, authenticated as its kind wants,
-/// with the provider's extra headers and the `forwarded` client headers. Connection failures and retryable statuses are retried up to the
-/// provider's `max_retries`; the last answer is returned as is. A stream has no overall timeout
-/// (only the connection must open in time).
+/// with the provider's extra headers and the `forwarded` client headers. Connection failures and
+/// retryable statuses are retried up to the provider's `max_retries`; the last answer is returned
+/// as is. With a `meter` (a governed call) every retry first takes one more request on the
+/// request limits, and none is made once they are full. A stream has no overall timeout (only
+/// the connection must open in time).
 pub async fn post(
     http: &reqwest::Client,
     target: &Target,
@@ -44,6 +46,7 @@ pub async fn post(
     body: &Bytes,
     stream: bool,
     forwarded: &[(HeaderName, HeaderValue)],
+    meter: Option<&Held>,
 ) -> Result<reqwest::Response, GatewayError> {
     let spec = &target.spec;
     let url = spec.url(path).ok_or_else(|| {
@@ -93,23 +96,60 @@ pub async fn post(
         for (name, value) in forwarded {
             headers.append(name, value.clone());
         }
-        let last = attempt >= spec.max_retries;
-        match http.execute(request).await {
-            Ok(response) if retryable(response.status()) && !last => {}
-            Ok(response) => return Ok(response),
-            Err(e) if !last && (e.is_connect() || e.is_timeout()) => {}
-            Err(e) => {
+        if let Some(held) = meter {
+            held.mark_sent();
+        }
+        let result = http.execute(request).await;
+        let worth_retrying = match &result {
+            Ok(response) => retryable(response.status()),
+            Err(e) => e.is_connect() || e.is_timeout(),
+        };
+        let may_retry = worth_retrying && attempt < spec.max_retries;
+        if !may_retry || !retry_counted(meter).await {
+            return result.map_err(|e| {
                 tracing::warn!(provider = %spec.name, error = %e, "upstream unreachable");
-                let (status, kind) = if e.is_timeout() {
-                    (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+                if e.is_timeout() {
+                    GatewayError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        UPSTREAM_TIMEOUT,
+                        format!("provider '{}' did not answer in time", spec.name),
+                    )
+                } else if e.is_connect() {
+                    GatewayError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_unavailable",
+                        format!("provider '{}' could not be reached", spec.name),
+                    )
                 } else {
-                    (StatusCode::BAD_GATEWAY, "upstream_unavailable")
-                };
-                return Err(GatewayError::new(status, kind, format!("provider '{}' could not be reached", spec.name)));
-            }
+                    GatewayError::new(StatusCode::BAD_GATEWAY, UPSTREAM_BROKEN, format!("provider '{}' broke off the call", spec.name))
+                }
+            });
         }
         tokio::time::sleep(backoff(attempt)).await;
         attempt += 1;
+    }
+}
+
+/// A retry of a governed call takes one more request first; an ungoverned one always may.
+async fn retry_counted(meter: Option<&Held>) -> bool {
+    match meter {
+        Some(held) => held.count_retry().await,
+        None => true,
+    }
+}
+
+/// Error kinds of a call that may have reached the provider but whose answer was not read.
+const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+const UPSTREAM_BROKEN: &str = "upstream_error";
+
+/// Settles a governed call that ended without an answer: a request that may have reached the
+/// provider (timed out, broke off) is charged its whole reservation, one that could not connect
+/// one request only.
+pub(crate) fn settle_failed_call(held: Held, error: &GatewayError) {
+    if error.kind == UPSTREAM_TIMEOUT || error.kind == UPSTREAM_BROKEN {
+        held.unread(error.status.as_u16());
+    } else {
+        held.upstream_failed(error.status.as_u16());
     }
 }
 
@@ -133,14 +173,39 @@ pub(crate) struct Exchange {
 
 impl Exchange {
     /// Calls the upstream and answers the client; the reservation is settled on every path.
-    pub async fn run(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
+    /// A plain call runs on a task of its own, so a client that hangs up does not cancel it: the
+    /// provider's answer is still read and billed as it reports (a stream instead ends with the
+    /// client and is billed for what it delivered).
+    pub async fn run(self, gw: &Gateway) -> Result<Response, GatewayError> {
+        let http = gw.0.http.clone();
+        if self.stream {
+            return self.call(&http).await;
+        }
+        let stopping = gw.0.stopping.clone();
+        let call = gw.0.inflight.spawn(async move {
+            tokio::select! {
+                answer = self.call(&http) => answer,
+                // Shutdown gave up waiting: dropping the call settles it (its reservation is charged).
+                () = stopping.cancelled() => Err(GatewayError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down")),
+            }
+        });
+        call.await.unwrap_or_else(|_| Err(GatewayError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")))
+    }
+
+    async fn call(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
         let Exchange { target, held, body, client, stream, include_usage, estimate, forwarded } = self;
         let spec = &target.spec;
-        let response = post(http, &target, spec.kind.chat_path(), &body, stream, &forwarded).await?;
+        let response = match post(http, &target, spec.kind.chat_path(), &body, stream, &forwarded, Some(&held)).await {
+            Ok(response) => response,
+            Err(e) => {
+                settle_failed_call(held, &e);
+                return Err(e);
+            }
+        };
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let bytes = response.bytes().await.unwrap_or_default();
-            held.finish(None, status);
+            held.upstream_failed(status);
             let bytes = if spec.kind == client { bytes } else { Bytes::from(translate::error_body(client, status, &bytes).to_string()) };
             return Ok(json_response(status, bytes));
         }
@@ -148,12 +213,12 @@ impl Exchange {
             let reframe = translate::stream::reframe(spec.kind, client, include_usage);
             return Ok(relay(response, Tap::new(held, spec.kind, estimate.0), reframe));
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|_| GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"))?;
+        let Ok(bytes) = response.bytes().await else {
+            held.unread(502);
+            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, UPSTREAM_BROKEN, "the provider's answer broke off"));
+        };
         // A successful answer without usage data is charged at the estimate: never less than billed.
-        held.finish(Some(usage_in(spec.kind, &bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1))), status);
+        held.answered(usage_in(spec.kind, &bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1)), status);
         if spec.kind == client {
             return Ok(json_response(status, bytes));
         }

@@ -29,6 +29,10 @@ pub struct Script {
     pub fail_status: AtomicU16,
     /// Milliseconds between streamed chunks.
     pub chunk_delay_ms: AtomicU64,
+    /// Milliseconds before any answer (plain or streamed) starts.
+    pub answer_delay_ms: AtomicU64,
+    /// Calls whose answer was written out whole (a client that left before misses none of them).
+    pub answered: AtomicU64,
     /// 1 = OpenAI streams end with a usage chunk when asked (`stream_options.include_usage`).
     pub stream_usage: AtomicU64,
     /// When the request offers tools, call the first one (with input [`TOOL_INPUT`]) instead of
@@ -77,6 +81,8 @@ impl MockUpstream {
             completion_tokens: AtomicU64::new(20),
             fail_status: AtomicU16::new(0),
             chunk_delay_ms: AtomicU64::new(0),
+            answer_delay_ms: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
             stream_usage: AtomicU64::new(1),
             tool_use: AtomicBool::new(false),
             cache_write_tokens: AtomicU64::new(0),
@@ -155,6 +161,17 @@ impl Script {
     }
 }
 
+impl Script {
+    /// Waits `answer_delay_ms` before answering.
+    async fn pause(&self) {
+        let delay = self.answer_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.answered.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 impl Turn {
     fn words(&self) -> String {
         vec!["tok"; usize::try_from(self.completion).unwrap_or(0)].join(" ")
@@ -185,6 +202,7 @@ async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, Json(reques
         Ok(turn) => turn,
         Err(status) => return (status, Json(json!({"error": {"message": "scripted failure", "type": "server_error"}}))).into_response(),
     };
+    script.pause().await;
     let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let model = turn.model.clone();
     let (prompt, completion) = (turn.prompt, turn.completion);
@@ -258,6 +276,7 @@ async fn messages(State(script): State<Arc<Script>>, headers: HeaderMap, Json(re
             return (status, Json(body)).into_response();
         }
     };
+    script.pause().await;
     let (prompt, completion) = (turn.prompt, turn.completion);
     let usage = |output: u64| {
         let mut usage = json!({"input_tokens": prompt, "output_tokens": output});
@@ -320,6 +339,7 @@ async fn embeddings(State(script): State<Arc<Script>>, headers: HeaderMap, Json(
         Ok(turn) => turn,
         Err(status) => return (status, Json(json!({"error": {"message": "scripted failure", "type": "server_error"}}))).into_response(),
     };
+    script.pause().await;
     Json(json!({
         "object": "list",
         "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125]}],

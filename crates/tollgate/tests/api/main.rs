@@ -95,6 +95,7 @@ mod crash;
 mod directory;
 mod enforcement;
 mod envelope;
+mod exactness;
 mod gateway;
 mod models;
 mod openapi;
