@@ -39,6 +39,16 @@ pub enum UsageRow {
     Requests { id: String, used: u64, window_start: DateTime<Utc> },
 }
 
+/// A reservation still open at a usage flush: what charging it whole would add to each of its
+/// lines (a row per line, `used` being the reserved amount, in the window it was reserved in).
+/// Kept until it settles, so that one a crash left unsettled is charged at the next start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReservation {
+    /// Unique across restarts (an instance's own sequence restarts at each start).
+    pub id: String,
+    pub lines: Vec<UsageRow>,
+}
+
 /// One line of the request log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLog {
@@ -63,6 +73,12 @@ pub trait UsageStore: Send + Sync {
     async fn load_usage(&self, since: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError>;
     /// Persists the latest value of each given line and the log lines, in one transaction.
     async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError>;
+    /// Records reservations open across a flush and forgets those since settled, in one
+    /// transaction.
+    async fn journal(&self, opened: &[OpenReservation], closed: &[String]) -> Result<(), StoreError>;
+    /// Charges every recorded reservation (left by a crash) onto its lines, in the window it was
+    /// reserved in, and forgets them, in one transaction; returns how many there were.
+    async fn charge_journal(&self) -> Result<usize, StoreError>;
     /// Deletes request-log lines older than `before`; returns how many.
     async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Closes what the store holds open (its connections); a store shared with others keeps them.

@@ -227,6 +227,11 @@ impl Gateway {
     ) -> Result<(Gateway, GatewayTasks), String> {
         let snapshot = SharedSnapshot::new(sealer);
         snapshot.reload(store.as_ref()).await?;
+        // Requests a crash left unsettled are charged whole before the counters are rebuilt.
+        let unsettled = store.charge_journal().await.map_err(|e| e.to_string())?;
+        if unsettled > 0 {
+            tracing::warn!(requests = unsettled, "charged the reservations of requests a crash left unsettled");
+        }
         let adopted_at = tollgate_core::clock::now();
         adopt_stored_usage(store.as_ref(), counters.as_ref(), None).await?;
         let http = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| e.to_string())?;

@@ -19,6 +19,7 @@ mod embeddings;
 mod engine;
 mod error;
 mod held;
+mod journal;
 mod models;
 pub mod pricing;
 mod prompt;

@@ -11,6 +11,7 @@ use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageRow, UsageStore};
 
 use crate::counters::{Counters, LineKind, LineValue};
+use crate::journal::Journal;
 
 /// How often pending usage is written. A flush costs mostly its round trips to the database, not
 /// its rows, so flushing less often makes every request cheaper (decision 83); twice a second
@@ -209,6 +210,7 @@ async fn run(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>, pending: A
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     // Two batches take turns: requests fill one while the other is written, then emptied.
     let mut spare = Batch::default();
+    let mut journal = Journal::new();
     loop {
         let closing = tokio::select! {
             () = close.notified() => true,
@@ -216,6 +218,7 @@ async fn run(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>, pending: A
             _ = tick.tick() => false,
         };
         flush(store.as_ref(), counters.as_ref(), &pending, &mut spare).await;
+        journal.sync(store.as_ref(), counters.as_ref()).await;
         if closing {
             return;
         }
@@ -249,7 +252,7 @@ async fn flush(store: &dyn UsageStore, counters: &dyn Counters, pending: &Mutex<
     }
 }
 
-fn row(value: &LineValue) -> UsageRow {
+pub(crate) fn row(value: &LineValue) -> UsageRow {
     let id = value.line.trim_end_matches(":t").trim_end_matches(":r").to_owned();
     match value.kind {
         LineKind::Budget => UsageRow::Budget {
@@ -327,6 +330,12 @@ mod tests {
             let nice = None;
             let _ = self.0.send(Written { logs: logs.len(), thread: std::thread::current().name().map(str::to_owned), nice });
             Ok(())
+        }
+        async fn journal(&self, _: &[tollgate_core::usage::OpenReservation], _: &[String]) -> Result<(), tollgate_core::ports::StoreError> {
+            Ok(())
+        }
+        async fn charge_journal(&self) -> Result<usize, tollgate_core::ports::StoreError> {
+            Ok(0)
         }
         async fn prune_request_logs(&self, _: chrono::DateTime<Utc>) -> Result<u64, tollgate_core::ports::StoreError> {
             Ok(0)

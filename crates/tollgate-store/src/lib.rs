@@ -5,6 +5,7 @@ mod admin;
 mod api_keys;
 mod audit;
 mod directory;
+mod journal;
 mod plan;
 mod profiles;
 mod providers;

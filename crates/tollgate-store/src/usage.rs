@@ -12,7 +12,7 @@ use sqlx::{Arguments, Row};
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 use tollgate_core::services::providers::ProviderStore;
-use tollgate_core::usage::{GovernanceData, KeyRecord, RequestLog, UsageRow, UsageStore};
+use tollgate_core::usage::{GovernanceData, KeyRecord, OpenReservation, RequestLog, UsageRow, UsageStore};
 
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
 use crate::sql::Arg;
@@ -244,29 +244,8 @@ impl UsageStore for SqlStore {
     /// Lines never go back: a value from an older window than the stored one is ignored (a reset
     /// or another instance got there first), and within one window the larger value stands.
     async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError> {
-        // A few multi-row statements in one transaction: each statement is a round trip to the
-        // database (for SQLite, to its connection's thread), and a flush's cost is mostly those.
-        let mut groups: [Vec<Vec<Arg>>; 3] = Default::default();
-        for row in latest_per_line(rows) {
-            let (kind, values) = upsert_values(row);
-            groups[kind].push(values);
-        }
-        let upserts = UPSERTS.iter().map(|(head, tail)| (*head, tail.as_str()));
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for (values, (head, tail)) in groups.into_iter().zip(upserts) {
-            let mut values = values.into_iter();
-            for size in statement_sizes(values.len()) {
-                let (mut args, mut width) = (AnyArguments::default(), 0);
-                for row in values.by_ref().take(size) {
-                    width = row.len();
-                    for value in row {
-                        value.add_to(&mut args);
-                    }
-                }
-                let text = multi_row_text((self.backend, head, tail, size, width));
-                sqlx::query_with(&text, args).execute(&mut *tx).await.map_err(map_err)?;
-            }
-        }
+        self.upsert_usage(&mut tx, rows).await?;
         let stamps: Vec<String> = logs.iter().map(|log| ts(log.created_at)).collect();
         let mut rows = logs.iter().zip(&stamps);
         for size in statement_sizes(logs.len()) {
@@ -280,6 +259,14 @@ impl UsageStore for SqlStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn journal(&self, opened: &[OpenReservation], closed: &[String]) -> Result<(), StoreError> {
+        crate::journal::record(self, opened, closed).await
+    }
+
+    async fn charge_journal(&self) -> Result<usize, StoreError> {
+        crate::journal::charge(self).await
+    }
+
     async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done =
             sqlx::query("DELETE FROM request_logs WHERE created_at < $1").bind(ts(before)).execute(&self.pool).await.map_err(map_err)?;
@@ -291,6 +278,35 @@ impl UsageStore for SqlStore {
         if self.writer_owned {
             self.pool.close().await;
         }
+    }
+}
+
+impl SqlStore {
+    /// Sets each line's persisted usage (keeping the latest, see `keep_latest`) inside `tx`, in
+    /// a few multi-row statements: each statement is a round trip to the database (for SQLite,
+    /// to its connection's thread), and a flush's cost is mostly those.
+    pub(crate) async fn upsert_usage(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, rows: &[UsageRow]) -> Result<(), StoreError> {
+        let mut groups: [Vec<Vec<Arg>>; 3] = Default::default();
+        for row in latest_per_line(rows) {
+            let (kind, values) = upsert_values(row);
+            groups[kind].push(values);
+        }
+        let upserts = UPSERTS.iter().map(|(head, tail)| (*head, tail.as_str()));
+        for (values, (head, tail)) in groups.into_iter().zip(upserts) {
+            let mut values = values.into_iter();
+            for size in statement_sizes(values.len()) {
+                let (mut args, mut width) = (AnyArguments::default(), 0);
+                for row in values.by_ref().take(size) {
+                    width = row.len();
+                    for value in row {
+                        value.add_to(&mut args);
+                    }
+                }
+                let text = multi_row_text((self.backend, head, tail, size, width));
+                sqlx::query_with(&text, args).execute(&mut **tx).await.map_err(map_err)?;
+            }
+        }
+        Ok(())
     }
 }
 

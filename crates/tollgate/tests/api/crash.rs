@@ -128,3 +128,52 @@ async fn a_crash_loses_at_most_the_last_second_of_usage() {
     let logged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_logs").fetch_one(&pool).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(logged, 5, "every request of more than a second before the crash is in the request log");
 }
+
+/// Regression: requests in flight at a `kill -9` were served by the provider and never charged.
+/// Ten requests still waiting for their answer when the process dies are charged their
+/// reservations (10 output tokens, $0.01 each) at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_at_a_crash_are_charged_at_the_next_start() {
+    let mock = MockUpstream::start().await;
+    mock.script.answer_delay_ms.store(30_000, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("tollgate.toml"), config(&mock)).unwrap_or_else(|e| panic!("{e}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or_else(|e| panic!("{e}"), |a| a.port());
+    let http = reqwest::Client::new();
+
+    let mut first = start(dir.path(), port).await;
+    let (user, copy_before) = copy(&http, port).await;
+    let kid = copy_before["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
+    let revealed = admin(&http, port, reqwest::Method::POST, &format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal")).await;
+    let key = revealed["virtual_key"]["value"].as_str().unwrap_or_default().to_owned();
+    let in_flight: Vec<_> = (0..10)
+        .map(|_| {
+            let request = http
+                .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&json!({"model": "openai/mock", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}));
+            tokio::spawn(request.send())
+        })
+        .collect();
+    for _ in 0..100 {
+        if mock.calls() == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mock.calls(), 10, "all ten reached the provider");
+    // Two flushes (every 500 ms) record a reservation open across both; then a kill, no drain.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.kill().unwrap_or_else(|e| panic!("SIGKILL: {e}"));
+    let _ = first.wait();
+    for request in in_flight {
+        let _ = request.await;
+    }
+
+    let mut second = start(dir.path(), port).await;
+    let (_, copy_after) = copy(&http, port).await;
+    let _ = second.kill();
+    let _ = second.wait();
+    let spent = copy_after["budgets"][0]["current_usage"].as_f64().unwrap_or(-1.0);
+    assert!((spent - 0.10).abs() < 1e-9, "each of the ten is charged its reservation: {copy_after}");
+}

@@ -115,3 +115,31 @@ async fn an_in_memory_sqlite_database_is_refused_with_the_reason() {
         assert!(refused.contains("in-memory SQLite database is not supported"), "{url}: {refused}");
     }
 }
+
+on_both_backends! {
+    async fn recorded_reservations_a_crash_left_are_charged_once_in_their_window(app: &TestApp) {
+        use tollgate_core::usage::OpenReservation;
+        let store = SqlStore::connect(app.database_url().unwrap_or_default()).await.unwrap_or_else(|e| panic!("store connects: {e}"));
+        let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_default();
+        let earlier = now - TimeDelta::days(1);
+        store
+            .write_usage(&[UsageRow::Budget { id: "b-1".into(), used: dollars(2), window_start: now }], &[])
+            .await
+            .unwrap_or_else(|e| panic!("seed written: {e}"));
+        let open = |id: &str, budget: i64, requests: u64, window| OpenReservation {
+            id: id.into(),
+            lines: vec![
+                UsageRow::Budget { id: "b-1".into(), used: dollars(budget), window_start: window },
+                UsageRow::Requests { id: "rl-1".into(), used: requests, window_start: window },
+            ],
+        };
+        let recorded = [open("a", 1, 1, now), open("b", 3, 1, now), open("settled", 5, 1, now), open("old", 7, 1, earlier)];
+        store.journal(&recorded, &[]).await.unwrap_or_else(|e| panic!("journal written: {e}"));
+        store.journal(&[], &["settled".to_owned()]).await.unwrap_or_else(|e| panic!("journal entry forgotten: {e}"));
+        assert_eq!(store.charge_journal().await.unwrap_or_else(|e| panic!("journal charged: {e}")), 3);
+        let stored = store.load_usage(None).await.unwrap_or_else(|e| panic!("usage loads: {e}"));
+        assert!(stored.contains(&UsageRow::Budget { id: "b-1".into(), used: dollars(6), window_start: now }), "2 + 1 + 3: {stored:?}");
+        assert!(stored.contains(&UsageRow::Requests { id: "rl-1".into(), used: 2, window_start: now }), "{stored:?}");
+        assert_eq!(store.charge_journal().await.unwrap_or_else(|e| panic!("journal charged: {e}")), 0, "charged once only");
+    }
+}
