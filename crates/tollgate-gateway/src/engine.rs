@@ -317,7 +317,7 @@ impl Gateway {
             }
         };
         claims.retain(|c| c.kind == LineKind::Requests);
-        Ok((target, Held::new(self.clone(), reservation, price, reserved, claims, log)))
+        Ok((target, Held::new(self.clone(), reservation, price, (reserved, ask.max_out), claims, log)))
     }
 
     /// Everything before the reservation, against one snapshot: provider, key, price, and the

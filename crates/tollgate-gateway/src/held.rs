@@ -25,8 +25,10 @@ pub struct Held {
     gateway: Gateway,
     reservation: Option<u64>,
     price: Option<Price>,
-    /// What was reserved: charged whole when a sent request's answer cannot be read.
+    /// What was reserved, and the output tokens in it: charged whole (and logged as prompt and
+    /// output) when a sent request's answer cannot be read.
     estimate: Estimate,
+    max_out: u64,
     /// The request-limit lines the request was admitted on (estimate 1 each): a retry of the
     /// call takes one more request on each, as every attempt upstream counts.
     request_lines: Vec<Claim>,
@@ -48,7 +50,7 @@ impl Held {
         gateway: Gateway,
         reservation: u64,
         price: Option<Price>,
-        estimate: Estimate,
+        (estimate, max_out): (Estimate, u64),
         request_lines: Vec<Claim>,
         log: RequestLog,
     ) -> Held {
@@ -57,6 +59,7 @@ impl Held {
             reservation: Some(reservation),
             price,
             estimate,
+            max_out,
             request_lines,
             sent: AtomicBool::new(false),
             started: Instant::now(),
@@ -121,7 +124,8 @@ impl Held {
         let Estimate { cost_micros, tokens } = self.estimate;
         let actual = Actual { cost_micros, tokens, requests: 1 };
         let cost = self.price.map_or(Money::ZERO, |_| Money::from_micros(i64::try_from(cost_micros).unwrap_or(0)).unwrap_or(Money::ZERO));
-        self.end(actual, Usage::plain(tokens, 0), cost, status);
+        let output = self.max_out.min(tokens);
+        self.end(actual, Usage::plain(tokens - output, output), cost, status);
     }
 
     fn end(&mut self, actual: Actual, used: Usage, cost: Money, status: u16) {

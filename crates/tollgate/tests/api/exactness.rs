@@ -142,6 +142,7 @@ with_mock_upstream! { exact_app;
         assert_eq!((r.status.as_u16(), r.body["type"].clone()), (504, json!("upstream_timeout")), "{}", r.body);
         let charged = spent(app, &user).await;
         assert!((0.03..0.031).contains(&charged), "the reservation (30 output tokens and the prompt's bound) is charged: {charged}");
+        assert_eq!(app.count("SELECT COUNT(*) AS n FROM request_logs WHERE status = 504 AND completion_tokens = 30").await, 1);
     }
 
     async fn every_upstream_attempt_takes_a_request_even_a_failed_one(app, mock) {
