@@ -95,6 +95,7 @@ mod crash;
 mod directory;
 mod enforcement;
 mod envelope;
+mod escalation;
 mod gateway;
 mod models;
 mod openapi;
