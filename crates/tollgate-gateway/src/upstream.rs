@@ -95,6 +95,11 @@ pub async fn post(
         }
         let last = attempt >= spec.max_retries;
         match http.execute(request).await {
+            Ok(response) if response.status().is_redirection() => {
+                tracing::warn!(provider = %spec.name, status = %response.status(), "upstream answered with a redirect; not followed");
+                let message = format!("provider '{}' answered with a redirect, which is not followed", spec.name);
+                return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", message));
+            }
             Ok(response) if retryable(response.status()) && !last => {}
             Ok(response) => return Ok(response),
             Err(e) if !last && (e.is_connect() || e.is_timeout()) => {}

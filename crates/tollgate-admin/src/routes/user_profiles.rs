@@ -68,8 +68,9 @@ async fn detach(
     Ok(Json(s.assignments.detach_user_profile(&caller.0, &user, profile_id(id)).await?))
 }
 
-/// Deprecated form of minting a user key; `profile_id` is ignored (keys belong to the user). Needs
-/// `VirtualKeys:Create` as the canonical route does, besides the published `AccessProfiles:Create`.
+/// Deprecated form of minting a user key; `profile_id` is ignored (keys belong to the user).
+///
+/// Needs `VirtualKeys:Create`, as the canonical route does, besides the published `AccessProfiles:Create`.
 #[utoipa::path(post, path = "/api/governance/users/{user_id}/access-profiles/{profile_id}/virtual-keys", tag = "Access Profiles",
     operation_id = "addUserAccessProfileVirtualKey", params(("user_id" = String, Path), ("profile_id" = u64, Path)), request_body = MintKeyRequest,
     responses((status = 200, body = VirtualKeyResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
