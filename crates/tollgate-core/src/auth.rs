@@ -41,6 +41,15 @@ impl Principal {
         }
     }
 
+    /// Whether the caller holds every one of `scopes` (permission ids): the condition for changing
+    /// or deleting a key that has them, so no key can act on one more powerful than itself.
+    pub fn holds_all(&self, scopes: &[u64]) -> bool {
+        match self {
+            Principal::Admin { .. } => true,
+            Principal::ApiKey { scopes: own, .. } => scopes.iter().all(|id| own.contains(id)),
+        }
+    }
+
     /// Refuses with 403 unless the caller holds `permission`.
     pub fn require(&self, permission: Permission) -> Result<(), CoreError> {
         if self.may(permission) { Ok(()) } else { Err(CoreError::Forbidden(format!("missing permission {permission}"))) }
@@ -138,5 +147,14 @@ mod tests {
         assert!(key.may(view));
         assert!(Permission::all().filter(|p| *p != view).all(|p| !key.may(p)));
         assert!(Principal::Admin { username: "admin".into() }.may(view));
+    }
+
+    #[test]
+    fn holding_all_scopes_means_every_one_of_them() {
+        let key = Principal::ApiKey { id: ApiKeyId(1), name: "ci".into(), scopes: vec![1, 2, 3] };
+        assert!(key.holds_all(&[]));
+        assert!(key.holds_all(&[3, 1]));
+        assert!(!key.holds_all(&[1, 4]));
+        assert!(Principal::Admin { username: "admin".into() }.holds_all(&[1, 99]));
     }
 }

@@ -6,6 +6,8 @@ pub mod auth;
 pub mod clock;
 pub mod copies;
 pub mod directory;
+pub mod egress;
+pub mod env_refs;
 pub mod error;
 pub mod ids;
 pub mod input;

@@ -7,7 +7,20 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::egress::EgressPolicy;
+use crate::env_refs::EnvAllowList;
 use crate::error::Problems;
+
+/// What the operator decided about the providers the management API defines: which addresses
+/// they may have, which environment variables their keys may name, and which names the config
+/// file owns (decisions 109–111).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderRules {
+    pub egress: EgressPolicy,
+    pub env: EnvAllowList,
+    /// Providers the config file declares; the API may not define one of the same name.
+    pub declared: Vec<String>,
+}
 
 /// The wire format an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -23,7 +36,8 @@ pub enum ProviderKind {
 /// Where and how to reach a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct NetworkConfig {
-    /// Base URL up to the API version, e.g. `https://api.openai.com/v1`.
+    /// Base URL up to the API version, e.g. `https://api.openai.com/v1`. Link-local and
+    /// cloud-metadata hosts are refused, and private or loopback ones when the operator says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^https?://")]
     pub base_url: Option<String>,
@@ -164,7 +178,8 @@ pub struct KeyRequest {
     pub id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    /// The secret, or `env.NAME` to read it from the environment when used; not blank.
+    /// The secret, or `env.NAME` to read it from the environment when used (only a name the
+    /// operator allows, never one of Tollgate's own settings); not blank.
     #[schema(min_length = 1, pattern = r"\S")]
     pub value: String,
     /// Models this key serves; `["*"]` or omitted means all.
@@ -234,11 +249,9 @@ pub(crate) fn checked_custom(p: &mut Problems, custom: Option<&CustomProviderCon
     }
 }
 
-pub(crate) fn checked_network(p: &mut Problems, network: &NetworkConfig) {
-    if let Some(url) = &network.base_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        p.add("network_config.base_url", "must be an http(s) URL");
+pub(crate) fn checked_network(p: &mut Problems, network: &NetworkConfig, egress: EgressPolicy) {
+    if let Some(Err(why)) = network.base_url.as_deref().map(|url| egress.check_base_url(url)) {
+        p.add("network_config.base_url", why);
     }
     if network.default_request_timeout_in_seconds == Some(0) {
         p.add("network_config.default_request_timeout_in_seconds", "must be at least 1");

@@ -145,6 +145,8 @@ pub struct GatewaySettings {
     pub default_max_tokens: u64,
     /// Request-log lines older than this are deleted.
     pub log_retention_days: i64,
+    /// Which upstream addresses, environment references and provider names are accepted.
+    pub rules: tollgate_core::providers::ProviderRules,
 }
 
 /// Shared by every inference request.
@@ -225,7 +227,7 @@ impl Gateway {
         settings: GatewaySettings,
         sealer: tollgate_core::vkeys::Sealer,
     ) -> Result<(Gateway, GatewayTasks), String> {
-        let snapshot = SharedSnapshot::new(sealer);
+        let snapshot = SharedSnapshot::new(sealer, Arc::new(settings.rules.clone()));
         snapshot.reload(store.as_ref()).await?;
         // Requests a crash left unsettled are charged whole before the counters are rebuilt.
         let unsettled = store.charge_journal().await.map_err(|e| e.to_string())?;
@@ -234,7 +236,14 @@ impl Gateway {
         }
         let adopted_at = tollgate_core::clock::now();
         adopt_stored_usage(store.as_ref(), counters.as_ref(), None).await?;
-        let http = reqwest::Client::builder().tcp_nodelay(true).build().map_err(|e| e.to_string())?;
+        // Redirects are never followed (they would take the credentials and the body to a host
+        // nobody checked), and names resolve only to addresses the egress policy allows.
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(crate::egress::GuardedResolver::new(settings.rules.egress)))
+            .build()
+            .map_err(|e| e.to_string())?;
         let (writer, writer_handle) = UsageWriter::spawn_on_own_thread(open_writer_store, counters.clone()).await?;
         let providers = settings.providers.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect();
         let inner = Inner {

@@ -15,6 +15,7 @@ mod authorize;
 mod body;
 mod chat;
 pub mod counters;
+mod egress;
 mod embeddings;
 mod engine;
 mod error;

@@ -14,7 +14,7 @@ use tollgate_core::overrides::BudgetOverride;
 use tollgate_core::profile::{Budget, RateLimit};
 
 use tollgate_core::auth::Secret;
-use tollgate_core::providers::{Provider, ProviderKey, ProviderKind as CoreKind};
+use tollgate_core::providers::{Provider, ProviderKey, ProviderKind as CoreKind, ProviderRules};
 use tollgate_core::usage::{GovernanceData, KeyRecord, UsageStore};
 use tollgate_core::vkeys::Sealer;
 
@@ -80,9 +80,14 @@ impl Lines {
 }
 
 impl Snapshot {
-    pub fn build(data: GovernanceData, sealer: &Sealer) -> Snapshot {
-        let providers =
-            data.providers.iter().filter_map(|p| spec_of(p, &data.provider_keys, sealer)).map(|s| (s.name.clone(), Arc::new(s))).collect();
+    /// The snapshot of `data`; a stored provider the `rules` refuse is left out (logged).
+    pub fn build(data: GovernanceData, sealer: &Sealer, rules: &ProviderRules) -> Snapshot {
+        let providers = data
+            .providers
+            .iter()
+            .filter_map(|p| spec_of(p, &data.provider_keys, sealer, rules))
+            .map(|s| (s.name.clone(), Arc::new(s)))
+            .collect();
         let keys = data.keys.into_iter().filter_map(|k| Some((<[u8; 32]>::try_from(hex::decode(&k.value_hash).ok()?).ok()?, k))).collect();
         let mut copies: HashMap<String, Vec<Arc<GovernedCopy>>> = HashMap::new();
         for copy in data.copies {
@@ -94,15 +99,36 @@ impl Snapshot {
 }
 
 /// An API-managed provider as the data plane calls it; `None` (logged) when it cannot be used.
-fn spec_of(provider: &Provider, keys: &[(ProviderKey, String)], sealer: &Sealer) -> Option<ProviderSpec> {
+/// The rules are checked again here, for rows written before they applied: a name the config file
+/// declares stays the file's, a refused base URL is not called, a refused environment variable is
+/// not read.
+fn spec_of(provider: &Provider, keys: &[(ProviderKey, String)], sealer: &Sealer, rules: &ProviderRules) -> Option<ProviderSpec> {
+    if rules.declared.contains(&provider.name) {
+        tracing::warn!(provider = %provider.name, "a stored provider has the name of one the config file declares; the file's is served");
+        return None;
+    }
     let Some(base_url) = provider.base_url() else {
         tracing::warn!(provider = %provider.name, "provider has no base_url and is not a built-in name; not served");
         return None;
     };
+    if let Err(why) = rules.egress.check_base_url(&base_url) {
+        tracing::warn!(provider = %provider.name, why, "provider base_url refused by the egress policy; not served");
+        return None;
+    }
     let mut models = Vec::new();
     let mut usable = Vec::new();
     for (key, sealed) in keys.iter().filter(|(k, _)| k.provider == provider.name && k.enabled) {
-        let secret = if key.value.from_env { std::env::var(&key.value.env_var).ok().map(Secret::new) } else { sealer.open(sealed).ok() };
+        let secret = if key.value.from_env {
+            match rules.env.refusal(&key.value.env_var) {
+                Some(why) => {
+                    tracing::warn!(provider = %provider.name, key = %key.name, why, "environment reference refused; key not used");
+                    None
+                }
+                None => std::env::var(&key.value.env_var).ok().filter(|v| !v.is_empty()).map(Secret::new),
+            }
+        } else {
+            sealer.open(sealed).ok()
+        };
         let Some(secret) = secret else {
             tracing::warn!(provider = %provider.name, key = %key.name, "provider key secret unavailable; key not used");
             continue;
@@ -162,11 +188,12 @@ pub fn extra_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue)
 pub struct SharedSnapshot {
     current: Arc<ArcSwap<Snapshot>>,
     sealer: Sealer,
+    rules: Arc<ProviderRules>,
 }
 
 impl SharedSnapshot {
-    pub fn new(sealer: Sealer) -> Self {
-        Self { current: Arc::new(ArcSwap::from_pointee(Snapshot::default())), sealer }
+    pub fn new(sealer: Sealer, rules: Arc<ProviderRules>) -> Self {
+        Self { current: Arc::new(ArcSwap::from_pointee(Snapshot::default())), sealer, rules }
     }
 
     pub fn load(&self) -> Arc<Snapshot> {
@@ -176,7 +203,7 @@ impl SharedSnapshot {
     /// Reads the store and swaps in a fresh snapshot; on failure the old one stays.
     pub async fn reload(&self, store: &dyn UsageStore) -> Result<(), String> {
         let data = store.load_governance().await.map_err(|e| e.to_string())?;
-        self.current.store(Arc::new(Snapshot::build(data, &self.sealer)));
+        self.current.store(Arc::new(Snapshot::build(data, &self.sealer, &self.rules)));
         Ok(())
     }
 }

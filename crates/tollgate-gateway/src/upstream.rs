@@ -100,6 +100,14 @@ pub async fn post(
             held.mark_sent();
         }
         let result = http.execute(request).await;
+        if let Ok(response) = &result
+            && response.status().is_redirection()
+        {
+            // Never followed: the redirect's host would get the key and the extra headers.
+            tracing::warn!(provider = %spec.name, status = %response.status(), "upstream answered with a redirect; not followed");
+            let message = format!("provider '{}' answered with a redirect, which is not followed", spec.name);
+            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, UPSTREAM_REDIRECT, message));
+        }
         let worth_retrying = match &result {
             Ok(response) => retryable(response.status()),
             Err(e) => e.is_connect() || e.is_timeout(),
@@ -141,6 +149,8 @@ async fn retry_counted(meter: Option<&Held>) -> bool {
 /// Error kinds of a call that may have reached the provider but whose answer was not read.
 const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
 const UPSTREAM_BROKEN: &str = "upstream_error";
+/// The error kind of a provider answering with a redirect (an answer, so nothing is billed).
+const UPSTREAM_REDIRECT: &str = "upstream_redirect";
 
 /// Settles a governed call that ended without an answer: a request that may have reached the
 /// provider (timed out, broke off) is charged its whole reservation, one that could not connect

@@ -1,10 +1,13 @@
 //! The `[[providers]]`, `[pricing]` and `[gateway]` sections of the config file: upstreams (their
-//! API kind, keys given as environment references), price overrides, and data-plane settings.
+//! API kind, keys given as environment references), price overrides, and data-plane settings,
+//! among them the rules for providers the management API defines (`ProviderRules`).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tollgate_core::auth::Secret;
+use tollgate_core::env_refs::{EnvAllowList, RESERVED_PREFIX};
+use tollgate_core::providers::ProviderRules;
 use tollgate_gateway::pricing::{Price, UnpricedModels};
 use tollgate_gateway::{ProviderKind, ProviderSpec};
 
@@ -24,6 +27,9 @@ pub struct GatewayConfig {
     /// process's memory when unset (one instance).
     pub redis_url: Option<Secret>,
     pub redis_key_prefix: String,
+    /// Upstream addresses (`block_private_upstreams`), environment variables the API may name
+    /// (`provider_key_env_allow`) and the names of the providers declared above.
+    pub rules: ProviderRules,
 }
 
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tollgate:";
@@ -44,6 +50,7 @@ impl Default for GatewayConfig {
             log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
             redis_url: None,
             redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+            rules: ProviderRules::default(),
         }
     }
 }
@@ -66,9 +73,14 @@ fn text<'a>(problems: &mut Vec<String>, at: &str, value: &'a toml::Value) -> Opt
     t
 }
 
-/// An API key: `env.NAME` reads the environment at start; anything else is the key itself.
+/// An API key: `env.NAME` reads the environment at start; anything else is the key itself. The
+/// operator's file may name any variable except Tollgate's own settings.
 fn api_key(problems: &mut Vec<String>, at: &str, raw: &str) -> Option<Secret> {
     match raw.strip_prefix("env.") {
+        Some(var) if var.to_ascii_uppercase().starts_with(RESERVED_PREFIX) => {
+            problems.push(format!("{at}: environment variable {var} is one of Tollgate's own settings, never a provider key"));
+            None
+        }
         Some(var) => match std::env::var(var) {
             Ok(value) if !value.is_empty() => Some(Secret::new(value)),
             _ => {
@@ -141,6 +153,7 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
     if !(spec.base_url.starts_with("http://") || spec.base_url.starts_with("https://")) {
         problems.push(format!("{at}.base_url: required; an http(s) URL up to the API version, e.g. https://api.openai.com/v1"));
     }
+    // Its host is checked against the egress policy once `[gateway]` has been read (`parse`).
     Some(spec)
 }
 
@@ -235,9 +248,27 @@ pub fn parse(
                 Some(_) => problems.push(format!("{at}: must not be empty")),
                 None => {}
             },
+            "block_private_upstreams" => match v.as_bool() {
+                Some(flag) => config.rules.egress.block_private = flag,
+                None => problems.push(format!("{at}: must be true or false")),
+            },
+            "provider_key_env_allow" => {
+                let names = v.as_array().map(|items| items.iter().map(|n| n.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>());
+                match names.flatten().map(EnvAllowList::new) {
+                    Some(Ok(list)) => config.rules.env = list,
+                    Some(Err(bad)) => problems.extend(bad.into_iter().map(|b| format!("{at}: {b}"))),
+                    None => problems.push(format!("{at}: must be a list of variable names or prefixes ending in '*'")),
+                }
+            }
             _ => problems.push(format!("{at}: unknown setting")),
         }
     }
+    for (i, spec) in config.providers.iter().enumerate() {
+        if spec.base_url.starts_with("http://") || spec.base_url.starts_with("https://") {
+            problems.extend(config.rules.egress.check_base_url(&spec.base_url).err().map(|why| format!("providers[{i}].base_url: {why}")));
+        }
+    }
+    config.rules.declared = config.providers.iter().map(|p| p.name.clone()).collect();
     config
 }
 
@@ -267,6 +298,8 @@ mod tests {
             cached_input = 1.25
             [gateway]
             default_max_tokens = 1000
+            block_private_upstreams = true
+            provider_key_env_allow = ["OPENAI_API_KEY", "LLM_*"]
         "#
         .parse()
         .unwrap_or_default();
@@ -283,6 +316,47 @@ mod tests {
             Price { input_per_mtok: 2_500_000, output_per_mtok: 10_000_000, cached_input_per_mtok: Some(1_250_000) }
         );
         assert_eq!((c.unpriced, c.default_max_tokens), (UnpricedModels::Free, 1000));
+        assert!(c.rules.egress.block_private);
+        assert_eq!((c.rules.env.refusal("LLM_GROQ"), c.rules.env.refusal("OPENAI_API_KEY")), (None, None));
+        assert!(c.rules.env.refusal("HOME").is_some());
+        assert_eq!(c.rules.declared, ["openai", "anthropic"], "the file's providers are its own");
+    }
+
+    #[test]
+    fn upstream_addresses_and_environment_references_follow_the_rules() {
+        let doc = |gateway: &str| -> toml::Table {
+            format!(
+                r#"
+                [[providers]]
+                name = "metadata"
+                base_url = "http://169.254.169.254/latest"
+                api_key = "env.TOLLGATE_ADMIN_PASSWORD"
+                [[providers]]
+                name = "ollama"
+                base_url = "http://localhost:11434/v1"
+                [gateway]
+                {gateway}
+            "#
+            )
+            .parse()
+            .unwrap_or_default()
+        };
+        let problems_of = |gateway: &str| {
+            let doc = doc(gateway);
+            let mut problems = Vec::new();
+            parse(doc.get("providers"), doc.get("pricing"), doc.get("gateway"), &mut problems);
+            problems
+        };
+        let open = problems_of("");
+        assert!(open.iter().any(|p| p.contains("providers[0].base_url: must not point at a link-local")), "{open:?}");
+        assert!(open.iter().any(|p| p.contains("TOLLGATE_ADMIN_PASSWORD is one of Tollgate's own settings")), "{open:?}");
+        assert!(!open.iter().any(|p| p.contains("providers[1]")), "localhost is allowed by default: {open:?}");
+        let closed = problems_of("block_private_upstreams = true\nprovider_key_env_allow = [\"BAD NAME\"]");
+        assert!(closed.iter().any(|p| p.contains("providers[1].base_url: must not point at a private or loopback")), "{closed:?}");
+        assert!(closed.iter().any(|p| p.contains("gateway.provider_key_env_allow: 'BAD NAME'")), "{closed:?}");
+        let wrong = problems_of("block_private_upstreams = \"yes\"\nprovider_key_env_allow = \"X\"");
+        assert!(wrong.iter().any(|p| p.contains("gateway.block_private_upstreams: must be true or false")), "{wrong:?}");
+        assert!(wrong.iter().any(|p| p.contains("gateway.provider_key_env_allow: must be a list")), "{wrong:?}");
     }
 
     #[test]

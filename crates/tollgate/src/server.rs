@@ -59,6 +59,7 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
         pricing,
         default_max_tokens: config.default_max_tokens,
         log_retention_days: config.log_retention_days,
+        rules: config.rules.clone(),
     };
     let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
     let counters: Arc<dyn Counters> = match &config.redis_url {
@@ -112,6 +113,7 @@ impl Server {
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let mut state = AdminState::new(shared.clone(), auth, &sealer);
         state.models = ModelService::new(shared, model_sources(settings)?);
+        state.providers = state.providers.with_rules(settings.gateway.rules.clone());
         let hook = gateway.clone();
         state.on_change = Some(Arc::new(move || {
             let gateway = hook.clone();

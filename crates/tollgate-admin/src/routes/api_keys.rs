@@ -71,6 +71,8 @@ async fn read(State(s): State<AdminState>, caller: Caller, Path(id): Path<u64>) 
 }
 
 /// Renames, re-describes, re-scopes or changes the expiry of a key; the value never changes.
+///
+/// The caller must hold every scope the key has; an expired key cannot be revived (409).
 #[utoipa::path(put, path = "/api/api-keys/{id}", tag = "API Keys", operation_id = "updateAPIKey", params(("id" = u64, Path)), request_body = ApiKeyRequest,
     responses((status = 200, body = ApiKeyResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse),
@@ -86,11 +88,13 @@ async fn update(
 }
 
 /// Revokes a key at once and for good.
+///
+/// The caller must hold every scope the key has.
 #[utoipa::path(delete, path = "/api/api-keys/{id}", tag = "API Keys", operation_id = "deleteAPIKey", params(("id" = u64, Path)),
     responses((status = 200, body = MessageResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 async fn remove(State(s): State<AdminState>, caller: Caller, Path(id): Path<u64>) -> Result<Json<MessageResponse>, ApiError> {
     caller.require(RESOURCE, "Delete")?;
-    s.api_keys.delete(key_id(id)).await?;
+    s.api_keys.delete(&caller.0, key_id(id)).await?;
     Ok(Json(MessageResponse { message: "API key deleted successfully".into() }))
 }

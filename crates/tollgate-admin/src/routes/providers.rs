@@ -162,6 +162,6 @@ async fn remove_key(
     responses((status = 200, body = Vec<ProviderKey>), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 async fn all_keys(State(s): State<AdminState>, caller: Caller) -> Result<Json<Vec<ProviderKey>>, ApiError> {
-    caller.require("VirtualKeys", "View")?;
+    caller.require(RESOURCE, "View")?;
     Ok(Json(s.providers.all_keys().await?))
 }

@@ -69,6 +69,8 @@ async fn detach(
 }
 
 /// Deprecated form of minting a user key; `profile_id` is ignored (keys belong to the user).
+///
+/// Needs `VirtualKeys:Create`, as the canonical route does, besides the published `AccessProfiles:Create`.
 #[utoipa::path(post, path = "/api/governance/users/{user_id}/access-profiles/{profile_id}/virtual-keys", tag = "Access Profiles",
     operation_id = "addUserAccessProfileVirtualKey", params(("user_id" = String, Path), ("profile_id" = u64, Path)), request_body = MintKeyRequest,
     responses((status = 200, body = VirtualKeyResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
@@ -81,6 +83,7 @@ async fn mint_key(
     Body(req): Body<MintKeyRequest>,
 ) -> Result<Json<VirtualKeyResponse>, ApiError> {
     caller.require(RESOURCE, "Create")?;
+    caller.require("VirtualKeys", "Create")?;
     Ok(Json(VirtualKeyResponse { virtual_key: s.keys.mint(&caller.0, &user, req).await? }))
 }
 

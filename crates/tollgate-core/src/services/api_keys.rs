@@ -116,9 +116,14 @@ impl ApiKeyService {
         self.store.get_api_key(id).await?.ok_or_else(|| not_found(id))
     }
 
-    /// Partial update: absent members keep their value; the secret can never change.
+    /// Partial update: absent members keep their value; the secret can never change. The caller
+    /// must hold every scope the key has, and an expired key's expiry cannot be changed.
     pub async fn update(&self, actor: &Principal, id: ApiKeyId, req: ApiKeyRequest) -> Result<ApiKey, CoreError> {
         let mut key = self.get(id).await?;
+        may_act_on(actor, &key)?;
+        if req.expires_at.is_some() && key.expires_at.is_some_and(|at| at <= crate::clock::now()) {
+            return Err(CoreError::Conflict(format!("API key {id} has expired and cannot be revived; create a new key")));
+        }
         let mut p = Problems::default();
         if let Some(name) = req.name.filter(|n| !n.trim().is_empty()) {
             key.name = checked_name(&mut p, &name);
@@ -142,8 +147,20 @@ impl ApiKeyService {
         }
     }
 
-    pub async fn delete(&self, id: ApiKeyId) -> Result<(), CoreError> {
+    /// Revokes a key; the caller must hold every scope it has.
+    pub async fn delete(&self, actor: &Principal, id: ApiKeyId) -> Result<(), CoreError> {
+        may_act_on(actor, &self.get(id).await?)?;
         if self.store.delete_api_key(id).await? { Ok(()) } else { Err(not_found(id)) }
+    }
+}
+
+/// A caller may change or delete only a key with no scope beyond its own: otherwise a key holding
+/// just `APIKeys:*` could strip, re-time or revoke keys more powerful than itself.
+fn may_act_on(actor: &Principal, key: &ApiKey) -> Result<(), CoreError> {
+    if actor.holds_all(&key.scopes) {
+        Ok(())
+    } else {
+        Err(CoreError::Forbidden(format!("API key {} has scopes the caller does not hold", key.id)))
     }
 }
 

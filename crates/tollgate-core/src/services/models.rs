@@ -111,13 +111,13 @@ fn is_model_name(name: &str) -> bool {
     name != "*" && !name.trim().is_empty()
 }
 
-/// Every model of every configured provider, ordered, without duplicates. An API-managed
-/// provider hides a file-declared one of the same name, as on the data plane.
+/// Every model of every configured provider, ordered, without duplicates. A file-declared
+/// provider hides a stored one of the same name, as on the data plane (decision 111).
 fn offered(providers: &[Provider], keys: &[ProviderKey], sources: &ModelSources, unfiltered: bool) -> Vec<ListedModel> {
     let mut configured: BTreeMap<&str, Origin<'_>> = sources.declared.iter().map(|d| (d.name.as_str(), Origin::File(d))).collect();
     for provider in providers {
         let enabled = keys.iter().filter(|k| k.provider == provider.name && k.enabled).collect();
-        configured.insert(provider.name.as_str(), Origin::Api(enabled));
+        configured.entry(provider.name.as_str()).or_insert(Origin::Api(enabled));
     }
     let mut listed = Vec::new();
     for (provider, origin) in &configured {
@@ -183,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn api_providers_hide_file_providers_of_the_same_name_and_order_is_provider_then_model() {
+    fn file_providers_hide_stored_ones_of_the_same_name_and_order_is_provider_then_model() {
         let sources = ModelSources {
             declared: vec![
                 DeclaredProvider { name: "zeta".into(), models: vec!["b".into(), "a".into(), "a".into(), "*".into()] },
@@ -191,10 +191,14 @@ mod tests {
             ],
             catalog: Vec::new(),
         };
-        let keys =
-            [key("openai", "k2", &["gpt-4o", "*"], true), key("openai", "k1", &["gpt-4o"], true), key("openai", "k3", &["off"], false)];
-        let listed = offered(&[provider("openai")], &keys, &sources, false);
-        assert_eq!(names(&listed), ["openai/gpt-4o", "zeta/a", "zeta/b"]);
+        let keys = [
+            key("acme", "k2", &["gpt-4o", "*"], true),
+            key("acme", "k1", &["gpt-4o"], true),
+            key("acme", "k3", &["off"], false),
+            key("openai", "k4", &["from-api"], true),
+        ];
+        let listed = offered(&[provider("acme"), provider("openai")], &keys, &sources, false);
+        assert_eq!(names(&listed), ["acme/gpt-4o", "openai/from-file", "zeta/a", "zeta/b"]);
         assert_eq!(listed[0].accessible_by_keys, ["k1", "k2"], "enabled keys serving it, sorted");
         assert!(listed[1].accessible_by_keys.is_empty(), "a file provider's models name no key");
     }

@@ -1,5 +1,6 @@
 //! Provider use cases: add, read, replace and delete providers and their keys. Key secrets are
-//! sealed before they reach the store; answers carry only redacted forms.
+//! sealed before they reach the store; answers carry only redacted forms. The operator's
+//! `ProviderRules` decide which base URLs, environment references and names are accepted.
 
 use std::sync::Arc;
 
@@ -8,8 +9,8 @@ use async_trait::async_trait;
 use crate::error::{CoreError, Problems};
 use crate::ports::{Store, StoreError};
 use crate::providers::{
-    AddProviderRequest, KeyRequest, Provider, ProviderKey, RedactedSecret, UpdateProviderRequest, checked_custom, checked_network,
-    checked_provider_name, redact,
+    AddProviderRequest, KeyRequest, Provider, ProviderKey, ProviderRules, RedactedSecret, UpdateProviderRequest, checked_custom,
+    checked_network, checked_provider_name, redact,
 };
 use crate::vkeys::Sealer;
 
@@ -38,6 +39,7 @@ pub trait ProviderStore: Send + Sync {
 pub struct ProviderService {
     store: Arc<dyn Store>,
     sealer: Sealer,
+    rules: Arc<ProviderRules>,
 }
 
 impl std::fmt::Debug for ProviderService {
@@ -55,8 +57,15 @@ fn key_missing(id: &str) -> CoreError {
 }
 
 impl ProviderService {
+    /// A service under the default rules (no private-range refusal, no environment references,
+    /// no file-declared providers); the binary adds the operator's with [`Self::with_rules`].
     pub fn new(store: Arc<dyn Store>, sealer: Sealer) -> Self {
-        Self { store, sealer }
+        Self { store, sealer, rules: Arc::default() }
+    }
+
+    #[must_use]
+    pub fn with_rules(self, rules: ProviderRules) -> Self {
+        Self { rules: Arc::new(rules), ..self }
     }
 
     pub async fn list(&self) -> Result<Vec<Provider>, CoreError> {
@@ -71,9 +80,14 @@ impl ProviderService {
         let mut p = Problems::default();
         let name = checked_provider_name(&mut p, req.provider.as_deref().unwrap_or_default());
         let network = req.network_config.unwrap_or_default();
-        checked_network(&mut p, &network);
+        checked_network(&mut p, &network, self.rules.egress);
         checked_custom(&mut p, req.custom_provider_config.as_ref());
         p.into_result(())?;
+        if self.rules.declared.contains(&name) {
+            return Err(CoreError::Conflict(format!(
+                "provider '{name}' is declared in the config file, which owns it; change it there or choose another name"
+            )));
+        }
         let now = crate::clock::now();
         let provider = Provider {
             name: name.clone(),
@@ -101,7 +115,7 @@ impl ProviderService {
         let mut provider = self.get(name).await?;
         let mut p = Problems::default();
         let network = req.network_config.unwrap_or_default();
-        checked_network(&mut p, &network);
+        checked_network(&mut p, &network, self.rules.egress);
         checked_custom(&mut p, req.custom_provider_config.as_ref());
         p.into_result(())?;
         provider.network_config = network;
@@ -171,6 +185,9 @@ impl ProviderService {
         let value = req.value.trim().to_owned();
         if value.is_empty() {
             p.add("value", "is required");
+        }
+        if let Some(why) = value.strip_prefix("env.").and_then(|var| self.rules.env.refusal(var)) {
+            p.add("value", why);
         }
         let weight = req.weight.unwrap_or(1.0);
         if !weight.is_finite() || weight < 0.0 {

@@ -6,17 +6,16 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use tollgate_testkit::{Backend, TestApp};
 
-/// Three providers declared in the file; `openai` is also added through the API in most scenarios.
+/// Two providers declared in the file; `openai` is added through the API in most scenarios,
+/// and may read `LLM_TEST_MINI_KEY` from the environment.
 const FILE: &str = r#"
+[gateway]
+provider_key_env_allow = ["LLM_TEST_*"]
+
 [[providers]]
 name = "local"
 base_url = "http://127.0.0.1:9/v1"
 models = ["qwen-2", "llama-3", "*"]
-
-[[providers]]
-name = "openai"
-base_url = "https://api.openai.com/v1"
-models = ["gpt-file-only"]
 
 [[providers]]
 name = "anthropic"
@@ -45,7 +44,7 @@ async fn add_openai(app: &TestApp) {
                     {"id": "k-star", "name": "k-star", "value": "sk-star-secret-0000000001", "models": ["gpt-4o", "*"]},
                     {"id": "k-all", "name": "k-all", "value": "sk-all-secret-00000000002"},
                     {"id": "k-off", "name": "k-off", "value": "sk-off-secret-00000000003", "models": ["gpt-disabled"], "enabled": false},
-                    {"id": "k-mini", "name": "k-mini", "value": "env.TOLLGATE_TEST_MINI_KEY", "models": ["gpt-4o-mini"]}
+                    {"id": "k-mini", "name": "k-mini", "value": "env.LLM_TEST_MINI_KEY", "models": ["gpt-4o-mini"]}
                 ]
             }),
         )
@@ -81,9 +80,9 @@ on_both_backends! { start declared_app;
                 model("openai", "gpt-4o-mini", &["k-all", "k-mini", "k-star"]),
             ],
             "total": 5
-        }), "no `*`, nothing from a disabled key, nothing from the file's openai (the API's wins), nothing for a provider without keys");
+        }), "no `*`, nothing from a disabled key, nothing for a provider without keys");
         let text = listed.to_string();
-        for leak in ["secret", "sk-", "…", "TOLLGATE_TEST_MINI_KEY", "env."] {
+        for leak in ["secret", "sk-", "…", "LLM_TEST_MINI_KEY", "env."] {
             assert!(!text.contains(leak), "'{leak}' in {text}");
         }
 
@@ -93,7 +92,7 @@ on_both_backends! { start declared_app;
 
         app.admin().delete("/api/providers/openai").await.expect(200);
         let listed = list(app, "provider=openai").await;
-        assert_eq!(listed["models"], json!([model("openai", "gpt-file-only", &[])]), "without the API's provider the file's is listed");
+        assert_eq!(listed["models"], json!([]), "a deleted provider lists nothing");
     }
 
     async fn unfiltered_adds_the_catalog_models_of_configured_providers_only(app: &TestApp) {
@@ -149,7 +148,7 @@ on_both_backends! { start declared_app;
         let page = list(app, "provider=bulk&limit=2").await;
         assert_eq!((names(&page), page["total"].clone()), (vec!["bulk/m1".to_owned(), "bulk/m2".to_owned()], json!(7)));
         assert_eq!(list(app, "provider=bulk&limit=1000").await["models"].as_array().map(Vec::len), Some(7));
-        assert_eq!(list(app, "limit=1").await["total"], 11, "total counts every provider's matches (7 here, 4 in the file)");
+        assert_eq!(list(app, "limit=1").await["total"], 10, "total counts every provider's matches (7 here, 3 in the file)");
     }
 
     async fn a_bad_limit_or_unfiltered_is_refused_with_400(app: &TestApp) {
@@ -172,7 +171,7 @@ on_both_backends! { start declared_app;
     async fn listing_models_needs_model_provider_view(app: &TestApp) {
         let viewer = app.admin().post("/api/api-keys", json!({"name": "model-viewer", "scopes": [MODEL_PROVIDER_VIEW]})).await.expect(200)["key"].clone();
         let listed = app.with_key(viewer.as_str().unwrap_or_default()).get("/api/models").await.expect(200).clone();
-        assert_eq!(listed["total"], 4, "the file's four models");
+        assert_eq!(listed["total"], 3, "the file's three models");
         let other = app.admin().post("/api/api-keys", json!({"name": "profile-viewer", "scopes": [1]})).await.expect(200)["key"].clone();
         let msg = app.with_key(other.as_str().unwrap_or_default()).get("/api/models").await.expect_error(403).to_owned();
         assert!(msg.contains("ModelProvider:View"), "{msg}");

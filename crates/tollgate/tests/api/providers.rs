@@ -3,7 +3,12 @@
 use serde_json::json;
 use tollgate_testkit::{Backend, TestApp};
 
-on_both_backends! {
+/// A server whose operator lets provider keys read `OPENAI_API_KEY` (decision 110).
+async fn env_allowing_app(backend: Backend) -> TestApp {
+    TestApp::start_with_config(backend, "[gateway]\nprovider_key_env_allow = [\"OPENAI_API_KEY\"]\n").await
+}
+
+on_both_backends! { start env_allowing_app;
     async fn providers_and_keys_have_crud_and_never_show_secrets(app: &TestApp) {
         let created = app.admin().post("/api/providers", json!({
             "provider": "openai",
@@ -96,14 +101,16 @@ mod served {
 
     async fn scenario(backend: Backend) {
         let mock = MockUpstream::start().await;
-        let file = format!("[[providers]]\nname = \"managed\"\nbase_url = \"{}\"\napi_key = \"from-the-file\"\n", mock.base_url());
+        let file = format!("[[providers]]\nname = \"filed\"\nbase_url = \"{}\"\napi_key = \"from-the-file\"\n", mock.base_url());
         let app = TestApp::start_with_config(backend, &file).await;
-        let (_, key) =
-            key_holder(&app, json!({"name": "Managed", "provider_configs": [{"provider_name": "managed", "allowed_models": ["mock"]}]}))
-                .await;
+        let configs =
+            json!([{"provider_name": "managed", "allowed_models": ["mock"]}, {"provider_name": "filed", "allowed_models": ["mock"]}]);
+        let (_, key) = key_holder(&app, json!({"name": "Managed", "provider_configs": configs})).await;
         let seen = |r: &tollgate_testkit::Reply| r.body["upstream_saw_authorization"].as_str().unwrap_or_default().to_owned();
-        let before = app.with_key(&key).post("/v1/chat/completions", chat()).await;
+        let filed = json!({"model": "filed/mock", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+        let before = app.with_key(&key).post("/v1/chat/completions", filed.clone()).await;
         assert_eq!(seen(&before), "Bearer from-the-file");
+        app.with_key(&key).post("/v1/chat/completions", chat()).await.expect_error(400);
 
         app.admin().post("/api/providers", json!({
             "provider": "managed",
@@ -112,7 +119,7 @@ mod served {
         })).await.expect(200);
         for _ in 0..5 {
             let r = app.with_key(&key).post("/v1/chat/completions", chat()).await;
-            assert_eq!(seen(&r), "Bearer key-one", "the API's provider wins; a disabled key is never used");
+            assert_eq!(seen(&r), "Bearer key-one", "the API's provider serves at once; a disabled key is never used");
         }
         let sent = mock.last_request().map(|r| (r.header("x-team"), r.headers.get_all("authorization").iter().count())).unwrap_or_default();
         assert_eq!(sent, ("platform".to_owned(), 1), "extra headers are sent; one cannot replace the credentials");
@@ -137,8 +144,9 @@ mod served {
         let none = app.with_key(&key).post("/v1/chat/completions", chat()).await;
         assert_eq!((none.status.as_u16(), none.body["type"].clone()), (503, json!("no_provider_key")));
         app.admin().delete("/api/providers/managed").await.expect(200);
-        let after = app.with_key(&key).post("/v1/chat/completions", chat()).await;
-        assert_eq!(seen(&after), "Bearer from-the-file", "without the API's provider the file's serves again");
+        app.with_key(&key).post("/v1/chat/completions", chat()).await.expect_error(400);
+        let after = app.with_key(&key).post("/v1/chat/completions", filed).await;
+        assert_eq!(seen(&after), "Bearer from-the-file", "the file's provider is untouched throughout");
         app.stop().await;
     }
 
