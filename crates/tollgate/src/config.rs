@@ -48,6 +48,8 @@ pub struct Settings {
     pub declared: Declared,
     /// Providers, prices and data-plane settings.
     pub gateway: crate::gateway_config::GatewayConfig,
+    /// Connection limits and failed-login throttling (`[server]`).
+    pub server: crate::server_config::ServerConfig,
 }
 
 /// The key that seals stored virtual-key values.
@@ -77,6 +79,7 @@ struct FileValues {
     providers: Option<toml::Value>,
     pricing: Option<toml::Value>,
     gateway: Option<toml::Value>,
+    server: Option<toml::Value>,
 }
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
@@ -156,12 +159,13 @@ impl Settings {
         let declared = file.declared;
         let mut gateway =
             crate::gateway_config::parse(file.providers.as_ref(), file.pricing.as_ref(), file.gateway.as_ref(), &mut problems);
+        let server = crate::server_config::parse(file.server.as_ref(), &mut problems);
         if let Some(url) = overrides.redis_url {
             problems.extend(crate::gateway_config::check_redis_url(&url));
             gateway.redis_url = Some(Secret::new(url));
         }
         match listen {
-            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway }),
+            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server }),
             _ => Err(ConfigError(problems)),
         }
     }
@@ -209,6 +213,7 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "providers" => values.providers = Some(value.clone()),
             "pricing" => values.pricing = Some(value.clone()),
             "gateway" => values.gateway = Some(value.clone()),
+            "server" => values.server = Some(value.clone()),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }

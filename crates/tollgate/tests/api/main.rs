@@ -96,6 +96,7 @@ mod directory;
 mod enforcement;
 mod envelope;
 mod gateway;
+mod hardening;
 mod models;
 mod openapi;
 mod profiles;

@@ -1,0 +1,71 @@
+//! Denial of service and what an unauthenticated caller may learn: slow or idle connections are
+//! cut, connections are capped, failed logins are throttled, an Anthropic-format request is
+//! authenticated before its provider is looked at, oversized bodies get Anthropic's 413, and a
+//! body-less key mint is taken as an empty one.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tollgate_testkit::{ADMIN_USER, Backend, TestApp};
+
+/// A server that cuts a connection whose request head is not complete within a second, and
+/// serves two connections at once.
+async fn tight(backend: Backend) -> TestApp {
+    TestApp::start_with_config(backend, "[server]\nheader_read_timeout_secs = 1\nmax_connections = 2\n").await
+}
+
+/// Reads until the server closes the connection; `None` if it is still open after `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+on_both_backends! { start tight;
+    async fn a_half_sent_request_or_an_idle_connection_is_cut_and_connections_are_capped(app: &TestApp) {
+        let mut half = tokio::net::TcpStream::connect(app.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        half.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: tollgate\r\nContent-Type: app").await.unwrap_or_else(|e| panic!("{e}"));
+        let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Both slots are taken: a third client waits in the backlog.
+        let fresh = reqwest::Client::new();
+        let waiting = fresh.get(app.url("/health")).timeout(Duration::from_millis(400)).send().await;
+        assert!(waiting.is_err(), "a connection beyond the cap is not served meanwhile: {waiting:?}");
+        let (half_closed, idle_closed) =
+            tokio::join!(closed_within(&mut half, Duration::from_secs(5)), closed_within(&mut idle, Duration::from_secs(5)));
+        assert!(half_closed.is_some_and(|t| t < Duration::from_secs(3)), "a half-sent head is cut after the timeout: {half_closed:?}");
+        assert!(idle_closed.is_some_and(|t| t < Duration::from_secs(3)), "a silent connection too: {idle_closed:?}");
+        let served = reqwest::Client::new().get(app.url("/health")).timeout(Duration::from_secs(5)).send().await;
+        assert_eq!(served.map(|r| r.status().as_u16()).ok(), Some(200), "freed slots serve again");
+    }
+}
+
+/// A server that locks an (address, username) pair for two seconds after three failed logins.
+async fn throttled(backend: Backend) -> TestApp {
+    TestApp::start_with_config(backend, "[server]\nlogin_max_failures = 3\nlogin_lockout_secs = 2\n").await
+}
+
+on_both_backends! { start throttled;
+    async fn failed_logins_are_throttled_per_address_and_username_even_for_the_right_password(app: &TestApp) {
+        const PATH: &str = "/api/governance/access-profiles";
+        for _ in 0..3 {
+            app.basic(ADMIN_USER, "wrong-password-guess").get(PATH).await.expect_error(401);
+        }
+        let locked = app.admin().get(PATH).await;
+        assert_eq!(locked.expect_error(429), "too many failed logins from this address for this user; try again later");
+        assert_eq!(locked.body["error"]["type"], "too_many_requests");
+        let wait = locked.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        assert!(wait.is_some_and(|w| (1..=3).contains(&w)), "Retry-After within the lock: {wait:?}");
+        app.basic("someone-else", "wrong-password-guess").get(PATH).await.expect_error(401);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        app.admin().get(PATH).await.expect(200);
+        app.basic(ADMIN_USER, "wrong-password-guess").get(PATH).await.expect_error(401);
+        app.admin().get(PATH).await.expect(200);
+    }
+}
