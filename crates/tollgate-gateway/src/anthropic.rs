@@ -3,6 +3,7 @@
 //! translated for an OpenAI-compatible one, with every answer and error in Anthropic's shape.
 
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
@@ -27,8 +28,27 @@ pub(crate) fn forwarded(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     FORWARDED.iter().filter_map(|name| headers.get(name).map(|v| (name.clone(), v.clone()))).collect()
 }
 
-pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    serve(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response)
+pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match read_body(body) {
+        Ok(body) => serve(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response),
+        Err(e) => e.into_anthropic_response(),
+    }
+}
+
+/// The body of an Anthropic-format request, or the refusal in a shape the route can answer in:
+/// over the limit is Anthropic's 413 `request_too_large`, a body that could not be read a 400.
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, GatewayError> {
+    body.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            GatewayError::new(
+                rejection.status(),
+                "request_too_large",
+                format!("request body exceeds the limit of {} bytes", crate::MAX_INFERENCE_BODY_BYTES),
+            )
+        } else {
+            GatewayError::bad_request(format!("the request body could not be read: {}", rejection.body_text()))
+        }
+    })
 }
 
 async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {

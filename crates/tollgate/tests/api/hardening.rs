@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_testkit::{ADMIN_USER, Backend, TestApp};
 
@@ -67,5 +69,18 @@ on_both_backends! { start throttled;
         app.admin().get(PATH).await.expect(200);
         app.basic(ADMIN_USER, "wrong-password-guess").get(PATH).await.expect_error(401);
         app.admin().get(PATH).await.expect(200);
+    }
+}
+
+on_both_backends! {
+    async fn an_anthropic_body_over_the_limit_is_refused_with_anthropics_413(app: &TestApp) {
+        let mut body = br#"{"model":"anthropic/claude","messages":[{"role":"user","content":""#.to_vec();
+        body.resize(32 * 1024 * 1024 + 16, b'a');
+        body.extend_from_slice(br#""}]}"#);
+        for path in ["/anthropic/v1/messages/count_tokens", "/anthropic/v1/messages"] {
+            let r = app.anonymous().raw(Method::POST, path, "application/json", body.clone()).await;
+            assert_eq!(r.status.as_u16(), 413, "{path}");
+            assert_eq!((r.body["type"].clone(), r.body["error"]["type"].clone()), (json!("error"), json!("request_too_large")), "{path}: {}", r.body);
+        }
     }
 }
