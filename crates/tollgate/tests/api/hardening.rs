@@ -10,6 +10,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_testkit::{ADMIN_USER, Backend, TestApp};
 
+use crate::key_holder;
+
 /// A server that cuts a connection whose request head is not complete within a second, and
 /// serves two connections at once.
 async fn tight(backend: Backend) -> TestApp {
@@ -73,6 +75,25 @@ on_both_backends! { start throttled;
 }
 
 on_both_backends! {
+    async fn an_unauthenticated_anthropic_request_learns_nothing_about_providers(app: &TestApp) {
+        let body = json!({"model": "nowhere/some-model", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+        for path in ["/anthropic/v1/messages", "/v1/messages", "/anthropic/v1/messages/count_tokens", "/v1/chat/completions"] {
+            for client in [app.anonymous(), app.with_header("x-api-key", "sk-bf-00000000-0000-0000-0000-000000000000")] {
+                let r = client.post(path, body.clone()).await;
+                assert_eq!(r.status.as_u16(), 401, "{path}: {}", r.body);
+                // (The OpenAI envelope echoes the requested model in `extra_fields`: the caller's own input.)
+                let message = r.body["error"]["message"].as_str().unwrap_or_default();
+                assert!(!message.contains("nowhere") && !message.contains("configured"), "{path}: nothing about providers: {}", r.body);
+            }
+        }
+        // A key that may use the provider is told that it is not configured.
+        let granted = json!({"name": "Ghost", "provider_configs": [{"provider_name": "nowhere", "allowed_models": ["some-model"]}]});
+        let (_, key) = key_holder(app, granted).await;
+        let r = app.with_header("x-api-key", &key).post("/anthropic/v1/messages", body).await;
+        assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("'nowhere' is not configured")), "{}", r.body);
+    }
+
     async fn an_anthropic_body_over_the_limit_is_refused_with_anthropics_413(app: &TestApp) {
         let mut body = br#"{"model":"anthropic/claude","messages":[{"role":"user","content":""#.to_vec();
         body.resize(32 * 1024 * 1024 + 16, b'a');
