@@ -70,8 +70,16 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
             (request.encode(&[("model", Some(&name))]), forwarded(headers))
         }
         ProviderKind::OpenAi => {
-            // Translation needs the whole tree; only this path builds one.
-            let tree: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            // Translation needs the whole tree; only this path builds one. A body the parser
+            // refuses (nested deeper than it allows, a number out of range) is refused, never
+            // translated as if it were empty; nothing was sent, so nothing is charged.
+            let tree: Value = match serde_json::from_slice(body) {
+                Ok(tree) => tree,
+                Err(e) => {
+                    held.finish(None, 400);
+                    return Err(GatewayError::bad_request(format!("malformed JSON: {e}")).for_model(provider, model));
+                }
+            };
             let mut chat = translate::messages_to_chat(&tree, model);
             if stream {
                 chat["stream_options"] = serde_json::from_str(INCLUDE_USAGE).unwrap_or(Value::Null);

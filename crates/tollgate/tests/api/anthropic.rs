@@ -329,6 +329,17 @@ with_mock_upstream! { anthropic_app;
         assert_dollars(spent(app, &user).await, 3.0 * ONE_CALL, "prompt_tokens and completion_tokens at the model's price");
     }
 
+    async fn an_anthropic_body_nested_deeper_than_the_parser_allows_is_refused_not_sent_empty(app, mock) {
+        let (user, key) = key_holder(app, both("Deep")).await;
+        let nested = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(r#"{{"model":"openai/mock","max_tokens":50,"messages":[{{"role":"user","content":"hi"}}],"metadata":{nested}}}"#);
+        let r = app.with_header("x-api-key", &key).raw(reqwest::Method::POST, "/anthropic/v1/messages", "application/json", body.into_bytes()).await;
+        assert_eq!((r.status.as_u16(), r.body["type"].clone(), r.body["error"]["type"].clone()), (400, json!("error"), json!("invalid_request_error")), "{}", r.body);
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("recursion limit")), "{}", r.body);
+        assert_eq!(mock.calls(), 0, "nothing was sent upstream");
+        assert_dollars(spent(app, &user).await, 0.0, "nothing is charged");
+    }
+
     async fn governance_refusals_on_the_anthropic_route_have_the_anthropic_shape(app, mock) {
         let (_, key) = key_holder(app, json!({
             "name": "Limited",
