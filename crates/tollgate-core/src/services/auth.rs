@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::{API_KEY_PREFIX, Principal, Secret, constant_time_eq, generate_password, hash_password, sha256_hex, verify_password};
+use crate::auth::{
+    API_KEY_PREFIX, MIN_ADMIN_PASSWORD_CHARS, Principal, Secret, constant_time_eq, generate_password, hash_password, sha256_hex,
+    verify_password,
+};
 use crate::error::CoreError;
 use crate::ports::{AdminCredential, Store};
 use crate::services::throttle::{LoginThrottle, ThrottlePolicy};
@@ -170,8 +173,8 @@ impl AuthService {
 
     /// Replaces the stored admin credential (used by the CLI).
     pub async fn set_admin_password(&self, username: &str, password: &Secret) -> Result<(), CoreError> {
-        if password.expose().chars().count() < 12 {
-            return Err(CoreError::invalid("password", "must be at least 12 characters"));
+        if password.expose().chars().count() < MIN_ADMIN_PASSWORD_CHARS {
+            return Err(CoreError::invalid("password", format!("must be at least {MIN_ADMIN_PASSWORD_CHARS} characters")));
         }
         let credential = AdminCredential { username: username.to_owned(), password_hash: hash_password(password.expose())? };
         Ok(self.store.set_admin_credential(&credential).await?)
