@@ -56,6 +56,7 @@ impl Claim {
             kind: self.kind,
             scope: self.scope,
             used: taken,
+            estimate: self.estimate,
             limit: self.limit,
             period: self.period,
             resets_at: self.period.next_start(self.calendar_aligned, window_start),
@@ -75,6 +76,8 @@ pub struct Denial {
     pub scope: Scope,
     /// Used plus reserved by requests in flight.
     pub used: u64,
+    /// What the refused request asked of the line (its estimate).
+    pub estimate: u64,
     pub limit: u64,
     pub period: Period,
     /// When the line's window resets.

@@ -361,7 +361,10 @@ with_mock_upstream! { anthropic_app;
         assert_eq!(shape(&r), (400, json!("error"), json!("invalid_request_error")), "{}", r.body);
         let r = app.with_header("x-api-key", &poor).post("/anthropic/v1/messages", message("claude-mock")).await;
         assert_eq!(shape(&r), (402, json!("error"), json!("budget_exceeded")), "{}", r.body);
-        assert!(r.body["error"]["message"].as_str().unwrap_or_default().starts_with("Budget exceeded"));
+        let refused = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(refused.starts_with("Budget exceeded"), "{refused}");
+        // The estimate that did not fit is part of the sum shown, not just what was spent (0).
+        assert!(!refused.contains("0.0000 >= 0.0010") && refused.contains("estimated for this request"), "{refused}");
         assert_eq!(mock.calls(), 0, "nothing refused reached the provider");
         app.with_header("x-api-key", &key).post("/anthropic/v1/messages", message("claude-mock")).await.expect(200);
         let r = app.with_header("x-api-key", &key).post("/anthropic/v1/messages", message("claude-mock")).await;
