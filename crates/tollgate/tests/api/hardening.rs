@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tollgate_testkit::{ADMIN_USER, Backend, TestApp};
+use tollgate_testkit::{ADMIN_PASSWORD, ADMIN_USER, Backend, TestApp};
 
 use crate::key_holder;
 
@@ -103,5 +103,20 @@ on_both_backends! {
             assert_eq!(r.status.as_u16(), 413, "{path}");
             assert_eq!((r.body["type"].clone(), r.body["error"]["type"].clone()), (json!("error"), json!("request_too_large")), "{path}: {}", r.body);
         }
+    }
+
+    async fn a_key_is_minted_for_a_user_without_a_request_body(app: &TestApp) {
+        let (user, _) = key_holder(app, json!({"name": "Bodiless"})).await;
+        let minted = reqwest::Client::new()
+            .post(app.url(&format!("/api/governance/users/{user}/virtual-keys")))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(minted.status().as_u16(), 200, "the published contract marks the body optional");
+        let minted: serde_json::Value = minted.json().await.unwrap_or_default();
+        assert!(minted["virtual_key"]["value"].as_str().is_some_and(|v| v.starts_with("sk-bf-")), "{minted}");
+        let sent = app.admin().raw(Method::POST, &format!("/api/governance/users/{user}/virtual-keys"), "text/plain", b"{}".to_vec()).await;
+        sent.expect_error(415);
     }
 }
