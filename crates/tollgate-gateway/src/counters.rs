@@ -129,6 +129,10 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     async fn peek(&self, line: &str) -> Option<(u64, u64)>;
     /// Waits for settlements still being written (graceful shutdown).
     async fn drain(&self) {}
+    /// Whether the store answers, for readiness: memory always does.
+    async fn ping(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a finished request really consumed.

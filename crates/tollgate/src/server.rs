@@ -110,6 +110,11 @@ impl Server {
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let mut state = AdminState::new(shared.clone(), auth, &sealer);
         state.models = ModelService::new(shared, model_sources(settings)?);
+        let probe = gateway.clone();
+        state.readiness = Some(Arc::new(move || {
+            let gateway = probe.clone();
+            Box::pin(async move { gateway.ready().await })
+        }));
         let hook = gateway.clone();
         state.on_change = Some(Arc::new(move || {
             let gateway = hook.clone();
