@@ -1,6 +1,8 @@
 //! Deny-by-default authentication of every `/api/…` request: HTTP Basic admin or a `bfst-` key.
 
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -18,12 +20,13 @@ fn unauthorized(message: &str) -> ApiError {
 
 /// Middleware: authenticates the caller or answers 401; the principal goes into the request.
 pub async fn require_caller(State(state): State<AdminState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
-    let principal = authenticate(&state, request.headers()).await?;
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let principal = authenticate(&state, request.headers(), client).await?;
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
-async fn authenticate(state: &AdminState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+async fn authenticate(state: &AdminState, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Principal, ApiError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Err(unauthorized("authentication required: HTTP Basic admin credentials or a management API key as Bearer token"));
     };
@@ -34,7 +37,7 @@ async fn authenticate(state: &AdminState, headers: &HeaderMap) -> Result<Princip
         let decoded = STANDARD.decode(credential).map_err(|_| unauthorized("malformed Basic credentials"))?;
         let decoded = String::from_utf8(decoded).map_err(|_| unauthorized("malformed Basic credentials"))?;
         let (username, password) = decoded.split_once(':').ok_or_else(|| unauthorized("malformed Basic credentials"))?;
-        return Ok(state.auth.basic(username, password).await?);
+        return Ok(state.auth.basic(username, password, client).await?);
     }
     if scheme.eq_ignore_ascii_case("bearer") {
         if credential.starts_with("sk-bf-") {

@@ -50,11 +50,13 @@ pub struct ApiError {
     param: Option<String>,
     /// Logged, never sent.
     detail: Option<String>,
+    /// Seconds a throttled client should wait, sent as `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), param: None, detail: None }
+        Self { status, kind, message: message.into(), param: None, detail: None, retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -83,6 +85,9 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
             CoreError::Unauthorized(_) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
             CoreError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            CoreError::Throttled { retry_after_secs, .. } => {
+                Self { retry_after: Some(retry_after_secs), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message) }
+            }
             CoreError::Unavailable(detail) => {
                 Self { detail: Some(detail), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
             }
@@ -154,6 +159,10 @@ impl IntoResponse for ApiError {
             error: ErrorField { kind: Some(self.kind.to_owned()), message: self.message, param: self.param, event_id },
             extra_fields: ExtraFields::default(),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }

@@ -24,16 +24,42 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> 
                 "expected Content-Type: application/json",
             ));
         }
-        let bytes = bytes::Bytes::from_request(request, state).await.map_err(|_| {
-            ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", crate::error::too_large_message())
-        })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-        if let Some(at) = nul_at(&value, "") {
-            let at = if at.is_empty() { "body".to_owned() } else { at };
-            return Err(ApiError::bad_request(format!("{at}: text must not contain NUL characters")).with_param(at));
-        }
-        serde_path_to_error::deserialize(value).map(Body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+        let bytes = read_bytes(request, state).await?;
+        parse(&bytes).map(Body)
     }
+}
+
+/// A JSON body the contract marks optional: a request without one (no bytes, whatever its
+/// `Content-Type`) reads as `{}`; a body that is sent is held to the rules of [`Body`].
+#[derive(Debug)]
+pub struct OptionalBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let sized_empty = request.headers().get(axum::http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
+        let chunked = request.headers().contains_key(axum::http::header::TRANSFER_ENCODING);
+        if (!request.headers().contains_key(axum::http::header::CONTENT_LENGTH) && !chunked) || sized_empty {
+            return parse(b"{}").map(OptionalBody);
+        }
+        Body::from_request(request, state).await.map(|Body(value)| OptionalBody(value))
+    }
+}
+
+async fn read_bytes<S: Send + Sync>(request: axum::extract::Request, state: &S) -> Result<bytes::Bytes, ApiError> {
+    bytes::Bytes::from_request(request, state)
+        .await
+        .map_err(|_| ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", crate::error::too_large_message()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    if let Some(at) = nul_at(&value, "") {
+        let at = if at.is_empty() { "body".to_owned() } else { at };
+        return Err(ApiError::bad_request(format!("{at}: text must not contain NUL characters")).with_param(at));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
 /// The path of the first string or key holding a NUL character.

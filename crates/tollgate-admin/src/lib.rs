@@ -39,10 +39,15 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// plane serves the change from the very next request.
 pub type ChangeHook = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Asked by `/ready` after the database: whatever else must answer for requests to be served
+/// (the shared usage counters); `Err` carries the reason, for the log only.
+pub type ReadyCheck = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AdminState {
     pub on_change: Option<ChangeHook>,
+    pub readiness: Option<ReadyCheck>,
     pub store: Arc<dyn Store>,
     pub profiles: ProfileService,
     pub api_keys: ApiKeyService,
@@ -66,6 +71,7 @@ impl AdminState {
     pub fn new(store: Arc<dyn Store>, auth: Arc<AuthService>, sealer: &Sealer) -> Self {
         Self {
             on_change: None,
+            readiness: None,
             profiles: ProfileService::new(store.clone()),
             api_keys: ApiKeyService::new(store.clone()),
             directory: DirectoryService::new(store.clone(), sealer.clone()),

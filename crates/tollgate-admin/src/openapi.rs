@@ -50,6 +50,7 @@ fn build() -> utoipa::openapi::OpenApi {
         SecurityRequirement::new("BasicAuth", Vec::<String>::new()),
         SecurityRequirement::new("ManagementBearerAuth", Vec::<String>::new()),
     ]);
+    optional_bodies(&mut doc);
     let mut aliases = Vec::new();
     for (path, item) in &doc.paths.paths {
         for (canonical, alias) in ALIASES {
@@ -60,6 +61,21 @@ fn build() -> utoipa::openapi::OpenApi {
     }
     doc.paths.paths.extend(aliases);
     doc
+}
+
+/// Operations whose body the published contract marks optional (an absent one reads as `{}`,
+/// decision 124); utoipa marks every typed body required.
+const OPTIONAL_BODIES: [&str; 2] = ["addUserVirtualKey", "addUserAccessProfileVirtualKey"];
+
+fn optional_bodies(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let Some(op) = item.post.as_mut() else { continue };
+        if op.operation_id.as_deref().is_some_and(|id| OPTIONAL_BODIES.contains(&id))
+            && let Some(body) = op.request_body.as_mut()
+        {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
 }
 
 fn deprecated_copy(item: &PathItem) -> PathItem {

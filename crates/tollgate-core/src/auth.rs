@@ -91,6 +91,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// An Argon2id hash of a password, in PHC string form.
+/// Shortest admin password accepted anywhere: the environment, the config file and the CLI.
+pub const MIN_ADMIN_PASSWORD_CHARS: usize = 12;
+
 pub fn hash_password(password: &str) -> Result<String, CoreError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()

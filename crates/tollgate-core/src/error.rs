@@ -29,6 +29,9 @@ pub enum CoreError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Too many attempts (failed logins); the caller may try again after `retry_after_secs`.
+    #[error("{message}")]
+    Throttled { message: String, retry_after_secs: u64 },
     /// The store is overloaded or unreachable; the caller may retry.
     #[error("the service is temporarily unavailable, retry shortly")]
     Unavailable(String),

@@ -17,6 +17,7 @@ pub mod paging;
 pub mod permissions;
 pub mod ports;
 pub mod profile;
+pub mod provider_headers;
 pub mod providers;
 pub mod rotation;
 pub mod services;

@@ -3,6 +3,7 @@
 //! translated for an OpenAI-compatible one, with every answer and error in Anthropic's shape.
 
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
@@ -27,8 +28,27 @@ pub(crate) fn forwarded(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     FORWARDED.iter().filter_map(|name| headers.get(name).map(|v| (name.clone(), v.clone()))).collect()
 }
 
-pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    serve(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response)
+pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match read_body(body) {
+        Ok(body) => serve(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response),
+        Err(e) => e.into_anthropic_response(),
+    }
+}
+
+/// The body of an Anthropic-format request, or the refusal in a shape the route can answer in:
+/// over the limit is Anthropic's 413 `request_too_large`, a body that could not be read a 400.
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, GatewayError> {
+    body.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            GatewayError::new(
+                rejection.status(),
+                "request_too_large",
+                format!("request body exceeds the limit of {} bytes", crate::MAX_INFERENCE_BODY_BYTES),
+            )
+        } else {
+            GatewayError::bad_request(format!("the request body could not be read: {}", rejection.body_text()))
+        }
+    })
 }
 
 async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {
@@ -58,8 +78,16 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
             (request.encode(&changes), forwarded(headers))
         }
         ProviderKind::OpenAi => {
-            // Translation needs the whole tree; only this path builds one.
-            let tree: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            // Translation needs the whole tree; only this path builds one. A body the parser
+            // refuses (nested deeper than it allows, a number out of range) is refused, never
+            // translated as if it were empty; nothing was sent, so nothing is charged.
+            let tree: Value = match serde_json::from_slice(body) {
+                Ok(tree) => tree,
+                Err(e) => {
+                    held.release(400);
+                    return Err(GatewayError::bad_request(format!("malformed JSON: {e}")).for_model(provider, model));
+                }
+            };
             let mut chat = translate::messages_to_chat(&tree, model);
             if given.is_none() {
                 chat[target.spec.output_cap_member()] = Value::from(max_out);

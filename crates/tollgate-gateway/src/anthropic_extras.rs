@@ -10,12 +10,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::anthropic::DEFAULT_PROVIDER;
+use axum::extract::rejection::BytesRejection;
+
+use crate::anthropic::{DEFAULT_PROVIDER, read_body};
 use crate::body::RawObject;
 use crate::engine::{Gateway, ProviderKind};
 use crate::error::GatewayError;
 use crate::models::allowed_models;
-use crate::prompt::prompt_estimate;
+use crate::prompt::estimate_off_worker;
 use crate::upstream::{self, json_response};
 
 /// Anthropic's catalog gives each model a creation time. Tollgate knows it only where the model's
@@ -52,8 +54,11 @@ pub async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
     }
 }
 
-pub async fn count_tokens(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
-    count(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response)
+pub async fn count_tokens(State(gw): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match read_body(body) {
+        Ok(body) => count(&gw, &headers, &body).await.unwrap_or_else(GatewayError::into_anthropic_response),
+        Err(e) => e.into_anthropic_response(),
+    }
 }
 
 async fn count(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {
@@ -65,7 +70,9 @@ async fn count(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     }
     let target = gw.authorized_target(headers, provider, model)?;
     if target.spec.kind == ProviderKind::OpenAi {
-        return Ok(Json(json!({"input_tokens": prompt_estimate(&request)})).into_response());
+        // Up to seconds of a core for the largest bodies: never on a request worker.
+        let tokens = estimate_off_worker(body.clone()).await?;
+        return Ok(Json(json!({"input_tokens": tokens})).into_response());
     }
     let name = serde_json::to_string(model).unwrap_or_default();
     let forwarded = crate::anthropic::forwarded(headers);

@@ -143,7 +143,15 @@ async fn attempt(
         }
         ProviderKind::Anthropic => {
             // Translation needs the whole tree; only this path builds one.
-            let mut tree: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            // A body the parser refuses (nested deeper than it allows) is refused, never
+            // translated as if it were empty; nothing was sent, so nothing is charged.
+            let mut tree: Value = match serde_json::from_slice(body) {
+                Ok(tree) => tree,
+                Err(e) => {
+                    held.release(400);
+                    return Err(GatewayError::bad_request(format!("malformed JSON: {e}")).for_model(provider, model));
+                }
+            };
             if let Some(o) = tree.as_object_mut() {
                 o.remove("fallbacks");
             }

@@ -56,6 +56,7 @@ impl Claim {
             kind: self.kind,
             scope: self.scope,
             used: taken,
+            estimate: self.estimate,
             limit: self.limit,
             period: self.period,
             resets_at: self.period.next_start(self.calendar_aligned, window_start),
@@ -75,6 +76,8 @@ pub struct Denial {
     pub scope: Scope,
     /// Used plus reserved by requests in flight.
     pub used: u64,
+    /// What the refused request asked of the line (its estimate).
+    pub estimate: u64,
     pub limit: u64,
     pub period: Period,
     /// When the line's window resets.
@@ -133,6 +136,10 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     async fn peek(&self, line: &str) -> Option<(u64, u64)>;
     /// Waits for settlements still being written (graceful shutdown).
     async fn drain(&self) {}
+    /// Whether the store answers, for readiness: memory always does.
+    async fn ping(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a finished request really consumed.

@@ -305,7 +305,7 @@ impl Gateway {
         let mut outcome = self.0.counters.reserve(&claims, log.created_at).await;
         if let Err(Refusal::Denied(denials)) = &outcome
             && denials.iter().all(|d| d.kind != LineKind::Requests)
-            && prompt.tokens() < prompt.bound()
+            && prompt.count().await? < prompt.bound()
         {
             reserved = estimate(price, prompt.tokens(), ask.max_out);
             for claim in &mut claims {
@@ -374,7 +374,7 @@ impl Gateway {
         self.resolve(&snapshot, headers, provider, model, tollgate_core::clock::now()).map(|(target, _)| target)
     }
 
-    /// Finds the provider (API-managed first), picks its key and authorizes the caller.
+    /// Authorizes the caller, then finds the provider (API-managed first) and picks its key.
     fn resolve<'s>(
         &self,
         snapshot: &'s Snapshot,
@@ -386,6 +386,8 @@ impl Gateway {
         if provider.chars().chain(model.chars()).any(char::is_control) {
             return Err(GatewayError::bad_request("the model name must not contain control characters"));
         }
+        // The caller first: one without a valid key learns nothing about the providers.
+        let grant = authorize(snapshot, presented_key(headers), provider, model, now).map_err(|e| e.for_model(provider, model))?;
         // A provider managed through the API takes precedence over one of the same name in the file.
         let spec = snapshot
             .providers
@@ -405,7 +407,6 @@ impl Gateway {
             })?;
             key = Some(picked);
         }
-        let grant = authorize(snapshot, presented_key(headers), provider, model, now).map_err(|e| e.for_model(provider, model))?;
         Ok((Target { spec, key }, grant))
     }
 }

@@ -191,13 +191,26 @@ fn label(denial: &Denial, provider: &str) -> String {
 }
 
 /// The answer to a refused reservation: rate limits (429) before budgets (402). Provider-level
-/// lines are those of `provider`, the requested one.
+/// lines are those of `provider`, the requested one. A budget's message names what the line
+/// would hold with this request (spent or held, plus its estimate) against the limit: exact
+/// admission refuses a request that does not fit, even while the spent amount is below the limit.
 pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>, provider: &str) -> GatewayError {
     let rate: Vec<&Denial> = denials.iter().filter(|d| d.kind != LineKind::Budget).collect();
     if rate.is_empty() {
         let parts: Vec<String> = denials
             .iter()
-            .map(|d| format!("{} exceeded: {:.4} >= {:.4} dollars", label(d, provider), dollars(d.used), dollars(d.limit)))
+            .map(|d| {
+                // What would have been spent with this request, then how it adds up.
+                let total = d.used.saturating_add(d.estimate);
+                format!(
+                    "{} exceeded: {:.4} >= {:.4} dollars ({:.4} spent or held + {:.4} estimated for this request)",
+                    label(d, provider),
+                    dollars(total),
+                    dollars(d.limit),
+                    dollars(d.used),
+                    dollars(d.estimate)
+                )
+            })
             .collect();
         return GatewayError::new(StatusCode::PAYMENT_REQUIRED, "budget_exceeded", format!("Budget exceeded: {}", parts.join("; ")));
     }
@@ -216,4 +229,29 @@ pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>, provider: &str) ->
     let mut error = GatewayError::new(StatusCode::TOO_MANY_REQUESTS, kind, format!("Rate limit exceeded: [{}]", parts.join(", ")));
     error.retry_after = wait;
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_refusal_shows_what_the_line_would_hold_with_the_request_against_the_limit() {
+        let now = tollgate_core::clock::now();
+        let denial = Denial {
+            kind: LineKind::Budget,
+            scope: Scope::Profile,
+            used: 990_000,
+            estimate: 21_000,
+            limit: 1_000_000,
+            period: Period::Day,
+            resets_at: now,
+        };
+        let refused = refusal(&[denial], now, "openai");
+        assert_eq!(refused.status, StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(
+            refused.message,
+            "Budget exceeded: profile budget exceeded: 1.0110 >= 1.0000 dollars (0.9900 spent or held + 0.0210 estimated for this request)"
+        );
+    }
 }

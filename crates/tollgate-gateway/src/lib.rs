@@ -59,3 +59,11 @@ pub fn router(gateway: Gateway) -> Router {
         .layer(DefaultBodyLimit::max(MAX_INFERENCE_BODY_BYTES))
         .with_state(gateway)
 }
+
+impl Gateway {
+    /// Readiness of the data plane: its usage counters answer (in memory always; Redis within a
+    /// second). The reason is for the log only.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.0.counters.ping().await
+    }
+}

@@ -1,8 +1,8 @@
 //! Prompt sizes for reservations: a bound read off the request's bytes, which no token count can
 //! exceed, and the tokenizer's count, taken only when the bound does not fit or a bill needs it.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, OnceLock};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::body::{RawObject, elements};
+use crate::error::GatewayError;
 
 /// Tokens every message adds around its content, and a request around its messages (the framing
 /// chat models count).
@@ -17,7 +18,7 @@ const PER_MESSAGE: u64 = 4;
 const PER_REQUEST: u64 = 3;
 
 /// What a request sends as its prompt.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Source {
     /// A chat or Messages body: its messages' content, `system` and `tools`.
     Chat(Bytes),
@@ -57,16 +58,38 @@ impl Prompt {
 
     /// The tokenizer's count (cl100k plus framing), taken on first use; never above the bound.
     pub fn tokens(&self) -> u64 {
-        *self.counted.get_or_init(|| {
-            let counted = match &self.source {
-                Source::Chat(body) => RawObject::parse(body).ok().map(|request| prompt_estimate(&request)),
-                Source::Embeddings(body) => serde_json::from_slice::<Value>(body)
-                    .ok()
-                    .and_then(|tree| tree.get("input").map(|input| input_size(input, &count_tokens))),
-            };
-            counted.map_or(self.bound, |tokens| tokens.min(self.bound))
-        })
+        *self.counted.get_or_init(|| count_source(&self.source, self.bound))
     }
+
+    /// The tokenizer's count as `tokens`, but a large prompt (a bound above
+    /// `COUNT_ON_WORKER_UP_TO` tokens) is counted on the blocking pool, a bounded number at a
+    /// time (`off_worker`), so a near-limit request with a huge body cannot stall a request worker.
+    pub async fn count(&self) -> Result<u64, GatewayError> {
+        if let Some(counted) = self.counted.get() {
+            return Ok(*counted);
+        }
+        if self.bound <= COUNT_ON_WORKER_UP_TO {
+            return Ok(self.tokens());
+        }
+        let (source, bound) = (self.source.clone(), self.bound);
+        let counted = off_worker(move || count_source(&source, bound)).await?;
+        Ok(*self.counted.get_or_init(|| counted))
+    }
+}
+
+/// Prompts whose bound is at most this many tokens are counted where they are asked for (well
+/// under a millisecond); larger ones go to the blocking pool.
+const COUNT_ON_WORKER_UP_TO: u64 = 16 * 1024;
+
+/// The tokenizer's count of a prompt (cl100k plus framing), never above its `bound`.
+fn count_source(source: &Source, bound: u64) -> u64 {
+    let counted = match source {
+        Source::Chat(body) => RawObject::parse(body).ok().map(|request| prompt_estimate(&request)),
+        Source::Embeddings(body) => {
+            serde_json::from_slice::<Value>(body).ok().and_then(|tree| tree.get("input").map(|input| input_size(input, &count_tokens)))
+        }
+    };
+    counted.map_or(bound, |tokens| tokens.min(bound))
 }
 
 /// Tokens of a chat request's prompt as a provider will count them, approximately (cl100k plus
@@ -148,6 +171,28 @@ pub(crate) fn count_tokens(text: &str) -> u64 {
     u64::try_from(tokenizer().count(text)).unwrap_or(u64::MAX)
 }
 
+/// Tokenizing work that runs beside requests: at most half the cores' worth at once.
+static TOKENIZING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new((cores / 2).max(1))
+});
+
+/// Runs `work` (tokenizing a body, up to seconds of one core for the largest) on the blocking
+/// pool, so the request workers keep serving meanwhile, and a bounded number at a time, so a
+/// burst of such calls cannot take every core; callers beyond that wait without holding a thread.
+pub(crate) async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, GatewayError> {
+    let unavailable =
+        || GatewayError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the token count could not be taken; try again");
+    let _permit = TOKENIZING.acquire().await.map_err(|_| unavailable())?;
+    tokio::task::spawn_blocking(work).await.map_err(|_| unavailable())
+}
+
+/// The cl100k estimate of a chat or Messages body's prompt (as [`prompt_estimate`]), taken off
+/// the request workers.
+pub(crate) async fn estimate_off_worker(body: Bytes) -> Result<u64, GatewayError> {
+    off_worker(move || RawObject::parse(&body).map(|request| prompt_estimate(&request))).await?
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -158,6 +203,17 @@ mod tests {
         let bytes = Bytes::from(body.to_string());
         let request = RawObject::parse(&bytes).expect("a JSON object");
         Prompt::chat(&bytes, &request)
+    }
+
+    #[tokio::test]
+    async fn a_large_prompt_is_counted_off_the_worker_to_the_same_count() {
+        let large = chat_prompt(&json!({"messages": [{"role": "user", "content": "several words ".repeat(20_000)}]}));
+        assert!(large.bound() > COUNT_ON_WORKER_UP_TO, "large enough to leave the worker");
+        let counted = large.count().await;
+        assert_eq!(counted, Ok(chat_prompt(&json!({"messages": [{"role": "user", "content": "several words ".repeat(20_000)}]})).tokens()));
+        assert!(counted.is_ok_and(|n| n < large.bound()), "a real count, not the bound");
+        let small = chat_prompt(&json!({"messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(small.count().await, Ok(small.tokens()));
     }
 
     #[test]
@@ -198,6 +254,33 @@ mod tests {
         assert!(after > before && counted < prompt.bound() / 3, "`word ` is one token per five bytes: {counted}");
         assert_eq!(prompt.tokens(), counted);
         assert_eq!(tokenized_bytes(), after, "the count is kept");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_count_asked_for_by_a_route_runs_off_the_request_worker_a_bounded_number_at_a_time() {
+        let body = Bytes::from(json!({"messages": [{"role": "user", "content": "word ".repeat(1000)}]}).to_string());
+        let request = RawObject::parse(&body).expect("a JSON object");
+        assert_eq!(estimate_off_worker(body.clone()).await, Ok(prompt_estimate(&request)));
+        let here = std::thread::current().id();
+        assert_ne!(off_worker(|| std::thread::current().id()).await, Ok(here), "not on the worker that asked");
+        let (running, most) = (std::sync::Arc::new(AtomicU64::new(0)), std::sync::Arc::new(AtomicU64::new(0)));
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let (running, most) = (running.clone(), most.clone());
+                tokio::spawn(off_worker(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.is_ok_and(|done| done.is_ok()));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let allowed = u64::try_from((cores / 2).max(1)).unwrap_or(u64::MAX);
+        assert!(most.load(Ordering::SeqCst) <= allowed, "at most {allowed} at once, saw {}", most.load(Ordering::SeqCst));
     }
 
     #[test]

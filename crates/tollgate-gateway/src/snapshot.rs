@@ -151,20 +151,38 @@ fn spec_of(provider: &Provider, keys: &[(ProviderKey, String)], sealer: &Sealer,
         max_retries: network.max_retries.unwrap_or(2),
         keys: usable,
         needs_key: !provider.custom_provider_config.as_ref().is_some_and(|c| c.is_key_less),
-        extra_headers: extra_headers(provider),
+        extra_headers: extra_headers(provider, sealer),
         chat_url: std::sync::OnceLock::new(),
         auth_header: std::sync::OnceLock::new(),
     })
 }
 
 /// Headers that would replace the call's credentials or framing; never taken from `extra_headers`.
-const RESERVED_HEADERS: [&str; 6] = ["authorization", "x-api-key", "anthropic-version", "content-type", "content-length", "host"];
+/// Besides the gateway's own, every header providers take a credential in (Azure's `api-key`,
+/// Google's `x-goog-api-key`, a proxy's `proxy-authorization`): a stored header must not stand
+/// in for the key the request was given.
+const RESERVED_HEADERS: [&str; 9] = [
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "proxy-authorization",
+    "anthropic-version",
+    "content-type",
+    "content-length",
+    "host",
+];
 
-/// A provider's `network_config.extra_headers` as header pairs; an unusable one is skipped (logged).
-fn extra_headers(provider: &Provider) -> Vec<(HeaderName, HeaderValue)> {
+/// A provider's `network_config.extra_headers` as header pairs, opened from their sealed form;
+/// an unusable one is skipped (logged).
+fn extra_headers(provider: &Provider, sealer: &Sealer) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
-    for (name, value) in &provider.network_config.extra_headers {
-        match extra_header(name, value) {
+    for (name, stored) in &provider.network_config.extra_headers {
+        let Some(value) = tollgate_core::provider_headers::open(stored, sealer) else {
+            tracing::warn!(provider = %provider.name, header = %name, "extra header not sent: its sealed value cannot be opened");
+            continue;
+        };
+        match extra_header(name, value.expose()) {
             Ok(header) => out.push(header),
             Err(why) => tracing::warn!(provider = %provider.name, header = %name, why, "extra header not sent"),
         }
@@ -179,7 +197,9 @@ pub fn extra_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue)
     if RESERVED_HEADERS.contains(&name.as_str()) {
         return Err("reserved: the gateway sets it");
     }
-    let value = HeaderValue::from_str(value).map_err(|_| "not a valid header value")?;
+    let mut value = HeaderValue::from_str(value).map_err(|_| "not a valid header value")?;
+    // It may carry a secret: kept out of logs like the provider key.
+    value.set_sensitive(true);
     Ok((name, value))
 }
 

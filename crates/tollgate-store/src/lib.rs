@@ -52,6 +52,9 @@ impl SqlStore {
     /// Connects (creating a SQLite file if missing) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         let (backend, url) = parse_url(url)?;
+        if backend == Backend::Sqlite {
+            create_private_file(&url)?;
+        }
         let max = match backend {
             Backend::Sqlite => 4,
             Backend::Postgres => 10,
@@ -101,6 +104,28 @@ fn parse_url(url: &str) -> Result<(Backend, String), StoreError> {
         _ => url.to_owned(),
     };
     Ok((backend, url))
+}
+
+/// Creates a missing SQLite database file readable by its owner only (0600 on Unix), as the
+/// sealing key's file is; SQLite gives its `-wal` and `-shm` files the database file's mode. An
+/// existing file keeps the mode its operator gave it.
+fn create_private_file(url: &str) -> Result<(), StoreError> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let creates = query.split('&').any(|p| p == "mode=rwc");
+    if !creates || path.is_empty() || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Created meanwhile by another process: it is that process's file.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!("cannot create the database file {path}: {e}"))),
+    }
 }
 
 /// Pool settings of either backend; every SQLite connection gets the same pragmas.

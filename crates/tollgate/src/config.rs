@@ -15,8 +15,8 @@ use crate::declared::{Declared, DeclaredAttachment, DeclaredProfile, DeclaredRol
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tollgate.db";
-/// Shortest admin password accepted from the configuration.
-pub const MIN_ADMIN_PASSWORD_CHARS: usize = 8;
+/// Shortest admin password accepted from the configuration (the same rule as the CLI's).
+pub use tollgate_core::auth::MIN_ADMIN_PASSWORD_CHARS;
 pub const DEFAULT_ENCRYPTION_KEY_FILE: &str = "./tollgate.key";
 
 /// Values given on the command line or in the environment (clap has merged the two).
@@ -48,6 +48,8 @@ pub struct Settings {
     pub declared: Declared,
     /// Providers, prices and data-plane settings.
     pub gateway: crate::gateway_config::GatewayConfig,
+    /// Connection limits and failed-login throttling (`[server]`).
+    pub server: crate::server_config::ServerConfig,
 }
 
 /// The key that seals stored virtual-key values.
@@ -77,6 +79,7 @@ struct FileValues {
     providers: Option<toml::Value>,
     pricing: Option<toml::Value>,
     gateway: Option<toml::Value>,
+    server: Option<toml::Value>,
 }
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
@@ -156,12 +159,13 @@ impl Settings {
         let declared = file.declared;
         let mut gateway =
             crate::gateway_config::parse(file.providers.as_ref(), file.pricing.as_ref(), file.gateway.as_ref(), &mut problems);
+        let server = crate::server_config::parse(file.server.as_ref(), &mut problems);
         if let Some(url) = overrides.redis_url {
             problems.extend(crate::gateway_config::check_redis_url(&url));
             gateway.redis_url = Some(Secret::new(url));
         }
         match listen {
-            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway }),
+            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server }),
             _ => Err(ConfigError(problems)),
         }
     }
@@ -209,6 +213,7 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "providers" => values.providers = Some(value.clone()),
             "pricing" => values.pricing = Some(value.clone()),
             "gateway" => values.gateway = Some(value.clone()),
+            "server" => values.server = Some(value.clone()),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }
@@ -410,6 +415,16 @@ mod tests {
         let _ = std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndatabase_url = \"sqlite://file.db\"\n");
         let s = Settings::resolve(Overrides { listen: Some("127.0.0.1:9100".into()), config: Some(file), ..Overrides::default() });
         assert!(s.is_ok_and(|s| s.listen.port() == 9100 && s.database_url == "sqlite://file.db"));
+    }
+
+    #[test]
+    fn a_configured_admin_password_needs_as_many_characters_as_one_set_with_the_cli() {
+        let with = |password: &str| {
+            Settings::resolve(Overrides { admin_password: Some(password.to_owned()), ..Overrides::default() }).map(|s| s.admin.is_some())
+        };
+        let refused = with("elevenchars").err().map(|e| e.0).unwrap_or_default();
+        assert_eq!(refused, vec!["admin password: must be at least 12 characters".to_owned()]);
+        assert_eq!(with("twelve-chars"), Ok(true));
     }
 
     fn resolve_file(name: &str, text: &str) -> Result<Settings, ConfigError> {

@@ -6,7 +6,9 @@ pub mod config;
 pub mod declared;
 pub mod gateway_config;
 pub mod secrets;
+pub mod serve;
 pub mod server;
+pub mod server_config;
 
 pub use config::{Overrides, Settings};
 pub use server::{Server, StartError, shutdown_signal};

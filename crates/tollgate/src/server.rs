@@ -6,7 +6,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tollgate_admin::AdminState;
 use tollgate_core::ports::Store;
@@ -35,8 +34,6 @@ pub enum StartError {
     Declared(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
 }
 
 /// A server that is bound and ready to serve.
@@ -48,6 +45,7 @@ pub struct Server {
     bootstrap: AdminBootstrap,
     gateway: Gateway,
     tasks: GatewayTasks,
+    limits: crate::serve::ConnectionLimits,
 }
 
 /// Loads the governance snapshot, rebuilds the counters and starts the data plane's tasks.
@@ -106,7 +104,7 @@ impl Server {
             Some((username, password)) => AdminSource::Configured { username: username.clone(), password: password.clone() },
             None => AdminSource::Stored,
         };
-        let auth = Arc::new(AuthService::new(shared.clone(), admin));
+        let auth = Arc::new(AuthService::with_throttle(shared.clone(), admin, settings.server.login));
         let bootstrap = auth.bootstrap().await.map_err(|e| StartError::Database(e.to_string()))?;
         crate::declared::apply(&settings.declared, shared.clone(), &sealer).await.map_err(StartError::Declared)?;
         let (gateway, tasks) = start_gateway(&store, settings, &sealer).await?;
@@ -114,12 +112,17 @@ impl Server {
         let mut state = AdminState::new(shared.clone(), auth, &sealer);
         state.models = ModelService::new(shared, model_sources(settings)?);
         state.providers = state.providers.with_rules(settings.gateway.rules.clone());
+        let probe = gateway.clone();
+        state.readiness = Some(Arc::new(move || {
+            let gateway = probe.clone();
+            Box::pin(async move { gateway.ready().await })
+        }));
         let hook = gateway.clone();
         state.on_change = Some(Arc::new(move || {
             let gateway = hook.clone();
             Box::pin(async move { gateway.reload().await })
         }));
-        Ok(Server { listener, state, store, bootstrap, gateway, tasks })
+        Ok(Server { listener, state, store, bootstrap, gateway, tasks, limits: settings.server.connections })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -139,14 +142,10 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let router = tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway));
-        // Small streamed chunks must leave at once, not wait for Nagle's algorithm.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        crate::serve::serve(self.listener, router, self.limits, shutdown).await;
         self.tasks.shutdown().await;
         self.store.close().await;
-        served.map_err(StartError::Serve)
+        Ok(())
     }
 }
 

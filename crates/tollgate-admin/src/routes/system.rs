@@ -1,4 +1,5 @@
-//! Public routes: liveness, readiness (the database answers) and the OpenAPI document.
+//! Public routes: liveness, readiness (the database and the shared usage counters answer) and the
+//! OpenAPI document.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -23,7 +24,7 @@ async fn health() -> Json<StatusResponse> {
     Json(StatusResponse { status: "ok" })
 }
 
-/// Readiness: the database answers queries.
+/// Readiness: the database answers queries, and so does Redis when the usage counters live there.
 #[utoipa::path(get, path = "/ready", tag = "System", operation_id = "ready", security(()),
     responses((status = 200, body = StatusResponse), (status = 503, body = ErrorResponse)))]
 async fn ready(State(state): State<AdminState>) -> Result<Json<StatusResponse>, ApiError> {
@@ -31,6 +32,12 @@ async fn ready(State(state): State<AdminState>) -> Result<Json<StatusResponse>, 
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is not answering")
     })?;
+    if let Some(check) = &state.readiness {
+        check().await.map_err(|e| {
+            tracing::warn!(error = %e, "readiness check failed");
+            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the usage counters are not answering")
+        })?;
+    }
     Ok(Json(StatusResponse { status: "ready" }))
 }
 

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::AdminState;
 use crate::dto::MessageResponse;
 use crate::error::{ApiError, ErrorResponse};
-use crate::extract::{Body, Caller, Path, profile_id};
+use crate::extract::{Body, Caller, OptionalBody, Path, profile_id};
 use crate::routes::users::{USERS_ALIAS, USERS_CANONICAL, VirtualKeyResponse};
 
 const RESOURCE: &str = "AccessProfiles";
@@ -80,7 +80,7 @@ async fn mint_key(
     State(s): State<AdminState>,
     caller: Caller,
     Path((user, _)): Path<(String, u64)>,
-    Body(req): Body<MintKeyRequest>,
+    OptionalBody(req): OptionalBody<MintKeyRequest>,
 ) -> Result<Json<VirtualKeyResponse>, ApiError> {
     caller.require(RESOURCE, "Create")?;
     caller.require("VirtualKeys", "Create")?;

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AdminState;
 use crate::dto::MessageResponse;
 use crate::error::{ApiError, ErrorResponse};
-use crate::extract::{Body, Caller, Path, Query};
+use crate::extract::{Body, Caller, OptionalBody, Path, Query};
 
 pub(crate) const USERS_CANONICAL: &str = "/governance/users";
 pub(crate) const USERS_ALIAS: &str = "/users";
@@ -165,7 +165,7 @@ async fn mint_key(
     State(s): State<AdminState>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(req): Body<MintKeyRequest>,
+    OptionalBody(req): OptionalBody<MintKeyRequest>,
 ) -> Result<Json<VirtualKeyResponse>, ApiError> {
     caller.require("VirtualKeys", "Create")?;
     Ok(Json(VirtualKeyResponse { virtual_key: s.keys.mint(&caller.0, &id, req).await? }))

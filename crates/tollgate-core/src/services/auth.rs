@@ -1,13 +1,21 @@
 //! Authenticates management callers: the admin over HTTP Basic, or a management API key as a
-//! bearer token. Also bootstraps the admin credential on a new database.
+//! bearer token. Also bootstraps the admin credential on a new database. Failed admin logins are
+//! throttled per client address and username, and Argon2 runs on the blocking pool, a bounded
+//! number at a time, never on a request worker.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::{API_KEY_PREFIX, Principal, Secret, constant_time_eq, generate_password, hash_password, sha256_hex, verify_password};
+use crate::auth::{
+    API_KEY_PREFIX, MIN_ADMIN_PASSWORD_CHARS, Principal, Secret, constant_time_eq, generate_password, hash_password, sha256_hex,
+    verify_password,
+};
 use crate::error::CoreError;
 use crate::ports::{AdminCredential, Store};
+use crate::services::throttle::{LoginThrottle, ThrottlePolicy};
 
 /// Username of a generated admin credential.
 pub const DEFAULT_ADMIN_USERNAME: &str = "admin";
@@ -39,6 +47,9 @@ pub struct AuthService {
     /// The last (stored hash, digest of the presented credential) that verified, so a valid
     /// admin pays for Argon2 once per credential rather than on every call.
     verified: Mutex<Option<(String, [u8; 32])>>,
+    throttle: LoginThrottle,
+    /// Argon2 verifications running at once (each takes tens of milliseconds of one core).
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -61,7 +72,15 @@ fn digest(username: &str, password: &str) -> [u8; 32] {
 
 impl AuthService {
     pub fn new(store: Arc<dyn Store>, admin: AdminSource) -> Self {
-        Self { store, admin, verified: Mutex::new(None) }
+        Self::with_throttle(store, admin, ThrottlePolicy::default())
+    }
+
+    /// As [`AuthService::new`], with failed logins throttled by `policy`.
+    pub fn with_throttle(store: Arc<dyn Store>, admin: AdminSource, policy: ThrottlePolicy) -> Self {
+        // Half the cores at most, so verifications can never take every core from requests.
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let hashing = Arc::new(tokio::sync::Semaphore::new((cores / 2).max(1)));
+        Self { store, admin, verified: Mutex::new(None), throttle: LoginThrottle::new(policy), hashing }
     }
 
     /// Makes sure an admin credential exists; generates and stores one on a new database when
@@ -79,8 +98,17 @@ impl AuthService {
         Ok(AdminBootstrap::Generated { username: credential.username, password })
     }
 
-    /// Checks HTTP Basic credentials against the admin credential.
-    pub async fn basic(&self, username: &str, password: &str) -> Result<Principal, CoreError> {
+    /// Checks HTTP Basic credentials against the admin credential. `client` is the caller's
+    /// address: a pair (address, username) with too many recent failures is refused with
+    /// `Throttled` before its password is looked at, even a right one (else the lock-out would
+    /// still answer whether a guess was right).
+    pub async fn basic(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<Principal, CoreError> {
+        if let Err(wait) = self.throttle.check(client, username, Instant::now()) {
+            return Err(CoreError::Throttled {
+                message: "too many failed logins from this address for this user; try again later".into(),
+                retry_after_secs: wait.as_secs() + 1,
+            });
+        }
         let ok = match &self.admin {
             AdminSource::Configured { username: u, password: p } => {
                 let presented = digest(username, password);
@@ -88,7 +116,13 @@ impl AuthService {
             }
             AdminSource::Stored => self.verify_stored(username, password).await?,
         };
-        if ok { Ok(Principal::Admin { username: username.to_owned() }) } else { Err(unauthorized()) }
+        if ok {
+            self.throttle.succeeded(client, username);
+            Ok(Principal::Admin { username: username.to_owned() })
+        } else {
+            self.throttle.failed(client, username, Instant::now());
+            Err(unauthorized())
+        }
     }
 
     async fn verify_stored(&self, username: &str, password: &str) -> Result<bool, CoreError> {
@@ -102,7 +136,7 @@ impl AuthService {
         }
         let user_ok = constant_time_eq(username.as_bytes(), stored.username.as_bytes());
         // Argon2 is deliberately slow; the cache above means a valid admin pays it once.
-        let pass_ok = verify_password(password, &stored.password_hash);
+        let pass_ok = self.verify_off_worker(password, &stored.password_hash).await?;
         if user_ok
             && pass_ok
             && let Ok(mut slot) = self.verified.lock()
@@ -110,6 +144,15 @@ impl AuthService {
             *slot = Some((stored.password_hash, presented));
         }
         Ok(user_ok && pass_ok)
+    }
+
+    /// Argon2 on the blocking pool, a bounded number at a time.
+    async fn verify_off_worker(&self, password: &str, phc: &str) -> Result<bool, CoreError> {
+        let _permit = self.hashing.acquire().await.map_err(|e| CoreError::Internal(format!("password check: {e}")))?;
+        let (password, phc) = (Secret::new(password), phc.to_owned());
+        tokio::task::spawn_blocking(move || verify_password(password.expose(), &phc))
+            .await
+            .map_err(|e| CoreError::Internal(format!("password check: {e}")))
     }
 
     /// Checks a bearer token: only management API keys (`bfst-…`) are accepted.
@@ -130,8 +173,8 @@ impl AuthService {
 
     /// Replaces the stored admin credential (used by the CLI).
     pub async fn set_admin_password(&self, username: &str, password: &Secret) -> Result<(), CoreError> {
-        if password.expose().chars().count() < 12 {
-            return Err(CoreError::invalid("password", "must be at least 12 characters"));
+        if password.expose().chars().count() < MIN_ADMIN_PASSWORD_CHARS {
+            return Err(CoreError::invalid("password", format!("must be at least {MIN_ADMIN_PASSWORD_CHARS} characters")));
         }
         let credential = AdminCredential { username: username.to_owned(), password_hash: hash_password(password.expose())? };
         Ok(self.store.set_admin_credential(&credential).await?)

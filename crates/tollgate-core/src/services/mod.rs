@@ -9,6 +9,7 @@ pub mod models;
 pub mod profiles;
 pub mod providers;
 mod provision;
+pub mod throttle;
 
 /// How often an optimistic write is retried when another writer got there first.
 pub(crate) const MAX_WRITE_ATTEMPTS: usize = 32;

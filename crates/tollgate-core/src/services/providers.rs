@@ -1,6 +1,6 @@
-//! Provider use cases: add, read, replace and delete providers and their keys. Key secrets are
-//! sealed before they reach the store; answers carry only redacted forms. The operator's
-//! `ProviderRules` decide which base URLs, environment references and names are accepted.
+//! Provider use cases: add, read, replace and delete providers and their keys. Key secrets and
+//! extra-header values are sealed before they reach the store; answers carry only redacted forms.
+//! The operator's `ProviderRules` decide which base URLs, environment references and names are accepted.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::{CoreError, Problems};
 use crate::ports::{Store, StoreError};
+use crate::provider_headers;
 use crate::providers::{
     AddProviderRequest, KeyRequest, Provider, ProviderKey, ProviderRules, RedactedSecret, UpdateProviderRequest, checked_custom,
     checked_network, checked_provider_name, redact,
@@ -69,11 +70,22 @@ impl ProviderService {
     }
 
     pub async fn list(&self) -> Result<Vec<Provider>, CoreError> {
-        Ok(self.store.list_providers().await?)
+        Ok(self.store.list_providers().await?.into_iter().map(|p| self.served(p)).collect())
     }
 
     pub async fn get(&self, name: &str) -> Result<Provider, CoreError> {
+        self.stored(name).await.map(|p| self.served(p))
+    }
+
+    /// The provider as stored: extra-header values sealed.
+    async fn stored(&self, name: &str) -> Result<Provider, CoreError> {
         self.store.get_provider(name).await?.ok_or_else(|| provider_missing(name))
+    }
+
+    /// The provider as answered: extra-header values redacted.
+    fn served(&self, mut provider: Provider) -> Provider {
+        provider_headers::redacted(&mut provider.network_config, &self.sealer);
+        provider
     }
 
     pub async fn create(&self, req: AddProviderRequest) -> Result<Provider, CoreError> {
@@ -88,6 +100,8 @@ impl ProviderService {
                 "provider '{name}' is declared in the config file, which owns it; change it there or choose another name"
             )));
         }
+        let mut network = network;
+        provider_headers::sealed(&mut network, None, &self.sealer)?;
         let now = crate::clock::now();
         let provider = Provider {
             name: name.clone(),
@@ -102,7 +116,7 @@ impl ProviderService {
             keys.push(self.new_key(&name, key).map_err(|e| prefix(e, &format!("keys[{i}]")))?);
         }
         match self.store.insert_provider(&provider, &keys).await {
-            Ok(()) => Ok(provider),
+            Ok(()) => Ok(self.served(provider)),
             Err(StoreError::Duplicate) => {
                 Err(CoreError::Conflict(format!("provider '{name}' already exists (or one of its key ids or names is taken)")))
             }
@@ -110,18 +124,20 @@ impl ProviderService {
         }
     }
 
-    /// Full replacement: members left out return to their defaults.
+    /// Full replacement: members left out return to their defaults; an extra header sent back
+    /// redacted keeps its stored value.
     pub async fn replace(&self, name: &str, req: UpdateProviderRequest) -> Result<Provider, CoreError> {
-        let mut provider = self.get(name).await?;
+        let mut provider = self.stored(name).await?;
         let mut p = Problems::default();
-        let network = req.network_config.unwrap_or_default();
+        let mut network = req.network_config.unwrap_or_default();
         checked_network(&mut p, &network, self.rules.egress);
         checked_custom(&mut p, req.custom_provider_config.as_ref());
         p.into_result(())?;
+        provider_headers::sealed(&mut network, Some(&provider.network_config), &self.sealer)?;
         provider.network_config = network;
         provider.custom_provider_config = req.custom_provider_config;
         provider.updated_at = crate::clock::now();
-        if self.store.replace_provider(&provider).await? { Ok(provider) } else { Err(provider_missing(name)) }
+        if self.store.replace_provider(&provider).await? { Ok(self.served(provider)) } else { Err(provider_missing(name)) }
     }
 
     /// Deletes a provider and its keys; answers with what was removed.

@@ -254,6 +254,15 @@ impl Counters for RedisCounters {
         used.or(reserved).map(|_| (used.unwrap_or(0), reserved.unwrap_or(0)))
     }
 
+    async fn ping(&self) -> Result<(), String> {
+        let (ping, mut connection) = (redis::cmd("PING"), self.connection.clone());
+        match tokio::time::timeout(RESPONSE_TIMEOUT, ping.query_async::<String>(&mut connection)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", RESPONSE_TIMEOUT.as_millis())),
+        }
+    }
+
     async fn drain(&self) {
         self.settling.close();
         if tokio::time::timeout(DRAIN_WAIT, self.settling.wait()).await.is_err() {

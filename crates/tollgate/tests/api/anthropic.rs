@@ -329,6 +329,29 @@ with_mock_upstream! { anthropic_app;
         assert_dollars(spent(app, &user).await, 3.0 * ONE_CALL, "prompt_tokens and completion_tokens at the model's price");
     }
 
+    async fn an_anthropic_body_nested_deeper_than_the_parser_allows_is_refused_not_sent_empty(app, mock) {
+        let (user, key) = key_holder(app, both("Deep")).await;
+        let nested = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(r#"{{"model":"openai/mock","max_tokens":50,"messages":[{{"role":"user","content":"hi"}}],"metadata":{nested}}}"#);
+        let r = app.with_header("x-api-key", &key).raw(reqwest::Method::POST, "/anthropic/v1/messages", "application/json", body.into_bytes()).await;
+        assert_eq!((r.status.as_u16(), r.body["type"].clone(), r.body["error"]["type"].clone()), (400, json!("error"), json!("invalid_request_error")), "{}", r.body);
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("recursion limit")), "{}", r.body);
+        assert_eq!(mock.calls(), 0, "nothing was sent upstream");
+        assert_dollars(spent(app, &user).await, 0.0, "nothing is charged");
+    }
+
+    async fn a_chat_body_nested_deeper_than_the_parser_allows_is_refused_before_translation(app, mock) {
+        // Regression: a chat request for an Anthropic provider was translated from an empty tree
+        // when the parser refused the body, and sent.
+        let (user, key) = key_holder(app, both("DeepChat")).await;
+        let nested = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(r#"{{"model":"anthropic/claude-mock","max_tokens":50,"messages":[{{"role":"user","content":"hi"}}],"metadata":{nested}}}"#);
+        let r = app.with_key(&key).raw(reqwest::Method::POST, "/v1/chat/completions", "application/json", body.into_bytes()).await;
+        assert_eq!((r.status.as_u16(), r.body["type"].clone()), (400, json!("invalid_request")), "{}", r.body);
+        assert_eq!(mock.calls(), 0, "nothing was sent upstream");
+        assert_dollars(spent(app, &user).await, 0.0, "nothing is charged");
+    }
+
     async fn governance_refusals_on_the_anthropic_route_have_the_anthropic_shape(app, mock) {
         let (_, key) = key_holder(app, json!({
             "name": "Limited",
@@ -350,7 +373,10 @@ with_mock_upstream! { anthropic_app;
         assert_eq!(shape(&r), (400, json!("error"), json!("invalid_request_error")), "{}", r.body);
         let r = app.with_header("x-api-key", &poor).post("/anthropic/v1/messages", message("claude-mock")).await;
         assert_eq!(shape(&r), (402, json!("error"), json!("budget_exceeded")), "{}", r.body);
-        assert!(r.body["error"]["message"].as_str().unwrap_or_default().starts_with("Budget exceeded"));
+        let refused = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(refused.starts_with("Budget exceeded"), "{refused}");
+        // The estimate that did not fit is part of the sum shown, not just what was spent (0).
+        assert!(!refused.contains("0.0000 >= 0.0010") && refused.contains("estimated for this request"), "{refused}");
         assert_eq!(mock.calls(), 0, "nothing refused reached the provider");
         app.with_header("x-api-key", &key).post("/anthropic/v1/messages", message("claude-mock")).await.expect(200);
         let r = app.with_header("x-api-key", &key).post("/anthropic/v1/messages", message("claude-mock")).await;

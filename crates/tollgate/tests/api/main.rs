@@ -99,6 +99,7 @@ mod envelope;
 mod escalation;
 mod exactness;
 mod gateway;
+mod hardening;
 mod models;
 mod openapi;
 mod profiles;

@@ -160,3 +160,70 @@ mod served {
         scenario(Backend::Postgres).await;
     }
 }
+
+/// Extra headers often carry credentials: their values are sealed at rest, served redacted, and
+/// a redacted value sent back keeps the stored one; headers that carry a provider credential
+/// (`api-key`, `x-goog-api-key`, `proxy-authorization`) are never sent from them.
+mod sealed_headers {
+    use serde_json::json;
+    use tollgate_testkit::mock::MockUpstream;
+    use tollgate_testkit::{Backend, TestApp};
+
+    use crate::key_holder;
+
+    async fn scenario(backend: Backend) {
+        let mock = MockUpstream::start().await;
+        let app = TestApp::start(backend).await;
+        let headers = json!({
+            "x-team": "platform-engineering", "api-key": "azure-secret-0123456789",
+            "X-Goog-Api-Key": "google-secret-0123456789", "proxy-authorization": "Basic cHJveHk6c2VjcmV0"
+        });
+        let created = app
+            .admin()
+            .post(
+                "/api/providers",
+                json!({
+                    "provider": "managed",
+                    "network_config": {"base_url": mock.base_url(), "extra_headers": headers},
+                    "keys": [{"name": "k", "value": "key-one", "models": ["mock"]}]
+                }),
+            )
+            .await
+            .expect(200)
+            .clone();
+        let served =
+            json!({"x-team": "plat…ring", "api-key": "azur…6789", "X-Goog-Api-Key": "goog…6789", "proxy-authorization": "Basi…cmV0"});
+        assert_eq!(created["network_config"]["extra_headers"], served, "answers carry redacted values");
+        let read = app.admin().get("/api/providers/managed").await.expect(200).clone();
+        assert_eq!(read["network_config"]["extra_headers"], served);
+        let stored = app.text("SELECT network_config FROM providers WHERE name = 'managed'").await;
+        for secret in ["platform-engineering", "azure-secret", "google-secret", "cHJveHk6c2VjcmV0"] {
+            assert!(!stored.contains(secret), "{secret} is sealed at rest: {stored}");
+        }
+        let (_, key) =
+            key_holder(&app, json!({"name": "Sealed", "provider_configs": [{"provider_name": "managed", "allowed_models": ["mock"]}]}))
+                .await;
+        let chat = json!({"model": "managed/mock", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+        app.with_key(&key).post("/v1/chat/completions", chat.clone()).await.expect(200);
+        let sent = mock.last_request().unwrap_or_else(|| panic!("the provider was called"));
+        assert_eq!(sent.header("x-team"), "platform-engineering", "opened for the call");
+        for reserved in ["api-key", "x-goog-api-key", "proxy-authorization"] {
+            assert!(sent.headers.get(reserved).is_none(), "{reserved} is reserved: it never comes from extra_headers");
+        }
+        // A client that reads the provider and writes it back unchanged keeps the real values.
+        app.admin().put("/api/providers/managed", json!({"network_config": read["network_config"]})).await.expect(200);
+        app.with_key(&key).post("/v1/chat/completions", chat).await.expect(200);
+        assert_eq!(mock.last_request().map(|r| r.header("x-team")).unwrap_or_default(), "platform-engineering");
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        scenario(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        scenario(Backend::Postgres).await;
+    }
+}

@@ -212,3 +212,43 @@ async fn an_unreachable_redis_stops_start_up_without_showing_its_password() {
     assert!(failed.contains("usage counters"), "a clear reason: {failed}");
     assert!(!failed.contains("hunter2-secret"), "the password never shows: {failed}");
 }
+
+/// `/ready` asks the Redis the counters live in: while it is gone the instance says so (503, no
+/// detail), so a load balancer stops sending it requests it would refuse; back, it is ready again.
+mod ready_follows_redis {
+    use super::*;
+
+    async fn scenario(backend: Backend) {
+        let mock = MockUpstream::start().await;
+        let relay = RedisRelay::start().await;
+        let app = TestApp::start_with_config(backend, &relay.config(&mock)).await;
+        app.anonymous().get("/ready").await.expect(200);
+        relay.cut();
+        let asked = std::time::Instant::now();
+        let gone = app.anonymous().get("/ready").await;
+        assert!(asked.elapsed() < Duration::from_secs(3), "answered promptly: {:?}", asked.elapsed());
+        assert_eq!(gone.expect_error(503), "the usage counters are not answering");
+        assert!(!gone.body.to_string().contains("redis://"), "no internal detail: {}", gone.body);
+        relay.reopen();
+        let mut ready = false;
+        for _ in 0..50 {
+            if app.anonymous().get("/ready").await.status.as_u16() == 200 {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "ready again once Redis is back");
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        scenario(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        scenario(Backend::Postgres).await;
+    }
+}

@@ -76,7 +76,8 @@ async fn an_unreachable_database_stops_start_up_with_a_clear_error() {
 }
 
 /// The real binary: serves with nothing but a SQLite path, answers `/ready`, and exits cleanly
-/// on SIGTERM.
+/// on SIGTERM. The database files it creates are its owner's alone (0600, as the key file), and
+/// its log, written to a file, carries no colour codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_starts_on_sqlite_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -87,7 +88,8 @@ async fn the_binary_starts_on_sqlite_and_stops_gracefully_on_sigterm() {
         .env_remove("TOLLGATE_DATABASE_URL")
         .env_remove("TOLLGATE_CONFIG")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .env_remove("NO_COLOR")
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).map_or_else(|e| panic!("{e}"), std::process::Stdio::from))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the binary: {e}"));
     let http = reqwest::Client::new();
@@ -101,6 +103,12 @@ async fn the_binary_starts_on_sqlite_and_stops_gracefully_on_sigterm() {
     }
     assert!(ready, "the binary did not become ready");
     assert!(dir.path().join("tollgate.db").exists(), "SQLite file created in the working directory");
+    #[cfg(unix)]
+    for file in ["tollgate.db", "tollgate.db-wal", "tollgate.db-shm", "tollgate.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(file)).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600), "{file} is readable by its owner only");
+    }
     let killed = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     assert!(killed.is_ok_and(|s| s.success()));
     let mut exited = None;
@@ -120,4 +128,7 @@ async fn the_binary_starts_on_sqlite_and_stops_gracefully_on_sigterm() {
         printed.contains("password:") && printed.contains("shown only this once"),
         "the generated admin password is printed once: {printed}"
     );
+    let logged = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+    assert!(logged.contains("tollgate listening"), "the log went to the file: {logged}");
+    assert!(!logged.contains('\u{1b}'), "no colour codes in a log file: {logged:?}");
 }
