@@ -344,7 +344,11 @@ impl Counters for RedisCounters {
         self.swept.lock().map(|mut swept| std::mem::take(&mut *swept)).unwrap_or_default()
     }
 
+    /// Takes a stored line value, or the later value this instance saw of the line: stored usage
+    /// lags, and a line Redis lost may be re-created here (by a reload) before a request would
+    /// rebuild it.
     async fn adopt(&self, line: &str, _kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+        let (window_start, used) = rebuild::with_seen(&self.seen, line, (window_start, used));
         self.adopt_line(line, used, window_start, (tollgate_core::clock::now() + ADOPTED_EXPIRY).timestamp_millis()).await
     }
 

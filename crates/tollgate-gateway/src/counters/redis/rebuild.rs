@@ -40,6 +40,13 @@ pub(super) fn note(seen: &Mutex<SeenLines>, values: &[LineValue], now: DateTime<
     }
 }
 
+/// The later of `value` (window start, used) and the last value seen of `line`: stored usage lags
+/// by the charges of about the last second, which this instance may have seen.
+pub(super) fn with_seen(seen: &Mutex<SeenLines>, line: &str, value: (DateTime<Utc>, u64)) -> (DateTime<Utc>, u64) {
+    let kept = seen.lock().ok().and_then(|seen| seen.get(line).map(|s| (s.window_start, s.used)));
+    kept.map_or(value, |kept| kept.max(value))
+}
+
 /// Forgets lines not charged for `SEEN_KEPT`.
 pub(super) fn forget_old(seen: &Mutex<SeenLines>, now: DateTime<Utc>) {
     if let Ok(mut seen) = seen.lock() {
@@ -77,9 +84,8 @@ impl RedisCounters {
         let mut restored = 0;
         for claim in claims {
             let current = (claim.window_start(now), 0);
-            let seen = self.seen.lock().ok().and_then(|seen| seen.get(&*claim.line).map(|s| (s.window_start, s.used)));
-            let (window_start, used) =
-                [Some(current), stored.get(&*claim.line).copied(), seen].into_iter().flatten().max().unwrap_or(current);
+            let stored = stored.get(&*claim.line).copied().map_or(current, |row| row.max(current));
+            let (window_start, used) = with_seen(&self.seen, &claim.line, stored);
             if window_start >= current.0 && used > 0 {
                 restored += 1;
             }

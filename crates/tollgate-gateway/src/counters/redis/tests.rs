@@ -123,6 +123,23 @@ async fn redis_a_flushed_redis_rebuilds_lines_from_stored_usage_and_refuses_noth
     assert!(c.reserve(&[contract::budget("b1", 100, 5)], now).await.is_ok(), "what is left is still served");
 }
 
+/// A reload re-creating a lost line from stored usage that lags (the last write is still on its
+/// way) keeps the later value this instance saw; found by the end-to-end test, where a restarted
+/// Redis got a line back from the reload at the stored value and let one request too many through.
+#[tokio::test]
+async fn redis_a_line_taken_from_lagging_stored_usage_after_a_loss_keeps_what_this_instance_saw() {
+    let c = counters().await;
+    let now = tollgate_core::clock::now();
+    let today = contract::budget("b1", 100, 0).window_start(now);
+    let id = c.reserve(&[contract::budget("b1", 100, 90)], now).await.expect("room");
+    contract::settle(&c, id, spend(90), now).await;
+    lose_everything(&c).await;
+    c.adopt("b1", LineKind::Budget, 60, today).await.expect("adopted");
+    assert_eq!(c.peek("b1").await, Some((90, 0)), "not the stored 60");
+    c.adopt("b1", LineKind::Budget, 0, now).await.expect("adopted");
+    assert_eq!(c.peek("b1").await, Some((0, 0)), "a reset (a newer window) still zeroes the line");
+}
+
 /// Regression: a settlement after Redis lost its data charged an empty line, so the database
 /// kept the larger of the old and the new value instead of their sum.
 #[tokio::test]
