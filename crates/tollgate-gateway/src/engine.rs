@@ -451,9 +451,10 @@ async fn sweep_and_prune(gateway: Gateway, retention_days: i64) {
     loop {
         tick.tick().await;
         let now = tollgate_core::clock::now();
+        gateway.0.counters.refresh(now).await;
         let swept = gateway.0.counters.sweep(chrono::Duration::minutes(RESERVATION_TTL_MINUTES), now).await;
         if swept > 0 {
-            tracing::warn!(swept, "released reservations that outlived any request");
+            tracing::warn!(swept, "swept reservations that outlived their request or their instance");
         }
         if let Err(e) = gateway.0.store.prune_request_logs(now - chrono::Duration::days(retention_days)).await {
             tracing::warn!(error = %e, "request-log pruning failed");

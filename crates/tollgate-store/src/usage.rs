@@ -166,6 +166,59 @@ fn statement_text((backend, head, tail, rows, width): TextKey) -> String {
     text
 }
 
+/// `$1, $2, …, $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+impl SqlStore {
+    /// Budget usage rows matching `filter`, whose `$N` take `args` in order.
+    async fn budget_rows(&self, filter: &str, args: &[&str]) -> Result<Vec<UsageRow>, StoreError> {
+        let text = format!("SELECT budget_id, current_usage, last_reset FROM budget_usage WHERE {filter}");
+        let mut query = sqlx::query(&text);
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        let mut out = Vec::new();
+        for r in query.fetch_all(&self.pool).await.map_err(map_err)? {
+            out.push(UsageRow::Budget {
+                id: r.try_get("budget_id").map_err(map_err)?,
+                used: Money::from_micros(r.try_get("current_usage").map_err(map_err)?).unwrap_or(Money::ZERO),
+                window_start: parse_ts(&r.try_get::<String, _>("last_reset").map_err(map_err)?)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Tokens and requests rows of the rate limits matching `filter`, whose `$N` take `args`.
+    async fn rate_limit_rows(&self, filter: &str, args: &[&str]) -> Result<Vec<UsageRow>, StoreError> {
+        let text = format!(
+            "SELECT rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset FROM rate_limit_usage WHERE {filter}"
+        );
+        let mut query = sqlx::query(&text);
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        let mut out = Vec::new();
+        for r in query.fetch_all(&self.pool).await.map_err(map_err)? {
+            let id: String = r.try_get("rate_limit_id").map_err(map_err)?;
+            let tokens: i64 = r.try_get("token_usage").map_err(map_err)?;
+            let requests: i64 = r.try_get("request_usage").map_err(map_err)?;
+            out.push(UsageRow::Tokens {
+                id: id.clone(),
+                used: u64::try_from(tokens).unwrap_or(0),
+                window_start: parse_ts(&r.try_get::<String, _>("token_last_reset").map_err(map_err)?)?,
+            });
+            out.push(UsageRow::Requests {
+                id,
+                used: u64::try_from(requests).unwrap_or(0),
+                window_start: parse_ts(&r.try_get::<String, _>("request_last_reset").map_err(map_err)?)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl UsageStore for SqlStore {
     async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
@@ -202,41 +255,21 @@ impl UsageStore for SqlStore {
     async fn load_usage(&self, since: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError> {
         // Timestamps are fixed-width RFC 3339 text, so text order is time order.
         let since = since.map_or_else(String::new, ts);
+        let since = [since.as_str()];
+        let mut out = self.budget_rows("last_reset > $1", &since).await?;
+        out.extend(self.rate_limit_rows("token_last_reset > $1 OR request_last_reset > $1", &since).await?);
+        Ok(out)
+    }
+
+    async fn load_lines(&self, budgets: &[String], rate_limits: &[String]) -> Result<Vec<UsageRow>, StoreError> {
         let mut out = Vec::new();
-        let budgets = sqlx::query("SELECT budget_id, current_usage, last_reset FROM budget_usage WHERE last_reset > $1")
-            .bind(since.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        for r in budgets {
-            out.push(UsageRow::Budget {
-                id: r.try_get("budget_id").map_err(map_err)?,
-                used: Money::from_micros(r.try_get("current_usage").map_err(map_err)?).unwrap_or(Money::ZERO),
-                window_start: parse_ts(&r.try_get::<String, _>("last_reset").map_err(map_err)?)?,
-            });
+        for ids in budgets.chunks(ROWS_PER_STATEMENT) {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            out.extend(self.budget_rows(&format!("budget_id IN ({})", placeholders(ids.len())), &ids).await?);
         }
-        let rows = sqlx::query(
-            "SELECT rate_limit_id, token_usage, request_usage, token_last_reset, request_last_reset FROM rate_limit_usage \
-                 WHERE token_last_reset > $1 OR request_last_reset > $1",
-        )
-        .bind(since.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        for r in rows {
-            let id: String = r.try_get("rate_limit_id").map_err(map_err)?;
-            let tokens: i64 = r.try_get("token_usage").map_err(map_err)?;
-            let requests: i64 = r.try_get("request_usage").map_err(map_err)?;
-            out.push(UsageRow::Tokens {
-                id: id.clone(),
-                used: u64::try_from(tokens).unwrap_or(0),
-                window_start: parse_ts(&r.try_get::<String, _>("token_last_reset").map_err(map_err)?)?,
-            });
-            out.push(UsageRow::Requests {
-                id,
-                used: u64::try_from(requests).unwrap_or(0),
-                window_start: parse_ts(&r.try_get::<String, _>("request_last_reset").map_err(map_err)?)?,
-            });
+        for ids in rate_limits.chunks(ROWS_PER_STATEMENT) {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            out.extend(self.rate_limit_rows(&format!("rate_limit_id IN ({})", placeholders(ids.len())), &ids).await?);
         }
         Ok(out)
     }

@@ -62,7 +62,7 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
     let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
     let counters: Arc<dyn Counters> = match &config.redis_url {
         Some(url) => Arc::new(
-            RedisCounters::connect(url.expose(), &config.redis_key_prefix)
+            RedisCounters::connect(url.expose(), &config.redis_key_prefix, usage.clone())
                 .await
                 .map_err(|e| StartError::Gateway(format!("usage counters: {}", redact_secret(&e, url.expose()))))?,
         ),

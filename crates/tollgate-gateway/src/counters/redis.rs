@@ -1,6 +1,12 @@
 //! Counters in Redis, shared by every Tollgate instance pointed at it: each reservation and
 //! settlement is one Lua script, so it is atomic across instances; reservations are indexed by
-//! age so any instance can release those of an instance that died.
+//! age, kept fresh while their request lives, and any instance charges those of an instance that
+//! died. Lines Redis lost are rebuilt from stored usage (`rebuild`), never taken as empty.
+
+mod checks;
+mod rebuild;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration as StdDuration;
@@ -9,11 +15,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use hashbrown::HashMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::{Script, ScriptInvocation, Value};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tollgate_core::usage::UsageStore;
 
+use self::rebuild::SeenLines;
 use super::{Actual, Claim, Counters, LineKind, LineValue, Refusal, Settled};
 
 static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
@@ -24,8 +32,8 @@ static ADOPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("adop
 /// How long one Redis call may take before the request it serves is refused (fail closed).
 const RESPONSE_TIMEOUT: StdDuration = StdDuration::from_secs(1);
 /// How long a settlement is retried while Redis is away, its waits doubling from
-/// `SETTLE_BACKOFF` to `SETTLE_BACKOFF_MAX`. Its reservation is swept after 30 minutes, and a
-/// charge that arrives after that still counts.
+/// `SETTLE_BACKOFF` to `SETTLE_BACKOFF_MAX`. A reservation swept meanwhile was charged at its
+/// estimate, and the settlement then charges only what its actual exceeds that by.
 const SETTLE_PATIENCE: StdDuration = StdDuration::from_mins(25);
 const SETTLE_BACKOFF: StdDuration = StdDuration::from_millis(250);
 const SETTLE_BACKOFF_MAX: StdDuration = StdDuration::from_secs(5);
@@ -38,6 +46,15 @@ const EXPIRY_GRACE: Duration = Duration::hours(2);
 /// Expiry of a line taken up from the database, until a request sets its exact one (longer
 /// than any window).
 const ADOPTED_EXPIRY: Duration = Duration::days(400);
+/// Every instance re-scores its live reservations each minute (`refresh`), so one left unrefreshed
+/// this long belongs to an instance that died (or lost Redis for minutes), and is swept.
+const DEAD_AFTER: Duration = Duration::minutes(5);
+/// A reservation is refreshed while younger than this; no request lives a day, and one that does
+/// is swept like a dead instance's (charged at its estimate; its settlement charges the rest).
+const LIVE_LIMIT: Duration = Duration::days(1);
+/// How long a sweep's marker (what it charged for a reservation) waits for a late settlement, and
+/// how long past `LIVE_LIMIT` this instance keeps a reservation's claims for one.
+const MARKER_LIFE: Duration = Duration::days(1);
 
 /// A reservation of this instance: when it was made, and its claims.
 type Reserved = (DateTime<Utc>, Vec<Claim>);
@@ -49,6 +66,12 @@ pub struct RedisCounters {
     prefix: Arc<str>,
     /// This instance's reservations in flight: their claims, needed to settle them.
     held: Arc<Mutex<HashMap<u64, Reserved>>>,
+    /// Where lines Redis lost are rebuilt from.
+    store: Arc<dyn UsageStore>,
+    /// The last value this instance saw of each line it charged (`rebuild::Seen`).
+    seen: Arc<Mutex<SeenLines>>,
+    /// Lines charged by sweeps since the usage writer last asked (`Counters::charged`).
+    swept: Arc<Mutex<Vec<LineValue>>>,
     settling: TaskTracker,
     /// Cancelled when shutdown stops waiting for Redis.
     stopping: CancellationToken,
@@ -58,6 +81,24 @@ pub struct RedisCounters {
 impl std::fmt::Debug for RedisCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCounters").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// Why a script over lines did not answer.
+#[derive(Debug)]
+enum Trouble {
+    Redis(redis::RedisError),
+    /// Lines Redis lost could not be rebuilt (the stored usage could not be read), or were lost
+    /// again at once.
+    Rebuild(String),
+}
+
+impl std::fmt::Display for Trouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trouble::Redis(e) => write!(f, "redis: {e}"),
+            Trouble::Rebuild(e) => write!(f, "rebuilding lost counter lines: {e}"),
+        }
     }
 }
 
@@ -76,6 +117,24 @@ fn expires_at(claim: &Claim, now: DateTime<Utc>) -> i64 {
     end.checked_add_signed(EXPIRY_GRACE).filter(|_| end < DateTime::<Utc>::MAX_UTC).map_or(0, |at| at.timestamp_millis())
 }
 
+/// A line's kind as the reservation hash keeps it, for a sweep to report.
+fn kind_letter(kind: LineKind) -> &'static str {
+    match kind {
+        LineKind::Budget => "b",
+        LineKind::Tokens => "t",
+        LineKind::Requests => "r",
+    }
+}
+
+fn kind_of_letter(letter: &str) -> Option<LineKind> {
+    match letter {
+        "b" => Some(LineKind::Budget),
+        "t" => Some(LineKind::Tokens),
+        "r" => Some(LineKind::Requests),
+        _ => None,
+    }
+}
+
 fn integers(value: &Value) -> Vec<i64> {
     match value {
         Value::Array(items) => items.iter().map(|v| redis::from_redis_value_ref::<i64>(v).unwrap_or(0)).collect(),
@@ -84,19 +143,24 @@ fn integers(value: &Value) -> Vec<i64> {
 }
 
 impl RedisCounters {
-    /// Connects (the connection is re-established on its own after a failure). `prefix` keeps
-    /// the keys of one deployment apart from anything else in the same Redis database.
-    pub async fn connect(url: &str, prefix: &str) -> Result<RedisCounters, String> {
+    /// Connects (the connection is re-established on its own after a failure) and warns if Redis
+    /// may lose or evict counters. `prefix` keeps the keys of one deployment apart from anything
+    /// else in the same Redis database; `store` is where lines Redis lost are rebuilt from.
+    pub async fn connect(url: &str, prefix: &str, store: Arc<dyn UsageStore>) -> Result<RedisCounters, String> {
         let client = redis::Client::open(url).map_err(|e| format!("redis url: {e}"))?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(StdDuration::from_secs(2)))
             .set_number_of_retries(2);
-        let connection = client.get_connection_manager_with_config(config).await.map_err(|e| format!("redis: {e}"))?;
+        let mut connection = client.get_connection_manager_with_config(config).await.map_err(|e| format!("redis: {e}"))?;
+        checks::warn_about_durability(&mut connection).await;
         Ok(RedisCounters {
             connection,
             prefix: prefix.into(),
             held: Arc::default(),
+            store,
+            seen: Arc::default(),
+            swept: Arc::default(),
             settling: TaskTracker::new(),
             stopping: CancellationToken::new(),
             runtime: Handle::current(),
@@ -115,15 +179,39 @@ impl RedisCounters {
         format!("{}reservation:", self.prefix)
     }
 
+    fn marker_prefix(&self) -> String {
+        format!("{}swept:", self.prefix)
+    }
+
+    /// Runs a script over the lines of `claims`. If it answers that lines are missing (`{2, line
+    /// index, …}`: Redis lost them, and the script changed nothing), rebuilds those from stored
+    /// usage and runs it once more. Costs nothing while every line is there.
+    async fn run_on_lines(&self, call: &ScriptInvocation<'_>, claims: &[Claim], now: DateTime<Utc>) -> Result<Vec<i64>, Trouble> {
+        for attempt in 0..2 {
+            let reply: Value = call.invoke_async(&mut self.connection.clone()).await.map_err(Trouble::Redis)?;
+            let numbers = integers(&reply);
+            let Some((2, missing)) = numbers.split_first() else { return Ok(numbers) };
+            if attempt > 0 {
+                break;
+            }
+            let lost: Vec<&Claim> = missing.iter().filter_map(|i| claims.get(usize::try_from(*i).ok()?.checked_sub(1)?)).collect();
+            self.rebuild(&lost, now).await.map_err(Trouble::Rebuild)?;
+        }
+        Err(Trouble::Rebuild("the lines were missing again right after they were rebuilt".to_owned()))
+    }
+
     async fn settle_in_redis(
         &self,
         reservation: u64,
         claims: &[Claim],
         actual: Actual,
         now: DateTime<Utc>,
-    ) -> redis::RedisResult<Vec<LineValue>> {
+    ) -> Result<Vec<LineValue>, Trouble> {
         let mut call = SETTLE.prepare_invoke();
-        call.key(self.index_key()).key(format!("{}{reservation}", self.held_prefix())).arg(reservation);
+        call.key(self.index_key())
+            .key(format!("{}{reservation}", self.held_prefix()))
+            .key(format!("{}{reservation}", self.marker_prefix()))
+            .arg(reservation);
         for claim in claims {
             call.key(self.line_key(&claim.line))
                 .arg(claim.estimate)
@@ -131,11 +219,10 @@ impl RedisCounters {
                 .arg(micros(claim.window_start(now)))
                 .arg(expires_at(claim, now));
         }
-        let reply: Value = call.invoke_async(&mut self.connection.clone()).await?;
-        let numbers = integers(&reply);
-        Ok(claims
+        let numbers = self.run_on_lines(&call, claims, now).await?;
+        let values: Vec<LineValue> = claims
             .iter()
-            .zip(numbers.chunks(2))
+            .zip(numbers.get(1..).unwrap_or_default().chunks(2))
             .filter(|(claim, _)| actual.of(claim.kind) > 0)
             .map(|(claim, pair)| LineValue {
                 line: claim.line.clone(),
@@ -143,7 +230,36 @@ impl RedisCounters {
                 used: u64::try_from(pair[0]).unwrap_or(0),
                 window_start: from_micros(pair.get(1).copied().unwrap_or(0)),
             })
-            .collect())
+            .collect();
+        rebuild::note(&self.seen, &values, now);
+        Ok(values)
+    }
+
+    /// The lines a sweep charged, from its reply `{swept, key, kind, used, window, …}`.
+    fn swept_values(&self, reply: &[Value]) -> Vec<LineValue> {
+        let line_prefix = self.line_key("");
+        reply
+            .chunks(4)
+            .filter_map(|item| {
+                let key: String = redis::from_redis_value_ref(item.first()?).ok()?;
+                let kind: String = redis::from_redis_value_ref(item.get(1)?).ok()?;
+                let used: i64 = redis::from_redis_value_ref(item.get(2)?).ok()?;
+                let window: i64 = redis::from_redis_value_ref(item.get(3)?).ok()?;
+                Some(LineValue {
+                    line: Arc::from(key.strip_prefix(&line_prefix)?),
+                    kind: kind_of_letter(&kind)?,
+                    used: u64::try_from(used).ok()?,
+                    window_start: from_micros(window),
+                })
+            })
+            .collect()
+    }
+
+    /// Sets a line from stored usage (see `adopt.lua`); `expires` in ms since the epoch, 0: never.
+    async fn adopt_line(&self, line: &str, used: u64, window_start: DateTime<Utc>, expires: i64) -> Result<(), String> {
+        let mut call = ADOPT.key(self.line_key(line));
+        call.arg(used).arg(micros(window_start)).arg(expires);
+        call.invoke_async::<i64>(&mut self.connection.clone()).await.map(drop).map_err(|e| format!("redis: {e}"))
     }
 }
 
@@ -157,13 +273,13 @@ impl Counters for RedisCounters {
                 .arg(claim.limit)
                 .arg(claim.estimate)
                 .arg(micros(claim.window_start(now)))
-                .arg(expires_at(claim, now));
+                .arg(expires_at(claim, now))
+                .arg(kind_letter(claim.kind));
         }
-        let reply: Value = call.invoke_async(&mut self.connection.clone()).await.map_err(|e| {
-            tracing::error!(error = %e, "redis counters unreachable; refusing the request");
+        let numbers = self.run_on_lines(&call, claims, now).await.map_err(|e| {
+            tracing::error!(error = %e, "redis counters cannot be used; refusing the request");
             Refusal::Unavailable
         })?;
-        let numbers = integers(&reply);
         match numbers.split_first() {
             Some((1, [id])) => {
                 let id = u64::try_from(*id).map_err(|_| Refusal::Unavailable)?;
@@ -180,7 +296,7 @@ impl Counters for RedisCounters {
                     .collect(),
             )),
             _ => {
-                tracing::error!(?reply, "unexpected reply from the reserve script");
+                tracing::error!(?numbers, "unexpected reply from the reserve script");
                 Err(Refusal::Unavailable)
             }
         }
@@ -222,20 +338,66 @@ impl Counters for RedisCounters {
         );
     }
 
-    async fn adopt(&self, line: &str, _kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
-        let mut call = ADOPT.key(self.line_key(line));
-        call.arg(used).arg(micros(window_start)).arg((tollgate_core::clock::now() + ADOPTED_EXPIRY).timestamp_millis());
-        call.invoke_async::<i64>(&mut self.connection.clone()).await.map(drop).map_err(|e| format!("redis: {e}"))
+    /// Lines charged by sweeps (the estimates of reservations whose instance died), for the
+    /// usage writer; settlements report theirs with the settlement.
+    fn charged(&self) -> Vec<LineValue> {
+        self.swept.lock().map(|mut swept| std::mem::take(&mut *swept)).unwrap_or_default()
     }
 
+    /// Takes a stored line value, or the later value this instance saw of the line: stored usage
+    /// lags, and a line Redis lost may be re-created here (by a reload) before a request would
+    /// rebuild it.
+    async fn adopt(&self, line: &str, _kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+        let (window_start, used) = rebuild::with_seen(&self.seen, line, (window_start, used));
+        self.adopt_line(line, used, window_start, (tollgate_core::clock::now() + ADOPTED_EXPIRY).timestamp_millis()).await
+    }
+
+    /// Re-scores this instance's live reservations in the index, so no sweep takes them for a
+    /// dead instance's however long their request runs.
+    async fn refresh(&self, now: DateTime<Utc>) {
+        let live: Vec<u64> = match self.held.lock() {
+            Ok(held) => held.iter().filter(|(_, (at, _))| now - *at < LIVE_LIMIT).map(|(id, _)| *id).collect(),
+            Err(_) => return,
+        };
+        rebuild::forget_old(&self.seen, now);
+        for ids in live.chunks(1000) {
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(self.index_key()).arg("XX");
+            for id in ids {
+                zadd.arg(now.timestamp_millis()).arg(*id);
+            }
+            if let Err(e) = zadd.query_async::<i64>(&mut self.connection.clone()).await {
+                tracing::warn!(error = %e, "refreshing live reservations in redis failed");
+                return;
+            }
+        }
+    }
+
+    /// Charges the estimates of reservations nobody refreshed for `DEAD_AFTER` (or `max_age`,
+    /// if shorter): their instance died, and the upstream may have served them.
     async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize {
         if let Ok(mut held) = self.held.lock() {
-            held.retain(|_, (at, _)| now - *at <= max_age);
+            held.retain(|_, (at, _)| now - *at <= LIVE_LIMIT + MARKER_LIFE);
         }
         let mut call = SWEEP.key(self.index_key());
-        call.arg((now - max_age).timestamp_millis()).arg(self.held_prefix());
-        match call.invoke_async::<i64>(&mut self.connection.clone()).await {
-            Ok(n) => usize::try_from(n).unwrap_or(0),
+        call.arg((now - max_age.min(DEAD_AFTER)).timestamp_millis())
+            .arg(self.held_prefix())
+            .arg(self.marker_prefix())
+            .arg(MARKER_LIFE.num_milliseconds());
+        match call.invoke_async::<Value>(&mut self.connection.clone()).await {
+            Ok(Value::Array(reply)) => {
+                let count = reply.first().and_then(|n| redis::from_redis_value_ref::<usize>(n).ok()).unwrap_or(0);
+                let values = self.swept_values(reply.get(1..).unwrap_or_default());
+                rebuild::note(&self.seen, &values, now);
+                if let Ok(mut swept) = self.swept.lock() {
+                    swept.extend(values);
+                }
+                count
+            }
+            Ok(other) => {
+                tracing::warn!(?other, "unexpected reply from the sweep script");
+                0
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "sweeping reservations in redis failed");
                 0
@@ -269,94 +431,5 @@ impl Counters for RedisCounters {
             self.stopping.cancel();
             self.settling.wait().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! Against the Redis at `TOLLGATE_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`), which
-    //! CI starts; each test uses its own key prefix.
-    use super::*;
-    use crate::counters::tests as contract;
-
-    async fn counters() -> RedisCounters {
-        let url = std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let prefix = format!("tollgate-test:{}:", uuid::Uuid::new_v4());
-        RedisCounters::connect(&url, &prefix).await.unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[tokio::test]
-    async fn redis_a_request_is_admitted_only_if_its_estimate_fits() {
-        contract::a_request_is_admitted_only_if_its_estimate_fits(&counters().await, "b1").await;
-    }
-
-    #[tokio::test]
-    async fn redis_all_lines_or_none_are_reserved() {
-        contract::all_lines_or_none_are_reserved(&counters().await, "b1").await;
-    }
-
-    #[tokio::test]
-    async fn redis_stale_reservations_are_swept() {
-        contract::stale_reservations_are_swept(&counters().await, "b1").await;
-    }
-
-    #[tokio::test]
-    async fn redis_usage_of_a_past_window_does_not_count() {
-        contract::usage_of_a_past_window_does_not_count(&counters().await, "b1").await;
-    }
-
-    #[tokio::test]
-    async fn redis_a_newer_persisted_window_replaces_the_counter() {
-        contract::a_newer_persisted_window_replaces_the_counter(&counters().await, "b1").await;
-    }
-
-    #[tokio::test]
-    async fn redis_a_reservation_of_a_dead_instance_is_released_by_another() {
-        let first = counters().await;
-        let now = tollgate_core::clock::now();
-        assert!(first.reserve(&[contract::budget("b1", 100, 90)], now).await.is_ok());
-        let second = RedisCounters { held: Arc::default(), settling: TaskTracker::new(), ..first.clone() };
-        drop(first);
-        assert_eq!(second.sweep(Duration::minutes(10), now + Duration::minutes(11)).await, 1);
-        assert_eq!(second.peek("b1").await, Some((0, 0)), "the room held by the dead instance is free again");
-    }
-
-    async fn ttl_ms(c: &RedisCounters, line: &str) -> i64 {
-        redis::cmd("PTTL").arg(c.line_key(line)).query_async(&mut c.connection.clone()).await.unwrap_or(-3)
-    }
-
-    #[tokio::test]
-    async fn redis_line_keys_expire_once_their_window_is_over() {
-        let c = counters().await;
-        let now = tollgate_core::clock::now();
-        let claim = contract::budget("b1", 100, 10);
-        let id = c.reserve(std::slice::from_ref(&claim), now).await.expect("room");
-        let until_window_end = (claim.period.next_start(true, claim.window_start(now)) - now).num_milliseconds();
-        let ttl = ttl_ms(&c, "b1").await;
-        let slack = 5_000;
-        assert!(
-            ttl > until_window_end && ttl <= until_window_end + EXPIRY_GRACE.num_milliseconds() + slack,
-            "a reserved line outlives its window by the grace only: {ttl} ms, window ends in {until_window_end} ms"
-        );
-        contract::settle(&c, id, Actual { cost_micros: 5, ..Actual::default() }, now).await;
-        assert!(ttl_ms(&c, "b1").await > until_window_end, "settling keeps the expiry");
-        c.adopt("b2", LineKind::Budget, 7, now).await.expect("adopted");
-        let adopted = ttl_ms(&c, "b2").await;
-        assert!(adopted > Duration::days(399).num_milliseconds(), "a line taken from the database expires too: {adopted} ms");
-    }
-
-    #[tokio::test]
-    async fn redis_two_instances_never_take_the_same_room() {
-        let first = counters().await;
-        let second = RedisCounters { held: Arc::default(), settling: TaskTracker::new(), ..first.clone() };
-        let now = tollgate_core::clock::now();
-        let claim = [contract::budget("b1", 100, 10)];
-        let tries = (0..40).map(|i| {
-            let c = if i % 2 == 0 { first.clone() } else { second.clone() };
-            let claim = claim.clone();
-            tokio::spawn(async move { c.reserve(&claim, now).await.is_ok() })
-        });
-        let admitted = futures::future::join_all(tries).await.into_iter().filter(|r| matches!(r, Ok(true))).count();
-        assert_eq!(admitted, 10, "40 concurrent reservations from two instances on a line with room for 10");
     }
 }

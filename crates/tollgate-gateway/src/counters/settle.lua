@@ -1,22 +1,41 @@
--- Ends a reservation: releases its estimates (unless a sweep already did) and charges the actuals.
--- KEYS: [1] reservation index, [2] the reservation's hash, [3..] the lines.
+-- Ends a reservation: releases its estimates (unless a sweep already did) and charges the actuals,
+-- less what a sweep already charged for it (a request whose reservation was swept as if its
+-- instance had died pays the larger of its estimate and its actual, never both).
+-- KEYS: [1] reservation index, [2] the reservation's hash, [3] its sweep marker, [4..] the lines.
 -- ARGV: [1] reservation id, then per line: estimate, charge, start of the current window (µs),
 --       when the line may expire (ms, after its window ends; 0: never).
--- Returns {used, window start} per line.
+-- Returns {1, used, window start, ...} per line, or {2, line index, ...} when lines are missing
+-- (Redis lost them): then nothing is changed, and the caller rebuilds them and asks again.
+local missing = {2}
+for i = 1, #KEYS - 3 do
+  if redis.call('EXISTS', KEYS[3 + i]) == 0 then
+    missing[#missing + 1] = i
+  end
+end
+if #missing > 1 then
+  return missing
+end
 local live = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
-local out = {}
-for i = 1, #KEYS - 2 do
-  local key, at = KEYS[2 + i], 1 + (i - 1) * 4
+local swept = {}
+local marker = redis.call('HGETALL', KEYS[3])
+for j = 1, #marker, 2 do
+  swept[marker[j]] = tonumber(marker[j + 1])
+end
+redis.call('DEL', KEYS[3])
+local out = {1}
+for i = 1, #KEYS - 3 do
+  local key, at = KEYS[3 + i], 1 + (i - 1) * 4
   if live == 1 and redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[at + 1]) < 0 then
     redis.call('HSET', key, 'reserved', 0)
   end
   local window, start = tonumber(redis.call('HGET', key, 'start')), tonumber(ARGV[at + 3])
-  if window == nil or window < start then
+  if window < start then
     redis.call('HSET', key, 'start', ARGV[at + 3], 'used', 0)
     window = start
   end
-  out[#out + 1] = redis.call('HINCRBY', key, 'used', ARGV[at + 2])
+  local charge = math.max(0, tonumber(ARGV[at + 2]) - (swept[key] or 0))
+  out[#out + 1] = redis.call('HINCRBY', key, 'used', string.format('%d', charge))
   out[#out + 1] = window
   if tonumber(ARGV[at + 4]) > 0 then
     redis.call('PEXPIREAT', key, ARGV[at + 4])

@@ -252,3 +252,143 @@ mod ready_follows_redis {
         scenario(Backend::Postgres).await;
     }
 }
+
+/// A `redis-server` of the test's own on a free loopback port, without persistence (as a Redis
+/// whose restart loses everything), stopped on drop. Never the shared one: this one is flushed.
+struct PrivateRedis {
+    server: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or_else(|e| panic!("{e}"), |a| a.port());
+        PrivateRedis { server: Self::spawn(port), port }
+    }
+
+    fn spawn(port: u16) -> std::process::Child {
+        let server = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server starts: {e}"));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn stop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+
+    /// Stops the server and starts an empty one on the same port.
+    fn restart(&mut self) {
+        self.stop();
+        self.server = Self::spawn(self.port);
+    }
+
+    fn flush_all(&self) {
+        let flushed = std::process::Command::new("redis-cli").args(["-p", &self.port.to_string(), "FLUSHALL"]).output();
+        assert!(flushed.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("OK")), "FLUSHALL answered OK");
+    }
+
+    fn config(&self, mock: &MockUpstream) -> String {
+        let shared = std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        config(mock).replace(&shared, &format!("redis://127.0.0.1:{}", self.port))
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A server with the mock provider and counters in memory; the scenarios below start a replica
+/// on a Redis of their own beside it.
+async fn app_beside_private_redis(backend: Backend) -> (TestApp, MockUpstream) {
+    let mock = MockUpstream::start().await;
+    let text = config(&mock);
+    let without_redis = text.lines().filter(|line| !line.starts_with("redis_")).collect::<Vec<_>>().join("\n");
+    let app = TestApp::start_with_config(backend, &without_redis).await;
+    (app, mock)
+}
+
+/// Posts a $0.005 request to `instance`, asking again while the counters are unavailable (a
+/// restarted Redis is reconnected to on the next call); returns the status that is not 503.
+async fn post_once_counted(instance: &TestApp, key: &str) -> (u16, Value) {
+    for _ in 0..20 {
+        let answer = instance.with_key(key).post("/v1/chat/completions", chat(5)).await;
+        if answer.status.as_u16() != 503 {
+            return (answer.status.as_u16(), answer.body["type"].clone());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the counters stayed unavailable");
+}
+
+// Regression: a Redis restarted without persistence (or flushed) served a spent budget again
+// from zero — five more requests on a spent $5 budget — and the database kept the larger of the
+// old and the new spend instead of their sum.
+with_mock_upstream! { app_beside_private_redis;
+    async fn a_redis_that_loses_its_data_still_refuses_a_spent_budget_and_every_charge_is_stored(app, mock) {
+        let (user, key) = key_holder(app, json!({
+            "name": "Forgetful",
+            "budgets": [{"max_limit": 0.06, "reset_duration": "1d"}],
+            "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]
+        })).await;
+        let mut redis = PrivateRedis::start();
+        let replica = app.start_replica(&redis.config(mock)).await;
+        mock.script.prompt_tokens.store(0, Ordering::SeqCst);
+        for _ in 0..5 {
+            replica.with_key(&key).post("/v1/chat/completions", chat(5)).await.expect(200);
+        }
+        // Two streams of $0.005 whose settlements meet a Redis that lost everything: one flushed
+        // while it runs, one whose Redis is restarted empty while it runs.
+        mock.script.chunk_delay_ms.store(100, Ordering::SeqCst);
+        let mut streamed = chat(5);
+        streamed["stream"] = json!(true);
+        let flush_midway = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            redis.flush_all();
+        };
+        let (delivered, ()) = tokio::join!(replica.raw_stream(&key, &streamed, usize::MAX), flush_midway);
+        assert!(delivered.contains("[DONE]"), "{delivered}");
+        let (delivered, ()) = tokio::join!(replica.raw_stream(&key, &streamed, usize::MAX), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            redis.restart();
+        });
+        assert!(delivered.contains("[DONE]"), "{delivered}");
+        mock.script.chunk_delay_ms.store(0, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3)).await; // the second settlement's retry reaches the new Redis
+
+        let mut served = 0;
+        loop {
+            match post_once_counted(&replica, &key).await {
+                (200, _) => served += 1,
+                (402, kind) => {
+                    assert_eq!(kind, "budget_exceeded");
+                    break;
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+            assert!(served <= 5, "more served than the budget holds");
+        }
+        assert_eq!(served, 5, "$0.035 spent before: room for five more of $0.005");
+        redis.flush_all();
+        assert_eq!(post_once_counted(&replica, &key).await.0, 402, "still spent after a flush");
+        redis.restart();
+        assert_eq!(post_once_counted(&replica, &key).await.0, 402, "still spent after a restart without persistence");
+        assert_eq!(mock.calls(), 12, "only what the budget holds reached the provider");
+
+        tokio::time::sleep(Duration::from_millis(1500)).await; // the usage writer persists
+        let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200).clone();
+        assert_eq!(copies["access_profiles"][0]["budgets"][0]["current_usage"], 0.06, "the sum of twelve charges is stored");
+        replica.stop().await;
+    }
+}

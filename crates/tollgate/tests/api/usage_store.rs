@@ -104,6 +104,34 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    async fn the_stored_rows_of_given_lines_load_without_the_others(app: &TestApp) {
+        let store = SqlStore::connect(app.database_url().unwrap_or_default()).await.unwrap_or_else(|e| panic!("store connects: {e}"));
+        let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_default();
+        let mut rows: Vec<UsageRow> =
+            (0..200).map(|i| UsageRow::Budget { id: format!("b-{i}"), used: dollars(i), window_start: now }).collect();
+        rows.extend([
+            UsageRow::Tokens { id: "rl-1".into(), used: 150, window_start: now },
+            UsageRow::Requests { id: "rl-1".into(), used: 7, window_start: now },
+            UsageRow::Tokens { id: "rl-2".into(), used: 9, window_start: now },
+            UsageRow::Requests { id: "rl-2".into(), used: 1, window_start: now },
+        ]);
+        store.write_usage(&rows, &[]).await.unwrap_or_else(|e| panic!("seed written: {e}"));
+        // More ids than one statement takes, some without a row.
+        let budgets: Vec<String> = (150..300).map(|i| format!("b-{i}")).collect();
+        let mut loaded = store.load_lines(&budgets, &["rl-1".to_owned(), "rl-9".to_owned()]).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut expected: Vec<UsageRow> =
+            (150..200).map(|i| UsageRow::Budget { id: format!("b-{i}"), used: dollars(i), window_start: now }).collect();
+        expected.extend(rows[200..202].iter().cloned());
+        let key = |r: &UsageRow| format!("{r:?}");
+        loaded.sort_by_key(key);
+        expected.sort_by_key(key);
+        assert_eq!(loaded, expected, "only the asked lines that have a row, with both counters of a rate limit");
+        assert!(store.load_lines(&[], &[]).await.is_ok_and(|rows| rows.is_empty()));
+        store.close().await;
+    }
+}
+
 /// Regression: `sqlite::memory:` used to start, with each pooled connection on a database of its
 /// own (the migrations ran on one; the others had no tables); it is refused, saying why.
 #[tokio::test]
