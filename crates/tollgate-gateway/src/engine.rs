@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tollgate_core::auth::Secret;
 use tollgate_core::money::Money;
@@ -167,8 +166,6 @@ pub(crate) struct Inner {
     /// Plain upstream calls, each on its own task so a client's hang-up does not cancel it;
     /// shutdown waits for them.
     pub inflight: TaskTracker,
-    /// Cancelled when shutdown stops waiting for calls still in flight.
-    pub stopping: CancellationToken,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -185,28 +182,21 @@ pub struct GatewayTasks {
     reloader: tokio::task::JoinHandle<()>,
     counters: Arc<dyn Counters>,
     inflight: TaskTracker,
-    stopping: CancellationToken,
 }
 
-/// How long shutdown waits for upstream calls whose clients have gone; then they are cancelled
-/// and charged their reservations.
-pub const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
-
 impl GatewayTasks {
-    /// Stops the timers, lets calls in flight finish (or cancels them, charged), and drains the
-    /// usage writer.
+    /// Stops the timers, lets the calls still in flight finish and drains the usage writer. A
+    /// plain call ends within its provider's timeout (and retries), so the wait is bounded; a
+    /// process killed while it waits leaves them to the crash journal (or, with Redis, to the
+    /// sweep), which charges their reservations.
     pub async fn shutdown(self) {
         self.sweeper.abort();
         self.reloader.abort();
         self.inflight.close();
-        if tokio::time::timeout(INFLIGHT_WAIT, self.inflight.wait()).await.is_err() {
-            tracing::warn!(
-                calls = self.inflight.len(),
-                "upstream calls still running at shutdown are cancelled and charged their reservations"
-            );
-            self.stopping.cancel();
-            self.inflight.wait().await;
+        if !self.inflight.is_empty() {
+            tracing::info!(calls = self.inflight.len(), "waiting for upstream calls whose clients have left, to bill them");
         }
+        self.inflight.wait().await;
         self.counters.drain().await;
         self.writer.close().await;
     }
@@ -257,14 +247,13 @@ impl Gateway {
             default_max_tokens: settings.default_max_tokens,
             adopted_at: std::sync::Mutex::new(adopted_at),
             inflight: TaskTracker::new(),
-            stopping: CancellationToken::new(),
         };
         let gateway = Gateway(Arc::new(inner));
         let sweeper = tokio::spawn(sweep_and_prune(gateway.clone(), settings.log_retention_days));
         let reloader = tokio::spawn(reload_periodically(gateway.clone()));
         let counters = gateway.0.counters.clone();
-        let (inflight, stopping) = (gateway.0.inflight.clone(), gateway.0.stopping.clone());
-        Ok((gateway, GatewayTasks { writer: writer_handle, sweeper, reloader, counters, inflight, stopping }))
+        let inflight = gateway.0.inflight.clone();
+        Ok((gateway, GatewayTasks { writer: writer_handle, sweeper, reloader, counters, inflight }))
     }
 
     /// Rebuilds the snapshot now (called after every management write), and takes up stored

@@ -2,6 +2,9 @@
 //! the way an answer travels back: plain or streamed, in the client's format, its usage tapped so
 //! the reservation settles exactly once — with the reported usage, or what a stream delivered.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,6 +15,7 @@ use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures::{StreamExt, stream};
 use serde_json::Value;
+use tokio_util::task::TaskTracker;
 
 use crate::engine::{Gateway, ProviderKind, Target};
 use crate::error::GatewayError;
@@ -183,23 +187,15 @@ pub(crate) struct Exchange {
 
 impl Exchange {
     /// Calls the upstream and answers the client; the reservation is settled on every path.
-    /// A plain call runs on a task of its own, so a client that hangs up does not cancel it: the
+    /// A client that hangs up does not cancel a plain call: it goes on by itself, so the
     /// provider's answer is still read and billed as it reports (a stream instead ends with the
     /// client and is billed for what it delivered).
     pub async fn run(self, gw: &Gateway) -> Result<Response, GatewayError> {
-        let http = gw.0.http.clone();
         if self.stream {
-            return self.call(&http).await;
+            return self.call(&gw.0.http).await;
         }
-        let stopping = gw.0.stopping.clone();
-        let call = gw.0.inflight.spawn(async move {
-            tokio::select! {
-                answer = self.call(&http) => answer,
-                // Shutdown gave up waiting: dropping the call settles it (its reservation is charged).
-                () = stopping.cancelled() => Err(GatewayError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down")),
-            }
-        });
-        call.await.unwrap_or_else(|_| Err(GatewayError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")))
+        let http = gw.0.http.clone();
+        Detachable::new(Box::pin(async move { self.call(&http).await }), gw.0.inflight.clone()).await
     }
 
     async fn call(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
@@ -237,6 +233,49 @@ impl Exchange {
             return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer is not JSON"));
         }
         Ok(json_response(status, Bytes::from(translate::answer(spec.kind, &parsed).to_string())))
+    }
+}
+
+/// A plain call's future.
+type Call = Pin<Box<dyn Future<Output = Result<Response, GatewayError>> + Send>>;
+
+/// A plain call polled where the request is served, and moved to a task of its own only if the
+/// request is dropped first (its client hung up), so it still finishes and bills. Spawning every
+/// call instead cost about 2% more instructions per request.
+struct Detachable {
+    call: Option<Call>,
+    inflight: TaskTracker,
+}
+
+impl Detachable {
+    fn new(call: Call, inflight: TaskTracker) -> Detachable {
+        Detachable { call: Some(call), inflight }
+    }
+}
+
+impl Future for Detachable {
+    type Output = Result<Response, GatewayError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(call) = self.call.as_mut() else {
+            return Poll::Ready(Err(GatewayError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")));
+        };
+        let answer = ready!(call.as_mut().poll(cx));
+        self.call = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl Drop for Detachable {
+    fn drop(&mut self) {
+        let Some(call) = self.call.take() else { return };
+        // Outside a runtime (the process is ending) the call is dropped, and its guard charges
+        // the reservation.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.inflight.spawn(async move {
+                let _ = call.await;
+            });
+        }
     }
 }
 
