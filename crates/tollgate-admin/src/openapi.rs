@@ -64,7 +64,7 @@ fn build() -> utoipa::openapi::OpenApi {
 }
 
 /// Operations whose body the published contract marks optional (an absent one reads as `{}`,
-/// decision 124); utoipa marks every typed body required.
+/// decision 117); utoipa marks every typed body required.
 const OPTIONAL_BODIES: [&str; 2] = ["addUserVirtualKey", "addUserAccessProfileVirtualKey"];
 
 fn optional_bodies(doc: &mut utoipa::openapi::OpenApi) {

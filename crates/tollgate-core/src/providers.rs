@@ -13,7 +13,7 @@ use crate::error::Problems;
 
 /// What the operator decided about the providers the management API defines: which addresses
 /// they may have, which environment variables their keys may name, and which names the config
-/// file owns (decisions 109–111).
+/// file owns (decisions 105–107).
 #[derive(Debug, Clone, Default)]
 pub struct ProviderRules {
     pub egress: EgressPolicy,

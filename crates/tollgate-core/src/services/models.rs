@@ -112,7 +112,7 @@ fn is_model_name(name: &str) -> bool {
 }
 
 /// Every model of every configured provider, ordered, without duplicates. A file-declared
-/// provider hides a stored one of the same name, as on the data plane (decision 111).
+/// provider hides a stored one of the same name, as on the data plane (decision 107).
 fn offered(providers: &[Provider], keys: &[ProviderKey], sources: &ModelSources, unfiltered: bool) -> Vec<ListedModel> {
     let mut configured: BTreeMap<&str, Origin<'_>> = sources.declared.iter().map(|d| (d.name.as_str(), Origin::File(d))).collect();
     for provider in providers {

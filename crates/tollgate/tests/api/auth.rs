@@ -14,7 +14,7 @@ const PROTECTED: [&str; 6] = [
     "/api/no-such-route",
 ];
 
-/// A server that does not lock out after a few failed logins (decision 117), since this test
+/// A server that does not lock out after a few failed logins (decision 110), since this test
 /// tries every wrong credential on every path.
 async fn lenient(backend: Backend) -> TestApp {
     TestApp::start_with_config(backend, "[server]\nlogin_max_failures = 1000\n").await

@@ -68,7 +68,7 @@ with_mock_upstream! { gateway_app;
         let r = app.with_key(&key).post("/v1/chat/completions", chat("openai/mo\u{0}ck", 5)).await;
         assert_eq!(r.status.as_u16(), 400, "a control character in the model name is refused before it could reach the request log");
         let r = app.with_key(&key).post("/v1/chat/completions", chat("anthropic/claude-3-5-haiku", 5)).await;
-        // The key is checked before the provider is looked up (decision 118): this key does not
+        // The key is checked before the provider is looked up (decision 111): this key does not
         // grant `anthropic`, so it learns that, not whether `anthropic` is configured.
         assert_eq!((r.status.as_u16(), r.body["type"].clone()), (403, json!("provider_blocked")), "{}", r.body);
         assert_eq!(mock.calls(), 0, "nothing refused reached the provider");

@@ -3,7 +3,7 @@
 use serde_json::json;
 use tollgate_testkit::{Backend, TestApp};
 
-/// A server whose operator lets provider keys read `OPENAI_API_KEY` (decision 110).
+/// A server whose operator lets provider keys read `OPENAI_API_KEY` (decision 106).
 async fn env_allowing_app(backend: Backend) -> TestApp {
     TestApp::start_with_config(backend, "[gateway]\nprovider_key_env_allow = [\"OPENAI_API_KEY\"]\n").await
 }
