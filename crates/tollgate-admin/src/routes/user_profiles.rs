@@ -98,6 +98,7 @@ async fn delete_key(
     Path((user, vk)): Path<(String, String)>,
 ) -> Result<Json<MessageResponse>, ApiError> {
     caller.require(RESOURCE, "Delete")?;
+    caller.require("VirtualKeys", "Delete")?;
     s.keys.delete(&caller.0, &user, &vk).await?;
     Ok(Json(MessageResponse { message: format!("virtual key {vk} deleted") }))
 }

@@ -129,13 +129,5 @@ mod stored_before_the_rule {
         app.stop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        scenario(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        scenario(Backend::Postgres).await;
-    }
+    scenario_on_both_backends!();
 }

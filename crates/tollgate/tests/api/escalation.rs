@@ -8,9 +8,11 @@ use crate::{attach_default, create_profile, create_role, create_user};
 
 /// Permission ids from the catalogue (`resource_index × 16 + operation + 1`).
 const PROFILES_CREATE: u64 = 2;
+const PROFILES_DELETE: u64 = 4;
 const API_KEYS_ALL: [u64; 4] = [17, 18, 19, 20];
 const VIRTUAL_KEYS_VIEW: u64 = 65;
 const VIRTUAL_KEYS_CREATE: u64 = 66;
+const VIRTUAL_KEYS_DELETE: u64 = 68;
 const PROVIDERS_VIEW: u64 = 81;
 
 /// Mints a management key as the admin; returns (id, value).
@@ -75,6 +77,24 @@ on_both_backends! {
         let (_, both) = api_key(app, "both", &[PROFILES_CREATE, VIRTUAL_KEYS_CREATE]).await;
         let minted = app.with_key(&both).post(&format!("/api/users/{user}/access-profiles/{profile}/virtual-keys"), json!({"name": "allowed"})).await.expect(200).clone();
         assert!(minted["virtual_key"]["value"].as_str().is_some_and(|v| v.starts_with("sk-bf-")), "{minted}");
+    }
+
+    async fn the_deprecated_key_delete_route_needs_virtual_keys_delete(app: &TestApp) {
+        // Regression: `DELETE …/access-profiles/virtual-keys/{vk_id}` revoked a user's key with
+        // only `AccessProfiles:Delete`, while the canonical route wants `VirtualKeys:Delete`.
+        let profile = create_profile(app, json!({"name": "Revoked"})).await;
+        let role = create_role(app, "revoked").await;
+        let user = create_user(app, "revoke@example.com", Some(role)).await;
+        attach_default(app, profile, role).await;
+        let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200).clone();
+        let vk = copies["access_profiles"][0]["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
+        let path = format!("/api/users/{user}/access-profiles/virtual-keys/{vk}");
+        let (_, profiles_only) = api_key(app, "profiles-delete", &[PROFILES_DELETE]).await;
+        app.with_key(&profiles_only).delete(&path).await.expect_error(403);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) AS n FROM virtual_keys WHERE id = '{vk}'")).await, 1, "the key is still there");
+        let (_, both) = api_key(app, "both-delete", &[PROFILES_DELETE, VIRTUAL_KEYS_DELETE]).await;
+        app.with_key(&both).delete(&path).await.expect(200);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) AS n FROM virtual_keys WHERE id = '{vk}'")).await, 0);
     }
 
     async fn provider_keys_are_listed_under_the_provider_permission(app: &TestApp) {

@@ -34,6 +34,23 @@ macro_rules! on_both_backends {
     };
 }
 
+/// In a module whose `async fn scenario(backend: Backend)` starts and stops its own servers (it
+/// restarts them, or needs settings the other macros do not give), the tests `sqlite` and
+/// `postgres` that run it on each backend.
+macro_rules! scenario_on_both_backends {
+    () => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite() {
+            scenario(tollgate_testkit::Backend::Sqlite).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres() {
+            scenario(tollgate_testkit::Backend::Postgres).await;
+        }
+    };
+}
+
 /// Runs each scenario against a server and mock upstream made by `$start(backend)`, once per
 /// backend. `owned` scenarios take the app by value and hand it back (so they can restart it).
 macro_rules! with_mock_upstream {

@@ -60,15 +60,7 @@ mod environment_references {
         app.stop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        scenario(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        scenario(Backend::Postgres).await;
-    }
+    scenario_on_both_backends!();
 }
 
 /// The config file's providers stay the file's: the API cannot define one of the same name, and
@@ -96,13 +88,5 @@ mod file_providers_stay_the_files {
         app.stop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        scenario(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        scenario(Backend::Postgres).await;
-    }
+    scenario_on_both_backends!();
 }

@@ -150,15 +150,7 @@ mod served {
         app.stop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        scenario(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        scenario(Backend::Postgres).await;
-    }
+    scenario_on_both_backends!();
 }
 
 /// Extra headers often carry credentials: their values are sealed at rest, served redacted, and
@@ -217,13 +209,5 @@ mod sealed_headers {
         app.stop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        scenario(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        scenario(Backend::Postgres).await;
-    }
+    scenario_on_both_backends!();
 }

@@ -242,15 +242,7 @@ mod ready_follows_redis {
         app.stop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        scenario(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        scenario(Backend::Postgres).await;
-    }
+    scenario_on_both_backends!();
 }
 
 /// A `redis-server` of the test's own on a free loopback port, without persistence (as a Redis
