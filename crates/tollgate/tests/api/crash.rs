@@ -90,19 +90,24 @@ async fn copy(http: &reqwest::Client, port: u16) -> (String, Value) {
     (user, copies["access_profiles"][0].clone())
 }
 
+/// Writes the config into `dir`, starts the binary on a free port and reveals the declared user's
+/// key: the running binary, its port and the key.
+async fn first_start(mock: &MockUpstream, dir: &Path, http: &reqwest::Client) -> (Child, u16, String) {
+    std::fs::write(dir.join("tollgate.toml"), config(mock)).unwrap_or_else(|e| panic!("{e}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or_else(|e| panic!("{e}"), |a| a.port());
+    let child = start(dir, port).await;
+    let (user, copy_before) = copy(http, port).await;
+    let kid = copy_before["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
+    let revealed = admin(http, port, reqwest::Method::POST, &format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal")).await;
+    (child, port, revealed["virtual_key"]["value"].as_str().unwrap_or_default().to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_loses_at_most_the_last_second_of_usage() {
     let mock = MockUpstream::start().await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("tollgate.toml"), config(&mock)).unwrap_or_else(|e| panic!("{e}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or_else(|e| panic!("{e}"), |a| a.port());
     let http = reqwest::Client::new();
-
-    let mut first = start(dir.path(), port).await;
-    let (user, copy_before) = copy(&http, port).await;
-    let kid = copy_before["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
-    let revealed = admin(&http, port, reqwest::Method::POST, &format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal")).await;
-    let key = revealed["virtual_key"]["value"].as_str().unwrap_or_default().to_owned();
+    let (mut first, port, key) = first_start(&mock, dir.path(), &http).await;
     for _ in 0..5 {
         let answered = http
             .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
@@ -137,15 +142,8 @@ async fn requests_in_flight_at_a_crash_are_charged_at_the_next_start() {
     let mock = MockUpstream::start().await;
     mock.script.answer_delay_ms.store(30_000, std::sync::atomic::Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("tollgate.toml"), config(&mock)).unwrap_or_else(|e| panic!("{e}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or_else(|e| panic!("{e}"), |a| a.port());
     let http = reqwest::Client::new();
-
-    let mut first = start(dir.path(), port).await;
-    let (user, copy_before) = copy(&http, port).await;
-    let kid = copy_before["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
-    let revealed = admin(&http, port, reqwest::Method::POST, &format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal")).await;
-    let key = revealed["virtual_key"]["value"].as_str().unwrap_or_default().to_owned();
+    let (mut first, port, key) = first_start(&mock, dir.path(), &http).await;
     let in_flight: Vec<_> = (0..10)
         .map(|_| {
             let request = http
