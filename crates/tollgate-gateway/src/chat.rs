@@ -82,7 +82,7 @@ pub const MAX_FALLBACKS: usize = 5;
 /// objects), repeats (and the primary) left out; anything else, or more than `MAX_FALLBACKS`, is
 /// a 400 rather than an unbounded series of upstream calls.
 fn fallbacks(raw: Option<&RawValue>, primary: &str) -> Result<Vec<String>, GatewayError> {
-    if raw.is_some_and(|r| r.get() != "null") && !raw.is_some_and(|r| r.get().trim_start().starts_with('[')) {
+    if raw.is_some_and(|r| r.get() != "null" && !r.get().starts_with('[')) {
         return Err(GatewayError::bad_request("fallbacks must be an array of provider/model names"));
     }
     let mut names: Vec<String> = Vec::new();

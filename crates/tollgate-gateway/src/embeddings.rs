@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::engine::{Ask, Gateway, ProviderKind};
 use crate::error::{GatewayError, RequestType};
 use crate::prompt::Prompt;
-use crate::upstream::{json_response, post, settle_failed_call};
+use crate::upstream::{json_response, post};
 
 pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
     serve(&gw, &headers, &body).await.map_err(|e| e.for_request(RequestType::Embedding))
@@ -39,10 +39,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     // an embedding is billed for, as estimated.
     let response = match post(&gw.0.http, &target, "/embeddings", &body, false, &[], Some(&held)).await {
         Ok(response) => response,
-        Err(e) => {
-            settle_failed_call(held, &e);
-            return Err(e.for_model(provider, model));
-        }
+        Err(failed) => return Err(failed.settle(held).for_model(provider, model)),
     };
     let status = response.status().as_u16();
     let Ok(bytes) = response.bytes().await else {

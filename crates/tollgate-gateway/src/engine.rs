@@ -77,6 +77,8 @@ pub struct ProviderSpec {
     pub chat_url: OnceLock<Option<reqwest::Url>>,
     /// `api_key` as its header (`ProviderKind::auth_header`), built on first use.
     pub auth_header: OnceLock<Option<(HeaderName, HeaderValue)>>,
+    /// `output_cap_member`, decided from the base URL on first use.
+    pub output_cap: OnceLock<&'static str>,
 }
 
 /// Where one request goes: the provider, and the key picked for it from the provider's `keys`
@@ -111,8 +113,11 @@ impl ProviderSpec {
     /// own API (and Azure OpenAI) takes `max_completion_tokens`, which its reasoning models
     /// require; every other OpenAI-compatible server reads `max_tokens`.
     pub fn output_cap_member(&self) -> &'static str {
-        let host = reqwest::Url::parse(&self.base_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
-        if host == "api.openai.com" || host.ends_with(".openai.azure.com") { "max_completion_tokens" } else { "max_tokens" }
+        self.output_cap.get_or_init(|| {
+            let url = reqwest::Url::parse(&self.base_url).ok();
+            let host = url.as_ref().and_then(reqwest::Url::host_str).map(str::to_ascii_lowercase).unwrap_or_default();
+            if host == "api.openai.com" || host.ends_with(".openai.azure.com") { "max_completion_tokens" } else { "max_tokens" }
+        })
     }
 
     /// A key serving `model`, chosen at random in proportion to the keys' weights.
@@ -469,6 +474,7 @@ mod tests {
             extra_headers: Vec::new(),
             chat_url: OnceLock::new(),
             auth_header: OnceLock::new(),
+            output_cap: OnceLock::new(),
         }
     }
 

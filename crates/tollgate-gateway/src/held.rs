@@ -87,7 +87,6 @@ impl Held {
 
     /// The request never left the gateway: the reservation is released, nothing is charged.
     pub fn release(mut self, status: u16) {
-        self.sent.store(false, Ordering::Relaxed);
         self.end(Actual::default(), Usage::default(), Money::ZERO, status);
     }
 
@@ -123,7 +122,7 @@ impl Held {
     fn charge_reservation(&mut self, status: u16) {
         let Estimate { cost_micros, tokens } = self.estimate;
         let actual = Actual { cost_micros, tokens, requests: 1 };
-        let cost = self.price.map_or(Money::ZERO, |_| Money::from_micros(i64::try_from(cost_micros).unwrap_or(0)).unwrap_or(Money::ZERO));
+        let cost = Money::from_micros(i64::try_from(cost_micros).unwrap_or(i64::MAX)).unwrap_or(Money::ZERO);
         let output = self.max_out.min(tokens);
         self.end(actual, Usage::plain(tokens - output, output), cost, status);
     }

@@ -154,6 +154,7 @@ fn spec_of(provider: &Provider, keys: &[(ProviderKey, String)], sealer: &Sealer,
         extra_headers: extra_headers(provider, sealer),
         chat_url: std::sync::OnceLock::new(),
         auth_header: std::sync::OnceLock::new(),
+        output_cap: std::sync::OnceLock::new(),
     })
 }
 

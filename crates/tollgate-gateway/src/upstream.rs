@@ -51,7 +51,7 @@ pub async fn post(
     stream: bool,
     forwarded: &[(HeaderName, HeaderValue)],
     meter: Option<&Held>,
-) -> Result<reqwest::Response, GatewayError> {
+) -> Result<reqwest::Response, CallFailed> {
     let spec = &target.spec;
     let url = spec.url(path).ok_or_else(|| {
         GatewayError::new(
@@ -72,7 +72,8 @@ pub async fn post(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
                 format!("provider '{}' has an API key that cannot be sent in a header", spec.name),
-            ));
+            )
+            .into());
         }
         Some(Some(header)) => Some(header),
         None => None,
@@ -110,7 +111,7 @@ pub async fn post(
             // Never followed: the redirect's host would get the key and the extra headers.
             tracing::warn!(provider = %spec.name, status = %response.status(), "upstream answered with a redirect; not followed");
             let message = format!("provider '{}' answered with a redirect, which is not followed", spec.name);
-            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, UPSTREAM_REDIRECT, message));
+            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_redirect", message).into());
         }
         let worth_retrying = match &result {
             Ok(response) => retryable(response.status()),
@@ -120,20 +121,21 @@ pub async fn post(
         if !may_retry || !retry_counted(meter).await {
             return result.map_err(|e| {
                 tracing::warn!(provider = %spec.name, error = %e, "upstream unreachable");
+                let name = &spec.name;
                 if e.is_timeout() {
-                    GatewayError::new(
+                    let error = GatewayError::new(
                         StatusCode::GATEWAY_TIMEOUT,
-                        UPSTREAM_TIMEOUT,
-                        format!("provider '{}' did not answer in time", spec.name),
-                    )
+                        "upstream_timeout",
+                        format!("provider '{name}' did not answer in time"),
+                    );
+                    CallFailed { error, reached: true }
                 } else if e.is_connect() {
-                    GatewayError::new(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream_unavailable",
-                        format!("provider '{}' could not be reached", spec.name),
-                    )
+                    GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", format!("provider '{name}' could not be reached"))
+                        .into()
                 } else {
-                    GatewayError::new(StatusCode::BAD_GATEWAY, UPSTREAM_BROKEN, format!("provider '{}' broke off the call", spec.name))
+                    let error =
+                        GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("provider '{name}' broke off the call"));
+                    CallFailed { error, reached: true }
                 }
             });
         }
@@ -150,20 +152,37 @@ async fn retry_counted(meter: Option<&Held>) -> bool {
     }
 }
 
-/// Error kinds of a call that may have reached the provider but whose answer was not read.
-const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
-const UPSTREAM_BROKEN: &str = "upstream_error";
-/// The error kind of a provider answering with a redirect (an answer, so nothing is billed).
-const UPSTREAM_REDIRECT: &str = "upstream_redirect";
+/// A call that ended without an answer to pass on, and whether it may have reached the provider
+/// (a timeout, a broken answer), which decides what it is charged.
+#[derive(Debug)]
+pub(crate) struct CallFailed {
+    pub error: GatewayError,
+    pub reached: bool,
+}
 
-/// Settles a governed call that ended without an answer: a request that may have reached the
-/// provider (timed out, broke off) is charged its whole reservation, one that could not connect
-/// one request only.
-pub(crate) fn settle_failed_call(held: Held, error: &GatewayError) {
-    if error.kind == UPSTREAM_TIMEOUT || error.kind == UPSTREAM_BROKEN {
-        held.unread(error.status.as_u16());
-    } else {
-        held.upstream_failed(error.status.as_u16());
+impl From<GatewayError> for CallFailed {
+    /// A failure before the provider could have served anything: refused, unreachable, redirected.
+    fn from(error: GatewayError) -> Self {
+        CallFailed { error, reached: false }
+    }
+}
+
+impl From<CallFailed> for GatewayError {
+    fn from(failed: CallFailed) -> Self {
+        failed.error
+    }
+}
+
+impl CallFailed {
+    /// Settles the governed call it ended: a request that may have reached the provider is
+    /// charged its whole reservation, any other one request only. Returns the client's error.
+    pub(crate) fn settle(self, held: Held) -> GatewayError {
+        if self.reached {
+            held.unread(self.error.status.as_u16());
+        } else {
+            held.upstream_failed(self.error.status.as_u16());
+        }
+        self.error
     }
 }
 
@@ -203,10 +222,7 @@ impl Exchange {
         let spec = &target.spec;
         let response = match post(http, &target, spec.kind.chat_path(), &body, stream, &forwarded, Some(&held)).await {
             Ok(response) => response,
-            Err(e) => {
-                settle_failed_call(held, &e);
-                return Err(e);
-            }
+            Err(failed) => return Err(failed.settle(held)),
         };
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
@@ -221,7 +237,7 @@ impl Exchange {
         }
         let Ok(bytes) = response.bytes().await else {
             held.unread(502);
-            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, UPSTREAM_BROKEN, "the provider's answer broke off"));
+            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"));
         };
         // A successful answer without usage data is charged at the estimate: never less than billed.
         held.answered(usage_in(spec.kind, &bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1)), status);

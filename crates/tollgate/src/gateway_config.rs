@@ -110,6 +110,7 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
         extra_headers: Vec::new(),
         chat_url: std::sync::OnceLock::new(),
         auth_header: std::sync::OnceLock::new(),
+        output_cap: std::sync::OnceLock::new(),
     };
     for (key, v) in table {
         let path = format!("{at}.{key}");
