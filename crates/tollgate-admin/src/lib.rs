@@ -85,8 +85,9 @@ impl AdminState {
     }
 }
 
-/// The whole HTTP surface. Public routes: `/health`, `/ready`, `/openapi.json`; everything
-/// under `/api` is authenticated first, including paths that do not exist.
+/// The management surface's routes. Public: `/health`, `/ready`, `/openapi.json`; everything
+/// under `/api` is authenticated first, including paths that do not exist. Bodies are capped at
+/// `MAX_BODY_BYTES`. The server wraps these and every other surface's routes in `stack`.
 pub fn router(state: AdminState) -> Router {
     let api = routes::api_routes()
         .fallback(unknown_route)
@@ -98,6 +99,14 @@ pub fn router(state: AdminState) -> Router {
         .fallback(unknown_route)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+}
+
+/// The one middleware stack over every route of every surface: a request id (set if absent,
+/// echoed back), a tracing span, the id in scope for error bodies and logs, NUL characters in the
+/// path refused, errors from lower layers put in the envelope, and a handler's panic caught as a
+/// 500 without detail.
+pub fn stack(routes: Router) -> Router {
+    routes
         .layer(CatchPanicLayer::custom(|_| ApiError::from(tollgate_core::CoreError::Internal("handler panicked".into())).into_response()))
         .layer(middleware::map_response(envelope_for_plain_errors))
         .layer(middleware::from_fn(request_scope))

@@ -22,15 +22,41 @@ pub struct ProviderRules {
     pub declared: Vec<String>,
 }
 
-/// The wire format an upstream speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+/// The API dialect an upstream speaks (and a client speaks on a route): the one list of provider
+/// kinds, read by the configuration file, the store, the governance snapshot and the inference
+/// adapters. A new kind is one arm here plus its adapter in the inference crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ProviderKind {
     /// OpenAI's chat-completions format (OpenAI, Azure OpenAI, Groq, Mistral, vLLM, Ollama, …).
     #[default]
-    Openai,
+    OpenAi,
     /// Anthropic's Messages API.
     Anthropic,
+}
+
+impl ProviderKind {
+    /// Every kind, in the order documentation lists them.
+    pub const ALL: [ProviderKind; 2] = [ProviderKind::OpenAi, ProviderKind::Anthropic];
+
+    /// The kind's name in configuration (`kind = "openai"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+
+    /// The kind a configuration names, if it is one.
+    pub fn parse(name: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The kind spoken by a provider of the contract's `base_provider_type` (or a built-in name):
+    /// a kind's own name speaks that kind; every other provider speaks OpenAI's format
+    /// (decision 85).
+    pub fn of_base_type(base: &str) -> ProviderKind {
+        ProviderKind::parse(base).unwrap_or_default()
+    }
 }
 
 /// Where and how to reach a provider.
@@ -78,7 +104,7 @@ pub struct Provider {
 impl Provider {
     pub fn kind(&self) -> ProviderKind {
         let base = self.custom_provider_config.as_ref().map_or(self.name.as_str(), |c| c.base_provider_type.as_str());
-        if base == "anthropic" { ProviderKind::Anthropic } else { ProviderKind::Openai }
+        ProviderKind::of_base_type(base)
     }
 
     /// The default base URL of a built-in provider.

@@ -11,8 +11,11 @@ use serde_json::Value;
 
 use crate::body::RawObject;
 use crate::chat::INCLUDE_USAGE;
-use crate::engine::{Ask, Gateway, ProviderKind};
-use crate::error::GatewayError;
+use tollgate_core::providers::ProviderKind;
+use tollgate_governance::Ask;
+
+use crate::engine::Gateway;
+use crate::error::{Failure, GatewayError};
 use crate::prompt::Prompt;
 use crate::translate;
 use crate::upstream::Exchange;
@@ -41,8 +44,7 @@ pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Ga
     body.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             GatewayError::new(
-                rejection.status(),
-                "request_too_large",
+                Failure::RequestTooLarge,
                 format!("request body exceeds the limit of {} bytes", crate::MAX_INFERENCE_BODY_BYTES),
             )
         } else {

@@ -14,7 +14,9 @@ use axum::extract::rejection::BytesRejection;
 
 use crate::anthropic::{DEFAULT_PROVIDER, read_body};
 use crate::body::RawObject;
-use crate::engine::{Gateway, ProviderKind};
+use tollgate_core::providers::ProviderKind;
+
+use crate::engine::Gateway;
 use crate::error::GatewayError;
 use crate::models::allowed_models;
 use crate::prompt::estimate_off_worker;

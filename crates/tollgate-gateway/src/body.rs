@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(object.token_count("b").ok(), Some(None));
         assert_eq!(object.token_count("absent").ok(), Some(None));
         for bad in ["c", "d", "e", "f", "g", "z"] {
-            let refused = object.token_count(bad).err().map(|e| (e.status.as_u16(), e.message));
+            let refused = object.token_count(bad).err().map(|e| (e.status().as_u16(), e.message));
             assert_eq!(refused, Some((400, format!("{bad} must be a whole number of tokens (1 or more)"))));
         }
         assert_eq!(object.switch("g").ok(), Some(Some(true)));

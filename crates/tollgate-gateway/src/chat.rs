@@ -11,7 +11,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::body::{RawObject, elements};
-use crate::engine::{Ask, Gateway, ProviderKind};
+use tollgate_core::providers::ProviderKind;
+use tollgate_governance::Ask;
+
+use crate::engine::Gateway;
 use crate::error::GatewayError;
 use crate::prompt::Prompt;
 use crate::translate;

@@ -2,13 +2,16 @@
 //! input tokens' price, call the provider, settle with the tokens it reports.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::engine::{Ask, Gateway, ProviderKind};
-use crate::error::{GatewayError, RequestType};
+use tollgate_core::providers::ProviderKind;
+use tollgate_governance::Ask;
+
+use crate::engine::Gateway;
+use crate::error::{Failure, GatewayError, RequestType};
 use crate::prompt::Prompt;
 use crate::upstream::{json_response, post};
 
@@ -44,9 +47,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let status = response.status().as_u16();
     let Ok(bytes) = response.bytes().await else {
         held.unread(502);
-        return Err(
-            GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off").for_model(provider, model)
-        );
+        return Err(GatewayError::new(Failure::UpstreamError, "the provider's answer broke off").for_model(provider, model));
     };
     if !(200..300).contains(&status) {
         held.upstream_failed(status);

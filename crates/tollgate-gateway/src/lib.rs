@@ -1,43 +1,42 @@
-//! Tollgate's data plane: the governed inference routes (`/v1`, `/openai`, `/anthropic`), authorized against an
-//! in-memory governance snapshot, reserved and settled on counters, persisted by a batching writer.
+//! Tollgate's inference surface: the governed routes (`/v1`, `/openai`, `/anthropic`). Governance
+//! (`tollgate-governance`) decides and charges; this crate reads requests, calls providers and
+//! translates between their formats.
 //!
 //! Clients speak OpenAI's chat format (`/v1/chat/completions`) or Anthropic's Messages format
-//! (`/anthropic/v1/messages`); upstreams speak either (`ProviderKind`), and `translate` bridges.
+//! (`/anthropic/v1/messages`); upstreams speak either (`ProviderKind`, in core), and `translate`
+//! bridges.
 //!
-//! A chat request goes: parse → find the key (header order of the contract) → authorize (key,
-//! copy, provider, model) → reserve the estimate on every rate limit and budget that applies
-//! (all or nothing) → call the provider → settle the real usage (or, for an abandoned stream,
-//! the tokens delivered) → the writer persists counters and the request log within a second.
+//! A chat request goes: parse → find the key (`keys`, the contract's header order) → governance
+//! authorizes (key, copy, provider, model) → the provider is found (`providers`) → governance
+//! reserves the estimate on every rate limit and budget that applies (all or nothing) → call the
+//! provider (`upstream`) → settle the real usage (or, for an abandoned stream, the tokens
+//! delivered) on the `Held` guard → the usage writer persists counters and the request log.
 
 mod anthropic;
 mod anthropic_extras;
-mod authorize;
 mod body;
 mod chat;
-pub mod counters;
+mod dialect;
 mod egress;
 mod embeddings;
 mod engine;
 mod error;
-mod held;
-mod journal;
+mod keys;
 mod models;
-pub mod pricing;
 mod prompt;
-mod snapshot;
+mod providers;
 mod translate;
 mod upstream;
-pub mod usage;
-mod writer;
+mod usage;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use engine::{Gateway, GatewaySettings, GatewayTasks, ProviderKind, ProviderSpec};
+pub use engine::{Gateway, GatewaySettings, GatewayTasks};
+pub use error::{ErrorKind, Failure};
 pub use prompt::tokenized_bytes;
-pub use snapshot::extra_header;
-pub use writer::OpenUsageStore;
+pub use providers::{ManagedProviders, ProviderSpec, WeightedKey, extra_header};
 
 /// Largest inference request body accepted (32 MiB).
 pub const MAX_INFERENCE_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -58,12 +57,4 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/models", get(models::list_models))
         .layer(DefaultBodyLimit::max(MAX_INFERENCE_BODY_BYTES))
         .with_state(gateway)
-}
-
-impl Gateway {
-    /// Readiness of the data plane: its usage counters answer (in memory always; Redis within a
-    /// second). The reason is for the log only.
-    pub async fn ready(&self) -> Result<(), String> {
-        self.0.counters.ping().await
-    }
 }

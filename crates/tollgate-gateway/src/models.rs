@@ -5,13 +5,15 @@ use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::authorize::presented_key;
+use tollgate_governance::{Ask, Denial, DenialKind};
+
 use crate::engine::Gateway;
 use crate::error::{GatewayError, RequestType};
+use crate::keys::presented_key;
 
 #[derive(Debug, Deserialize)]
 pub struct ModelsQuery {
@@ -30,19 +32,22 @@ pub async fn list_models(
 
 /// (provider, model) pairs the caller's key may use, of one provider if `wanted` names it.
 pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&str>) -> Result<BTreeSet<(String, String)>, GatewayError> {
-    let snapshot = gw.0.snapshot.load();
+    let governor = &gw.0.governor;
+    let snapshot = governor.snapshot();
     let now = tollgate_core::clock::now();
-    // Identity checks are the ones authorize makes; a probe for any provider gives the same answers.
+    // Identity checks are the ones authorize makes; a probe for no provider gives the same answers.
     let key = presented_key(headers);
-    let user = match crate::authorize::authorize(&snapshot, key, "", "", now) {
-        Err(e) if e.kind == "provider_blocked" => {
+    let probe = Ask { provider: "", model: "", max_out: 0, stream: false };
+    let user = match governor.authorize(&snapshot, key, &probe, now) {
+        Err(e) if e.kind == DenialKind::ProviderBlocked => {
             key.and_then(|k| snapshot.keys.get(&tollgate_core::auth::sha256(k))).map_or("", |k| k.user_id.as_str())
         }
-        Err(e) => return Err(e),
-        Ok(grant) => grant.user_id,
+        Err(e) => return Err(e.into()),
+        Ok(access) => access.user_id,
     };
     let mut ids = BTreeSet::new();
     let mut providers = BTreeSet::new();
+    let mut served;
     for copy in snapshot.copies.get(user).into_iter().flatten().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
         for config in &copy.policy.provider_configs {
             providers.insert(config.provider_name.clone());
@@ -52,8 +57,8 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
             // Every model: those the provider serves, from the API-managed provider of that name
             // if there is one (it takes precedence, as when a request is routed), else the file's.
             let models: &[String] = if config.allows_every_model() {
-                let served = snapshot.providers.get(&config.provider_name).or_else(|| gw.0.providers.get(&config.provider_name));
-                served.map_or(&[], |p| p.models.as_slice())
+                served = gw.provider(&config.provider_name);
+                served.as_ref().map_or(&[], |p| p.models.as_slice())
             } else {
                 &config.allowed_models
             };
@@ -63,11 +68,10 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
     if let Some(w) = wanted
         && !providers.contains(w)
     {
-        return Err(GatewayError::new(
-            StatusCode::FORBIDDEN,
-            "provider_blocked",
-            format!("Provider '{w}' is not allowed for this virtual key"),
-        ));
+        // The answer names no model: none was asked for.
+        let mut refused = GatewayError::from(Denial::new(DenialKind::ProviderBlocked, w, "", now));
+        (refused.provider, refused.model) = (None, None);
+        return Err(refused);
     }
     Ok(ids)
 }

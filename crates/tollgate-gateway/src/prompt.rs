@@ -10,7 +10,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::body::{RawObject, elements};
-use crate::error::GatewayError;
+use crate::error::{Failure, GatewayError};
 
 /// Tokens every message adds around its content, and a request around its messages (the framing
 /// chat models count).
@@ -51,11 +51,6 @@ impl Prompt {
         Prompt { source: Source::Embeddings(body.clone()), bound: input_size(input, &len), counted: OnceLock::new() }
     }
 
-    /// Tokens the prompt cannot exceed, without tokenizing it.
-    pub fn bound(&self) -> u64 {
-        self.bound
-    }
-
     /// The tokenizer's count (cl100k plus framing), taken on first use; never above the bound.
     pub fn tokens(&self) -> u64 {
         *self.counted.get_or_init(|| count_source(&self.source, self.bound))
@@ -74,6 +69,19 @@ impl Prompt {
         let (source, bound) = (self.source.clone(), self.bound);
         let counted = off_worker(move || count_source(&source, bound)).await?;
         Ok(*self.counted.get_or_init(|| counted))
+    }
+}
+
+/// Governance asks for the bound first and the count only when the bound does not fit; a count
+/// that cannot be taken (the tokenizer's pool is gone) leaves the bound's refusal standing.
+impl tollgate_governance::PromptSize for Prompt {
+    /// Tokens the prompt cannot exceed, without tokenizing it.
+    fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    async fn count(&self) -> Option<u64> {
+        Prompt::count(self).await.ok()
     }
 }
 
@@ -181,8 +189,7 @@ static TOKENIZING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
 /// pool, so the request workers keep serving meanwhile, and a bounded number at a time, so a
 /// burst of such calls cannot take every core; callers beyond that wait without holding a thread.
 pub(crate) async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, GatewayError> {
-    let unavailable =
-        || GatewayError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the token count could not be taken; try again");
+    let unavailable = || GatewayError::new(Failure::Unavailable, "the token count could not be taken; try again");
     let _permit = TOKENIZING.acquire().await.map_err(|_| unavailable())?;
     tokio::task::spawn_blocking(work).await.map_err(|_| unavailable())
 }
@@ -208,10 +215,10 @@ mod tests {
     #[tokio::test]
     async fn a_large_prompt_is_counted_off_the_worker_to_the_same_count() {
         let large = chat_prompt(&json!({"messages": [{"role": "user", "content": "several words ".repeat(20_000)}]}));
-        assert!(large.bound() > COUNT_ON_WORKER_UP_TO, "large enough to leave the worker");
+        assert!(large.bound > COUNT_ON_WORKER_UP_TO, "large enough to leave the worker");
         let counted = large.count().await;
         assert_eq!(counted, Ok(chat_prompt(&json!({"messages": [{"role": "user", "content": "several words ".repeat(20_000)}]})).tokens()));
-        assert!(counted.is_ok_and(|n| n < large.bound()), "a real count, not the bound");
+        assert!(counted.is_ok_and(|n| n < large.bound), "a real count, not the bound");
         let small = chat_prompt(&json!({"messages": [{"role": "user", "content": "hi"}]}));
         assert_eq!(small.count().await, Ok(small.tokens()));
     }
@@ -230,7 +237,7 @@ mod tests {
             let request_bytes = Bytes::from(body.to_string());
             let request = RawObject::parse(&request_bytes).expect("a JSON object");
             assert_eq!(prompt.tokens(), prompt_estimate(&request), "the count is the tokenizer's estimate: {body}");
-            assert!(prompt.bound() >= prompt.tokens(), "bound {} < count {} for {body}", prompt.bound(), prompt.tokens());
+            assert!(prompt.bound >= prompt.tokens(), "bound {} < count {} for {body}", prompt.bound, prompt.tokens());
         }
     }
 
@@ -239,19 +246,19 @@ mod tests {
         let body = br#"{"messages":[{"role":"user","content":"hi","content":"a much longer text that is the one counted"}]}"#;
         let bytes = Bytes::from_static(body);
         let prompt = Prompt::chat(&bytes, &RawObject::parse(&bytes).expect("a JSON object"));
-        assert!(prompt.bound() >= prompt.tokens());
-        assert!(prompt.bound() > 45, "the last content is the one a provider reads: {}", prompt.bound());
+        assert!(prompt.bound >= prompt.tokens());
+        assert!(prompt.bound > 45, "the last content is the one a provider reads: {}", prompt.bound);
     }
 
     #[test]
     fn a_prompt_is_tokenized_only_when_its_count_is_asked_for_and_then_once() {
         let prompt = chat_prompt(&json!({"messages": [{"role": "user", "content": "word ".repeat(1000)}]}));
         let before = tokenized_bytes();
-        assert!(prompt.bound() > 5000, "the bound is read off the bytes");
+        assert!(prompt.bound > 5000, "the bound is read off the bytes");
         assert_eq!(tokenized_bytes(), before, "reading the bound tokenizes nothing");
         let counted = prompt.tokens();
         let after = tokenized_bytes();
-        assert!(after > before && counted < prompt.bound() / 3, "`word ` is one token per five bytes: {counted}");
+        assert!(after > before && counted < prompt.bound / 3, "`word ` is one token per five bytes: {counted}");
         assert_eq!(prompt.tokens(), counted);
         assert_eq!(tokenized_bytes(), after, "the count is kept");
     }
@@ -288,7 +295,7 @@ mod tests {
         let body = json!({"model": "openai/e", "input": ["some text to embed", [1, 2, 3]]});
         let bytes = Bytes::from(body.to_string());
         let prompt = Prompt::embeddings(&bytes, &body["input"]);
-        assert_eq!(prompt.bound(), 18 + 3);
+        assert_eq!(prompt.bound, 18 + 3);
         assert_eq!(prompt.tokens(), count_tokens("some text to embed") + 3);
     }
 }

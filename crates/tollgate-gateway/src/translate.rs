@@ -7,7 +7,7 @@ pub mod stream;
 
 use serde_json::{Map, Value, json};
 
-use crate::engine::ProviderKind;
+use tollgate_core::providers::ProviderKind;
 
 pub use answer::{answer, error_body};
 

@@ -17,10 +17,13 @@ use futures::{StreamExt, stream};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{Gateway, ProviderKind, Target};
-use crate::error::GatewayError;
-use crate::held::Held;
+use tollgate_core::providers::ProviderKind;
+use tollgate_governance::Held;
+
+use crate::engine::Gateway;
+use crate::error::{Failure, GatewayError};
 use crate::prompt::{Prompt, count_tokens};
+use crate::providers::Target;
 use crate::translate::{self, stream::Reframe};
 use crate::usage::{Usage, usage_in};
 
@@ -54,23 +57,18 @@ pub async fn post(
 ) -> Result<reqwest::Response, CallFailed> {
     let spec = &target.spec;
     let url = spec.url(path).ok_or_else(|| {
-        GatewayError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            format!("provider '{}' has a base URL that does not parse", spec.name),
-        )
+        GatewayError::new(Failure::UpstreamUnavailable, format!("provider '{}' has a base URL that does not parse", spec.name))
     })?;
     // A picked key is made a header per request; the provider's own key once, and kept.
     let auth = match (&target.key, &spec.api_key) {
-        (Some(key), _) => Some(spec.kind.auth_header(key)),
-        (None, Some(key)) => Some(spec.auth_header.get_or_init(|| spec.kind.auth_header(key)).clone()),
+        (Some(key), _) => Some(crate::dialect::auth_header(spec.kind, key)),
+        (None, Some(key)) => Some(spec.auth_header.get_or_init(|| crate::dialect::auth_header(spec.kind, key)).clone()),
         (None, None) => None,
     };
     let auth = match auth {
         Some(None) => {
             return Err(GatewayError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
+                Failure::UpstreamUnavailable,
                 format!("provider '{}' has an API key that cannot be sent in a header", spec.name),
             )
             .into());
@@ -111,7 +109,7 @@ pub async fn post(
             // Never followed: the redirect's host would get the key and the extra headers.
             tracing::warn!(provider = %spec.name, status = %response.status(), "upstream answered with a redirect; not followed");
             let message = format!("provider '{}' answered with a redirect, which is not followed", spec.name);
-            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_redirect", message).into());
+            return Err(GatewayError::new(Failure::UpstreamRedirect, message).into());
         }
         let worth_retrying = match &result {
             Ok(response) => retryable(response.status()),
@@ -123,18 +121,12 @@ pub async fn post(
                 tracing::warn!(provider = %spec.name, error = %e, "upstream unreachable");
                 let name = &spec.name;
                 if e.is_timeout() {
-                    let error = GatewayError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream_timeout",
-                        format!("provider '{name}' did not answer in time"),
-                    );
+                    let error = GatewayError::new(Failure::UpstreamTimeout, format!("provider '{name}' did not answer in time"));
                     CallFailed { error, reached: true }
                 } else if e.is_connect() {
-                    GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", format!("provider '{name}' could not be reached"))
-                        .into()
+                    GatewayError::new(Failure::UpstreamUnavailable, format!("provider '{name}' could not be reached")).into()
                 } else {
-                    let error =
-                        GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("provider '{name}' broke off the call"));
+                    let error = GatewayError::new(Failure::UpstreamError, format!("provider '{name}' broke off the call"));
                     CallFailed { error, reached: true }
                 }
             });
@@ -178,9 +170,9 @@ impl CallFailed {
     /// charged its whole reservation, any other one request only. Returns the client's error.
     pub(crate) fn settle(self, held: Held) -> GatewayError {
         if self.reached {
-            held.unread(self.error.status.as_u16());
+            held.unread(self.error.status().as_u16());
         } else {
-            held.upstream_failed(self.error.status.as_u16());
+            held.upstream_failed(self.error.status().as_u16());
         }
         self.error
     }
@@ -220,7 +212,7 @@ impl Exchange {
     async fn call(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
         let Exchange { target, held, body, client, stream, include_usage, estimate, forwarded } = self;
         let spec = &target.spec;
-        let response = match post(http, &target, spec.kind.chat_path(), &body, stream, &forwarded, Some(&held)).await {
+        let response = match post(http, &target, crate::dialect::chat_path(spec.kind), &body, stream, &forwarded, Some(&held)).await {
             Ok(response) => response,
             Err(failed) => return Err(failed.settle(held)),
         };
@@ -237,7 +229,7 @@ impl Exchange {
         }
         let Ok(bytes) = response.bytes().await else {
             held.unread(502);
-            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer broke off"));
+            return Err(GatewayError::new(Failure::UpstreamError, "the provider's answer broke off"));
         };
         // A successful answer without usage data is charged at the estimate: never less than billed.
         held.answered(usage_in(spec.kind, &bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1)), status);
@@ -246,7 +238,7 @@ impl Exchange {
         }
         let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !parsed.is_object() {
-            return Err(GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", "the provider's answer is not JSON"));
+            return Err(GatewayError::new(Failure::UpstreamError, "the provider's answer is not JSON"));
         }
         Ok(json_response(status, Bytes::from(translate::answer(spec.kind, &parsed).to_string())))
     }
@@ -274,7 +266,7 @@ impl Future for Detachable {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(call) = self.call.as_mut() else {
-            return Poll::Ready(Err(GatewayError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")));
+            return Poll::Ready(Err(GatewayError::new(Failure::Internal, "internal error")));
         };
         let answer = ready!(call.as_mut().poll(cx));
         self.call = None;
@@ -356,7 +348,7 @@ impl Tap {
             Some("message_start") => {
                 self.input = tokens("/message/usage/input_tokens").or(self.input);
                 if let Some(usage) = event.pointer("/message/usage") {
-                    self.cache.read_anthropic_cache(usage);
+                    crate::usage::read_anthropic_cache(&mut self.cache, usage);
                 }
             }
             Some("content_block_delta") => {
@@ -365,7 +357,7 @@ impl Tap {
             }
             Some("message_delta") => {
                 if let Some(usage) = event.get("usage") {
-                    self.cache.read_anthropic_cache(usage);
+                    crate::usage::read_anthropic_cache(&mut self.cache, usage);
                 }
                 self.input = tokens("/usage/input_tokens").or(self.input);
                 self.output = tokens("/usage/output_tokens").or(self.output);

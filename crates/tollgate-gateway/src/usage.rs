@@ -1,62 +1,29 @@
-//! What a call consumed, as the provider bills it: uncached input, output, Anthropic's
-//! prompt-cache tokens (written at 1.25× or, for the one-hour cache, 2× the input price; read at
-//! 0.1×) and OpenAI's cached prompt tokens (at the model's cached-input price).
+//! Usage read off a provider's answer or stream event, by the provider's kind: OpenAI's
+//! `prompt_tokens` (with its cached part) or Anthropic's input, output and prompt-cache counts.
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::ProviderKind;
+use tollgate_core::providers::ProviderKind;
+pub use tollgate_governance::usage::Usage;
 
-/// Tokens of one call. `input` is the uncached prompt; the cached parts are counted apart
-/// (Anthropic reports them apart, OpenAI as a part of `prompt_tokens`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Usage {
-    pub input: u64,
-    pub output: u64,
-    /// Prompt tokens written to the five-minute cache.
-    pub cache_write: u64,
-    /// Prompt tokens written to the one-hour cache.
-    pub cache_write_1h: u64,
-    /// Prompt tokens read from Anthropic's cache.
-    pub cache_read: u64,
-    /// Prompt tokens an OpenAI-compatible provider served from its cache
-    /// (`prompt_tokens_details.cached_tokens`).
-    pub cached_input: u64,
+/// Takes the cache counts an Anthropic `usage` object reports into `into` (absent members keep
+/// their value: a stream reports them once at the start and again, cumulatively, at the end).
+pub fn read_anthropic_cache(into: &mut Usage, usage: &Value) {
+    if let Ok(wire) = Wire::deserialize(usage) {
+        take_cache(into, &wire);
+    }
 }
 
-impl Usage {
-    pub fn plain(input: u64, output: u64) -> Usage {
-        Usage { input, output, ..Usage::default() }
-    }
-
-    /// Every prompt token, cached or not.
-    pub fn prompt(&self) -> u64 {
-        [self.cache_write, self.cache_write_1h, self.cache_read, self.cached_input].iter().fold(self.input, |sum, n| sum.saturating_add(*n))
-    }
-
-    /// Every token, for token rate limits.
-    pub fn tokens(&self) -> u64 {
-        self.prompt().saturating_add(self.output)
-    }
-
-    /// Takes the cache counts an Anthropic `usage` object reports (absent members keep their
-    /// value: a stream reports them once at the start and again, cumulatively, at the end).
-    pub fn read_anthropic_cache(&mut self, usage: &Value) {
-        if let Ok(wire) = Wire::deserialize(usage) {
-            self.take_cache(&wire);
+fn take_cache(into: &mut Usage, wire: &Wire) {
+    match &wire.cache_creation {
+        Some(split) => {
+            into.cache_write = split.ephemeral_5m_input_tokens.unwrap_or(into.cache_write);
+            into.cache_write_1h = split.ephemeral_1h_input_tokens.unwrap_or(into.cache_write_1h);
         }
+        None => into.cache_write = wire.cache_creation_input_tokens.unwrap_or(into.cache_write),
     }
-
-    fn take_cache(&mut self, wire: &Wire) {
-        match &wire.cache_creation {
-            Some(split) => {
-                self.cache_write = split.ephemeral_5m_input_tokens.unwrap_or(self.cache_write);
-                self.cache_write_1h = split.ephemeral_1h_input_tokens.unwrap_or(self.cache_write_1h);
-            }
-            None => self.cache_write = wire.cache_creation_input_tokens.unwrap_or(self.cache_write),
-        }
-        self.cache_read = wire.cache_read_input_tokens.unwrap_or(self.cache_read);
-    }
+    into.cache_read = wire.cache_read_input_tokens.unwrap_or(into.cache_read);
 }
 
 /// A `usage` object as either kind of provider writes it, read without building a tree.
@@ -93,7 +60,7 @@ impl Wire {
             }
             ProviderKind::Anthropic => {
                 let mut out = Usage::plain(self.input_tokens?, self.output_tokens?);
-                out.take_cache(self);
+                take_cache(&mut out, self);
                 Some(out)
             }
         }

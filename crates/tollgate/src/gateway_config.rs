@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tollgate_core::auth::Secret;
 use tollgate_core::env_refs::{EnvAllowList, RESERVED_PREFIX};
+use tollgate_core::providers::ProviderKind;
 use tollgate_core::providers::ProviderRules;
-use tollgate_gateway::pricing::{Price, UnpricedModels};
-use tollgate_gateway::{ProviderKind, ProviderSpec};
+use tollgate_gateway::ProviderSpec;
+use tollgate_governance::pricing::{Price, UnpricedModels};
 
 /// Default output tokens assumed when a request sets no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -116,10 +117,12 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
         let path = format!("{at}.{key}");
         match key.as_str() {
             "name" => text(problems, &path, v).unwrap_or_default().clone_into(&mut spec.name),
-            "kind" => match text(problems, &path, v) {
-                Some("openai") => spec.kind = ProviderKind::OpenAi,
-                Some("anthropic") => spec.kind = ProviderKind::Anthropic,
-                Some(_) => problems.push(format!("{path}: must be \"openai\" (any OpenAI-compatible API) or \"anthropic\"")),
+            "kind" => match text(problems, &path, v).map(|name| (name, ProviderKind::parse(name))) {
+                Some((_, Some(kind))) => spec.kind = kind,
+                Some(_) => {
+                    let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
+                    problems.push(format!("{path}: must be one of {} (\"openai\" is any OpenAI-compatible API)", kinds.join(", ")));
+                }
                 None => {}
             },
             "base_url" => text(problems, &path, v).unwrap_or_default().clone_into(&mut spec.base_url),

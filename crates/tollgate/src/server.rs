@@ -13,9 +13,10 @@ use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
 use tollgate_core::services::models::{DeclaredProvider, ModelService, ModelSources};
 use tollgate_core::usage::UsageStore;
 use tollgate_core::vkeys::Sealer;
-use tollgate_gateway::counters::{Counters, MemoryCounters, RedisCounters};
-use tollgate_gateway::pricing::Pricing;
-use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks, OpenUsageStore};
+use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks, ManagedProviders};
+use tollgate_governance::counters::{Counters, MemoryCounters, RedisCounters};
+use tollgate_governance::pricing::Pricing;
+use tollgate_governance::{Governor, GovernorSettings, GovernorTasks, OpenUsageStore};
 use tollgate_store::SqlStore;
 
 use crate::config::Settings;
@@ -44,21 +45,19 @@ pub struct Server {
     store: SqlStore,
     bootstrap: AdminBootstrap,
     gateway: Gateway,
-    tasks: GatewayTasks,
+    tasks: (GatewayTasks, GovernorTasks),
     limits: crate::serve::ConnectionLimits,
 }
 
-/// Loads the governance snapshot, rebuilds the counters and starts the data plane's tasks.
-async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -> Result<(Gateway, GatewayTasks), StartError> {
+/// Starts governance (snapshot loaded, counters rebuilt from stored usage, the usage writer and
+/// the timers running) and the inference surface over it.
+async fn start_gateway(
+    store: &SqlStore,
+    settings: &Settings,
+    sealer: &Sealer,
+) -> Result<(Governor, Gateway, (GatewayTasks, GovernorTasks)), StartError> {
     let config = &settings.gateway;
     let pricing = Pricing::new(config.prices.clone(), config.unpriced).map_err(StartError::Gateway)?;
-    let gateway_settings = GatewaySettings {
-        providers: config.providers.clone(),
-        pricing,
-        default_max_tokens: config.default_max_tokens,
-        log_retention_days: config.log_retention_days,
-        rules: config.rules.clone(),
-    };
     let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
     let counters: Arc<dyn Counters> = match &config.redis_url {
         Some(url) => Arc::new(
@@ -74,13 +73,20 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
         let own = SqlStore::for_usage_writer(&url).map_err(|e| format!("usage writer's database pool: {e}"))?;
         Ok(Arc::new(own) as Arc<dyn UsageStore>)
     });
-    Gateway::start(usage, open_writer_store, counters, gateway_settings, sealer.clone()).await.map_err(StartError::Gateway)
+    // The API-managed providers are rebuilt from the same read as governance's snapshot.
+    let managed = Arc::new(ManagedProviders::new(sealer.clone(), config.rules.clone()));
+    let governance = GovernorSettings { pricing, log_retention_days: config.log_retention_days, on_reload: vec![managed.on_reload()] };
+    let (governor, governor_tasks) = Governor::start(usage, open_writer_store, counters, governance).await.map_err(StartError::Gateway)?;
+    let inference =
+        GatewaySettings { providers: config.providers.clone(), default_max_tokens: config.default_max_tokens, rules: config.rules.clone() };
+    let (gateway, gateway_tasks) = Gateway::new(governor.clone(), managed, inference).map_err(StartError::Gateway)?;
+    Ok((governor, gateway, (gateway_tasks, governor_tasks)))
 }
 
 /// What `GET /api/models` lists besides the store: the config file's providers and the catalog.
 fn model_sources(settings: &Settings) -> Result<ModelSources, StartError> {
     let declared = settings.gateway.providers.iter().map(|p| DeclaredProvider { name: p.name.clone(), models: p.models.clone() }).collect();
-    let catalog = tollgate_gateway::pricing::catalog_models().map_err(StartError::Gateway)?;
+    let catalog = tollgate_governance::pricing::catalog_models().map_err(StartError::Gateway)?;
     Ok(ModelSources { declared, catalog })
 }
 
@@ -107,20 +113,20 @@ impl Server {
         let auth = Arc::new(AuthService::with_throttle(shared.clone(), admin, settings.server.login));
         let bootstrap = auth.bootstrap().await.map_err(|e| StartError::Database(e.to_string()))?;
         crate::declared::apply(&settings.declared, shared.clone(), &sealer).await.map_err(StartError::Declared)?;
-        let (gateway, tasks) = start_gateway(&store, settings, &sealer).await?;
+        let (governor, gateway, tasks) = start_gateway(&store, settings, &sealer).await?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let mut state = AdminState::new(shared.clone(), auth, &sealer);
         state.models = ModelService::new(shared, model_sources(settings)?);
         state.providers = state.providers.with_rules(settings.gateway.rules.clone());
-        let probe = gateway.clone();
+        let probe = governor.clone();
         state.readiness = Some(Arc::new(move || {
-            let gateway = probe.clone();
-            Box::pin(async move { gateway.ready().await })
+            let governor = probe.clone();
+            Box::pin(async move { governor.ready().await })
         }));
-        let hook = gateway.clone();
+        let hook = governor;
         state.on_change = Some(Arc::new(move || {
-            let gateway = hook.clone();
-            Box::pin(async move { gateway.reload().await })
+            let governor = hook.clone();
+            Box::pin(async move { governor.reload().await })
         }));
         Ok(Server { listener, state, store, bootstrap, gateway, tasks, limits: settings.server.connections })
     }
@@ -141,9 +147,13 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let router = tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway));
+        // Every surface's routes under the one middleware stack.
+        let router = tollgate_admin::stack(tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway)));
         crate::serve::serve(self.listener, router, self.limits, shutdown).await;
-        self.tasks.shutdown().await;
+        // Calls still in flight settle first, then governance drains what they charged.
+        let (gateway_tasks, governor_tasks) = self.tasks;
+        gateway_tasks.shutdown().await;
+        governor_tasks.shutdown().await;
         self.store.close().await;
         Ok(())
     }

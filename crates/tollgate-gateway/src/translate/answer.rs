@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::{arguments_object, assistant_message, finish_reason, stop_reason, text_of, usage_of};
-use crate::engine::ProviderKind;
+use tollgate_core::providers::ProviderKind;
 
 /// An upstream's answer in the other format (`upstream` names the answer's own format).
 pub fn answer(upstream: ProviderKind, answer: &Value) -> Value {

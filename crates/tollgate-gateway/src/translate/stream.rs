@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::answer::{created, openai_usage};
 use super::{finish_reason, stop_reason};
-use crate::engine::ProviderKind;
+use tollgate_core::providers::ProviderKind;
 
 /// One server-sent event for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +246,7 @@ impl Reframe for OpenAiToAnthropic {
 fn cached(usage: Option<&Value>) -> u64 {
     let mut tokens = crate::usage::Usage::default();
     if let Some(usage) = usage {
-        tokens.read_anthropic_cache(usage);
+        crate::usage::read_anthropic_cache(&mut tokens, usage);
     }
     tokens.prompt()
 }

@@ -53,6 +53,21 @@ on_both_backends! {
         app.admin().delete(FAMILIES[1]).await.expect_error(405);
     }
 
+    async fn inference_routes_run_under_the_same_middleware_as_the_management_api(app: &TestApp) {
+        // A request id is given to every answer, or the caller's echoed back.
+        let reply = app.anonymous().post("/v1/chat/completions", json!({"model": "openai/gpt-4o", "messages": []})).await;
+        reply.expect_error(401);
+        assert!(reply.headers.get("x-request-id").is_some_and(|v| !v.is_empty()), "the inference answer names its request id");
+        let reply = app.with_header("x-request-id", "trace-me-7").post("/anthropic/v1/messages", json!({"model": "m"})).await;
+        assert_eq!(reply.headers.get("x-request-id").and_then(|v| v.to_str().ok()), Some("trace-me-7"));
+        // An error from below the handlers is put in the envelope there too.
+        let reply = app.anonymous().get("/v1/chat/completions").await;
+        reply.expect_error(405);
+        assert!(reply.headers.get("allow").is_some(), "405 names the allowed methods");
+        // A NUL in the path is refused before any handler sees it.
+        app.anonymous().get("/v1/models%00x").await.expect_error(400);
+    }
+
     async fn errors_carry_the_request_id_as_event_id(app: &TestApp) {
         let reply = app.admin().get(&format!("{}/77", FAMILIES[0])).await;
         reply.expect_error(404);

@@ -104,7 +104,7 @@ on_both_backends! { start declared_app;
         assert_eq!(filtered, list(app, "limit=1000&unfiltered=false").await);
         assert_eq!(names(&filtered), ["anthropic/claude-custom", "local/llama-3", "local/qwen-2", "openai/gpt-4o"]);
 
-        let catalog = tollgate_gateway::pricing::catalog_models().unwrap_or_else(|e| panic!("{e}"));
+        let catalog = tollgate_governance::pricing::catalog_models().unwrap_or_else(|e| panic!("{e}"));
         let all = list(app, "limit=1000&unfiltered=true").await;
         let listed = names(&all);
         let unique: BTreeSet<&String> = listed.iter().collect();

@@ -1,19 +1,15 @@
-//! A reservation's life after admission: the `Held` guard that settles it exactly once (with
-//! the real usage, or on drop with what was consumed), and the refusal a denied reservation gets.
+//! A reservation's life after admission: the `Held` guard that settles it exactly once, with the
+//! real usage or, on drop, with what may have been consumed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use tollgate_core::money::Money;
 use tollgate_core::usage::RequestLog;
-use tollgate_core::windows::Period;
 
 use crate::authorize::Estimate;
-use crate::counters::{Actual, Claim, Denial, LineKind, Scope};
-use crate::engine::Gateway;
-use crate::error::GatewayError;
+use crate::counters::{Actual, Claim};
+use crate::governor::Governor;
 use crate::pricing::Price;
 use crate::usage::Usage;
 
@@ -22,7 +18,7 @@ use crate::usage::Usage;
 /// or its task is cancelled — by `Drop`, which charges the whole reservation once the request
 /// may have reached the provider and releases it otherwise.
 pub struct Held {
-    gateway: Gateway,
+    governor: Governor,
     reservation: Option<u64>,
     price: Option<Price>,
     /// What was reserved, and the output tokens in it: charged whole (and logged as prompt and
@@ -47,7 +43,7 @@ impl std::fmt::Debug for Held {
 
 impl Held {
     pub(crate) fn new(
-        gateway: Gateway,
+        governor: Governor,
         reservation: u64,
         price: Option<Price>,
         (estimate, max_out): (Estimate, u64),
@@ -55,7 +51,7 @@ impl Held {
         log: RequestLog,
     ) -> Held {
         Held {
-            gateway,
+            governor,
             reservation: Some(reservation),
             price,
             estimate,
@@ -102,10 +98,10 @@ impl Held {
             return true;
         }
         let now = tollgate_core::clock::now();
-        let Ok(id) = self.gateway.0.counters.reserve(&self.request_lines, now).await else { return false };
-        let writer = self.gateway.0.writer.clone();
+        let Ok(id) = self.governor.0.counters.reserve(&self.request_lines, now).await else { return false };
+        let writer = self.governor.0.writer.clone();
         let taken = Actual { requests: 1, ..Actual::default() };
-        self.gateway.0.counters.settle(id, taken, now, Box::new(move |values| writer.record(values, None)));
+        self.governor.0.counters.settle(id, taken, now, Box::new(move |values| writer.record(values, None)));
         true
     }
 
@@ -137,12 +133,12 @@ impl Held {
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ..log
         });
-        let writer = self.gateway.0.writer.clone();
-        self.gateway.0.counters.settle(id, actual, tollgate_core::clock::now(), Box::new(move |values| writer.record(values, log)));
+        let writer = self.governor.0.writer.clone();
+        self.governor.0.counters.settle(id, actual, tollgate_core::clock::now(), Box::new(move |values| writer.record(values, log)));
     }
 
     /// Settles what a stream consumed when it ends or is abandoned.
-    pub(crate) fn settle_stream(&mut self, usage: Usage, status: u16) {
+    pub fn settle_stream(&mut self, usage: Usage, status: u16) {
         self.settle(Some(usage), status);
     }
 }
@@ -157,100 +153,5 @@ impl Drop for Held {
         } else {
             self.end(Actual::default(), Usage::default(), Money::ZERO, 499);
         }
-    }
-}
-
-fn period_text(p: Period) -> &'static str {
-    match p {
-        Period::Hour => "1h",
-        Period::Day => "1d",
-        Period::Week => "1w",
-        Period::Month => "1M",
-        Period::Quarter { .. } => "1Q",
-        Period::Year => "1Y",
-    }
-}
-
-#[expect(clippy::cast_precision_loss, reason = "dollar amounts below 2^53 micro-dollars print exactly enough")]
-fn dollars(micros: u64) -> f64 {
-    micros as f64 / 1_000_000.0
-}
-
-/// How a line is named in a refusal: `profile budget`, `provider 'openai' request limit`, …
-fn label(denial: &Denial, provider: &str) -> String {
-    let what = match denial.kind {
-        LineKind::Budget => "budget",
-        LineKind::Tokens => "token limit",
-        LineKind::Requests => "request limit",
-    };
-    match denial.scope {
-        Scope::Profile => format!("profile {what}"),
-        Scope::Provider => format!("provider '{provider}' {what}"),
-    }
-}
-
-/// The answer to a refused reservation: rate limits (429) before budgets (402). Provider-level
-/// lines are those of `provider`, the requested one. A budget's message names what the line
-/// would hold with this request (spent or held, plus its estimate) against the limit: exact
-/// admission refuses a request that does not fit, even while the spent amount is below the limit.
-pub(crate) fn refusal(denials: &[Denial], now: DateTime<Utc>, provider: &str) -> GatewayError {
-    let rate: Vec<&Denial> = denials.iter().filter(|d| d.kind != LineKind::Budget).collect();
-    if rate.is_empty() {
-        let parts: Vec<String> = denials
-            .iter()
-            .map(|d| {
-                // What would have been spent with this request, then how it adds up.
-                let total = d.used.saturating_add(d.estimate);
-                format!(
-                    "{} exceeded: {:.4} >= {:.4} dollars ({:.4} spent or held + {:.4} estimated for this request)",
-                    label(d, provider),
-                    dollars(total),
-                    dollars(d.limit),
-                    dollars(d.used),
-                    dollars(d.estimate)
-                )
-            })
-            .collect();
-        return GatewayError::new(StatusCode::PAYMENT_REQUIRED, "budget_exceeded", format!("Budget exceeded: {}", parts.join("; ")));
-    }
-    let tokens = rate.iter().any(|d| d.kind == LineKind::Tokens);
-    let requests = rate.iter().any(|d| d.kind == LineKind::Requests);
-    let kind = match (tokens, requests) {
-        (true, true) => "rate_limited",
-        (true, false) => "token_limited",
-        _ => "request_limited",
-    };
-    let parts: Vec<String> = rate
-        .iter()
-        .map(|d| format!("{} exceeded ({}/{}, resets every {})", label(d, provider), d.used, d.limit, period_text(d.period)))
-        .collect();
-    let wait = rate.iter().map(|d| (d.resets_at - now).num_seconds() + 1).max();
-    let mut error = GatewayError::new(StatusCode::TOO_MANY_REQUESTS, kind, format!("Rate limit exceeded: [{}]", parts.join(", ")));
-    error.retry_after = wait;
-    error
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_budget_refusal_shows_what_the_line_would_hold_with_the_request_against_the_limit() {
-        let now = tollgate_core::clock::now();
-        let denial = Denial {
-            kind: LineKind::Budget,
-            scope: Scope::Profile,
-            used: 990_000,
-            estimate: 21_000,
-            limit: 1_000_000,
-            period: Period::Day,
-            resets_at: now,
-        };
-        let refused = refusal(&[denial], now, "openai");
-        assert_eq!(refused.status, StatusCode::PAYMENT_REQUIRED);
-        assert_eq!(
-            refused.message,
-            "Budget exceeded: profile budget exceeded: 1.0110 >= 1.0000 dollars (0.9900 spent or held + 0.0210 estimated for this request)"
-        );
     }
 }

@@ -1,59 +1,26 @@
-//! Pure governance decisions: which header carries the virtual key, whether the key, its user's
-//! copies, the provider and the model pass (in the contract's order), and which lines to claim.
+//! Pure governance decisions: whether the key, its user's copies, the provider and the model
+//! pass (in the contract's order, first failure wins), and which lines a request claims.
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use chrono::{DateTime, Utc};
 use tollgate_core::auth::sha256;
 use tollgate_core::profile::{Budget, ProviderConfig, RateLimit};
-use tollgate_core::vkeys::VIRTUAL_KEY_PREFIX;
 use tollgate_core::windows::Period;
 
 use crate::counters::{Claim, LineKind, Scope};
-use crate::error::GatewayError;
+use crate::denial::{Denial, DenialKind};
 use crate::snapshot::{GovernedCopy, Lines, Snapshot};
-
-/// Headers that may carry a virtual key, in the order they are tried.
-/// Names made once, so a look-up does not parse and check the name again on every request.
-pub const KEY_HEADERS: [HeaderName; 5] = [
-    HeaderName::from_static("x-bf-vk"),
-    header::AUTHORIZATION,
-    HeaderName::from_static("x-api-key"),
-    HeaderName::from_static("x-goog-api-key"),
-    HeaderName::from_static("api-key"),
-];
-
-/// The first header value that is a virtual key (`sk-bf-…`, prefix case-insensitive).
-pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    KEY_HEADERS.iter().find_map(|name| {
-        let value = headers.get(name)?.to_str().ok()?.trim();
-        let value = if name == header::AUTHORIZATION {
-            let (scheme, rest) = value.split_once(' ')?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return None;
-            }
-            rest.trim()
-        } else {
-            value
-        };
-        value.get(..VIRTUAL_KEY_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(VIRTUAL_KEY_PREFIX)).map(|_| value)
-    })
-}
 
 /// Who may make the request, and under which copy and provider config, borrowed from the
 /// snapshot the decision was made on (nothing shared is counted up and down per request).
 #[derive(Debug, Clone, Copy)]
-pub struct Grant<'s> {
+pub struct Access<'s> {
     pub user_id: &'s str,
     pub key_id: &'s str,
     pub copy: &'s GovernedCopy,
     /// Index of the governing provider config in the copy's policy.
     config_at: usize,
-}
-
-fn refused(status: StatusCode, kind: &'static str, message: String) -> GatewayError {
-    GatewayError::new(status, kind, message)
 }
 
 /// Identity and access checks, first failure wins: key present, key known, key active, an
@@ -65,49 +32,30 @@ pub fn authorize<'s>(
     provider: &str,
     model: &str,
     now: DateTime<Utc>,
-) -> Result<Grant<'s>, GatewayError> {
-    let key = key.ok_or_else(|| {
-        refused(
-            StatusCode::UNAUTHORIZED,
-            "virtual_key_required",
-            "virtual key is required. Provide a virtual key via the x-bf-vk header.".into(),
-        )
-    })?;
-    let record = snapshot.keys.get(&sha256(key)).ok_or_else(|| {
-        refused(
-            StatusCode::UNAUTHORIZED,
-            "virtual_key_not_found",
-            "virtual key not found. The provided virtual key does not exist or has been revoked.".into(),
-        )
-    })?;
+) -> Result<Access<'s>, Denial> {
+    let refused = |kind| Denial::new(kind, provider, model, now);
+    let key = key.ok_or_else(|| refused(DenialKind::KeyRequired))?;
+    let record = snapshot.keys.get(&sha256(key)).ok_or_else(|| refused(DenialKind::KeyNotFound))?;
     if !record.is_active {
-        return Err(refused(StatusCode::FORBIDDEN, "virtual_key_blocked", "Virtual key is inactive".into()));
+        return Err(refused(DenialKind::KeyInactive));
     }
     // Judged over the user's copies in place (oldest first), without collecting them.
     let copies = snapshot.copies.get(&record.user_id).map_or(&[][..], Vec::as_slice);
     let active = || copies.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now));
     if active().next().is_none() {
-        return Err(refused(
-            StatusCode::FORBIDDEN,
-            "access_blocked",
-            "the access profile of this virtual key is inactive or expired".into(),
-        ));
+        return Err(refused(DenialKind::AccessBlocked));
     }
     let config_of = |c: &GovernedCopy| c.policy.provider_configs.iter().position(|p| p.provider_name == provider);
     if !active().any(|c| config_of(c).is_some()) {
-        return Err(refused(
-            StatusCode::FORBIDDEN,
-            "provider_blocked",
-            format!("Provider '{provider}' is not allowed for this virtual key"),
-        ));
+        return Err(refused(DenialKind::ProviderBlocked));
     }
     let (copy, config_at) = active()
         .find_map(|c| {
             let at = config_of(c)?;
             c.policy.provider_configs[at].allows_model(model).then_some((c, at))
         })
-        .ok_or_else(|| refused(StatusCode::FORBIDDEN, "model_blocked", format!("Model '{model}' is not allowed for this virtual key")))?;
-    Ok(Grant { user_id: &record.user_id, key_id: &record.id, copy, config_at })
+        .ok_or_else(|| refused(DenialKind::ModelBlocked))?;
+    Ok(Access { user_id: &record.user_id, key_id: &record.id, copy, config_at })
 }
 
 /// What a request is expected to consume.
@@ -128,7 +76,7 @@ impl Estimate {
     }
 }
 
-impl Grant<'_> {
+impl Access<'_> {
     /// The provider config that governs the request.
     pub fn config(&self) -> &ProviderConfig {
         &self.copy.policy.provider_configs[self.config_at]

@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
-use tollgate_core::money::Money;
 use tollgate_core::usage::{RequestLog, UsageRow, UsageStore};
 
-use crate::counters::{Counters, LineKind, LineValue};
+use crate::counters::{Counters, LineValue, row};
 use crate::journal::Journal;
 
 /// How often pending usage is written. A flush costs mostly its round trips to the database, not
@@ -252,35 +251,14 @@ async fn flush(store: &dyn UsageStore, counters: &dyn Counters, pending: &Mutex<
     }
 }
 
-pub(crate) fn row(value: &LineValue) -> UsageRow {
-    let id = value.line.trim_end_matches(":t").trim_end_matches(":r").to_owned();
-    match value.kind {
-        LineKind::Budget => UsageRow::Budget {
-            id,
-            used: Money::from_micros(i64::try_from(value.used).unwrap_or(i64::MAX)).unwrap_or(Money::ZERO),
-            window_start: value.window_start,
-        },
-        LineKind::Tokens => UsageRow::Tokens { id, used: value.used, window_start: value.window_start },
-        LineKind::Requests => UsageRow::Requests { id, used: value.used, window_start: value.window_start },
-    }
-}
-
-/// The counter line name of a persisted row.
-pub fn line_of(row: &UsageRow) -> (String, LineKind, u64, chrono::DateTime<chrono::Utc>) {
-    match row {
-        UsageRow::Budget { id, used, window_start } => {
-            (id.clone(), LineKind::Budget, u64::try_from(used.micros()).unwrap_or(0), *window_start)
-        }
-        UsageRow::Tokens { id, used, window_start } => (format!("{id}:t"), LineKind::Tokens, *used, *window_start),
-        UsageRow::Requests { id, used, window_start } => (format!("{id}:r"), LineKind::Requests, *used, *window_start),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, Utc};
 
+    use tollgate_core::money::Money;
+
     use super::*;
+    use crate::counters::LineKind;
 
     fn value(used: u64, window_start: chrono::DateTime<Utc>) -> LineValue {
         LineValue { line: "b1".into(), kind: LineKind::Budget, used, window_start }

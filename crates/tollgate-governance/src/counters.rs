@@ -3,6 +3,7 @@
 //! both under one short lock, so concurrent requests can never take the same room twice.
 
 mod redis;
+mod rows;
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +13,7 @@ use hashbrown::HashMap;
 use tollgate_core::windows::Period;
 
 pub use self::redis::RedisCounters;
+pub use self::rows::{line_of, row};
 
 /// Where a line is set: on the profile, or on the provider config of the requested provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +53,9 @@ pub struct Claim {
 impl Claim {
     /// The refusal of this claim on a line holding `taken` (used plus reserved) in the window
     /// that started at `window_start`.
-    pub fn denial(&self, taken: u64, window_start: DateTime<Utc>) -> Denial {
-        Denial {
+    pub fn denial(&self, taken: u64, window_start: DateTime<Utc>) -> Shortfall {
+        Shortfall {
+            line: self.line.clone(),
             kind: self.kind,
             scope: self.scope,
             used: taken,
@@ -69,9 +72,11 @@ impl Claim {
     }
 }
 
-/// A line that has no room for the request.
+/// A line that has no room for the request, with its numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
+pub struct Shortfall {
+    /// The counter line: a budget id, or `<rate limit id>:t` / `:r`.
+    pub line: Arc<str>,
     pub kind: LineKind,
     pub scope: Scope,
     /// Used plus reserved by requests in flight.
@@ -97,7 +102,7 @@ pub struct LineValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Lines without room for the request (every one of them).
-    Denied(Vec<Denial>),
+    Denied(Vec<Shortfall>),
     /// The counter store could not be asked; the request is refused rather than let through unchecked.
     Unavailable,
 }

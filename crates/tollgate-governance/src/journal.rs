@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use tollgate_core::usage::{OpenReservation, UsageStore};
 
 use crate::counters::Counters;
-use crate::writer::row;
+use crate::counters::row;
 
 /// What this process has recorded. A reservation is recorded once it has been open at two
 /// flushes in a row, so the many requests shorter than a flush never reach the store.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use hashbrown::HashMap;
 
 use super::{Claim, LineKind, LineValue, RedisCounters, expires_at};
-use crate::writer::line_of;
+use crate::counters::line_of;
 
 /// How long the last seen value of a line is kept: the usage writer persists within about a
 /// second, so stored usage catches up long before; the day covers a database that was away.

@@ -1,0 +1,28 @@
+//! Tollgate's governance, asked by every surface (inference, MCP, management reads) and free of
+//! HTTP: an immutable snapshot of keys and copies (`snapshot`), the identity and access decision
+//! (`authorize`), the admission that prices a request and reserves its estimate on every line
+//! that applies (`admit`, on `counters` in memory or in Redis), the `Held` guard that settles it
+//! exactly once, pricing, and the usage writer that persists counters and the request log.
+//!
+//! A surface asks in two steps on one snapshot: `Governor::authorize` (who, under which copy) and
+//! `Governor::admit` (priced and reserved, or a `Denial` naming the rule), then settles the
+//! `Held` it got with what the call consumed.
+
+pub mod admit;
+pub mod authorize;
+pub mod counters;
+pub mod denial;
+pub mod governor;
+pub mod held;
+mod journal;
+pub mod pricing;
+pub mod snapshot;
+pub mod usage;
+mod writer;
+
+pub use admit::{Ask, PromptSize};
+pub use authorize::{Access, Estimate};
+pub use denial::{CopyRef, Denial, DenialKind};
+pub use governor::{Governor, GovernorSettings, GovernorTasks, OnReload};
+pub use held::Held;
+pub use writer::OpenUsageStore;
