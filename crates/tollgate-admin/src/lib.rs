@@ -95,6 +95,7 @@ pub fn router(state: AdminState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_caller));
     Router::new()
         .merge(routes::public_routes())
+        .route("/openapi.json", axum::routing::get(openapi::serve))
         .nest("/api", api)
         .fallback(unknown_route)
         .with_state(state)

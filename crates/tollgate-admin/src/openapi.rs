@@ -1,5 +1,5 @@
 //! The OpenAPI document, generated from the handlers' annotations, with the deprecated path
-//! family added as marked copies of the canonical operations.
+//! family added as marked copies of the canonical operations, and the public route serving it.
 
 use std::sync::OnceLock;
 
@@ -20,6 +20,17 @@ use crate::routes::{
 ))]
 struct ApiDoc;
 
+#[derive(OpenApi)]
+#[openapi(paths(serve))]
+struct DocumentDoc;
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "System", operation_id = "openapi", security(()),
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub(crate) async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(document())
+}
+
 /// Canonical path prefixes and the deprecated prefixes that serve the same operations.
 const ALIASES: [(&str, &str); 3] =
     [(PROFILES_CANONICAL, PROFILES_ALIAS), ("/api/governance/rbac/", "/api/"), ("/api/governance/users", "/api/users")];
@@ -33,6 +44,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 fn build() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(SystemDoc::openapi());
+    doc.merge(DocumentDoc::openapi());
     doc.merge(ProfileDoc::openapi());
     doc.merge(ApiKeyDoc::openapi());
     doc.merge(RbacDoc::openapi());

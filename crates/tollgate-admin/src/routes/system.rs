@@ -1,5 +1,5 @@
-//! Public routes: liveness, readiness (the database and the shared usage counters answer) and the
-//! OpenAPI document.
+//! Public routes: liveness and readiness (the database and the shared usage counters answer).
+//! The OpenAPI document's route is `openapi::serve`, beside the document it serves.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -10,11 +10,11 @@ use crate::dto::StatusResponse;
 use crate::error::{ApiError, ErrorResponse};
 
 pub(crate) fn routes() -> Router<AdminState> {
-    Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/openapi.json", get(openapi))
+    Router::new().route("/health", get(health)).route("/ready", get(ready))
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(health, ready, openapi))]
+#[openapi(paths(health, ready))]
 pub(crate) struct SystemDoc;
 
 /// Liveness: the process serves HTTP.
@@ -39,11 +39,4 @@ async fn ready(State(state): State<AdminState>) -> Result<Json<StatusResponse>, 
         })?;
     }
     Ok(Json(StatusResponse { status: "ready" }))
-}
-
-/// This OpenAPI document.
-#[utoipa::path(get, path = "/openapi.json", tag = "System", operation_id = "openapi", security(()),
-    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::document())
 }
