@@ -46,6 +46,9 @@ pub struct Claim {
     pub estimate: u64,
     /// Whose line it is (named in a refusal).
     pub scope: Scope,
+    /// The user copy the line belongs to (every line belongs to one copy, and a request's claims
+    /// all come from one): a shared store keeps one copy's lines together (one Redis Cluster slot).
+    pub copy: i64,
 }
 
 impl Claim {
@@ -128,8 +131,10 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
         (Vec::new(), Vec::new())
     }
     /// Takes a persisted line value if the store has none for the line or holds an older window
-    /// (at start, and on reload after a management write zeroed a line).
-    async fn adopt(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String>;
+    /// (at start, and on reload after a management write zeroed a line). `copy` owns the line
+    /// (`Claim::copy`); a store that places lines by copy skips a line whose owner is unknown
+    /// (no request can claim it, and a line it lacks is rebuilt when one does).
+    async fn adopt(&self, line: &str, copy: Option<i64>, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String>;
     /// Marks this instance's reservations in flight as alive (every minute, before `sweep`), for
     /// a store shared with other instances, whose sweeps would otherwise take them for a dead
     /// instance's.
@@ -137,8 +142,8 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     /// Ends reservations older than `max_age` (a shared store: those nobody refreshed, charging
     /// their estimates); returns how many.
     async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize;
-    /// Used and reserved of a line in its current window (for reads and tests).
-    async fn peek(&self, line: &str) -> Option<(u64, u64)>;
+    /// Used and reserved of a line (of user copy `copy`) in its current window (for reads and tests).
+    async fn peek(&self, line: &str, copy: i64) -> Option<(u64, u64)>;
     /// Waits for settlements still being written (graceful shutdown).
     async fn drain(&self) {}
     /// Whether the store answers, for readiness: memory always does.
@@ -351,7 +356,7 @@ impl Counters for MemoryCounters {
         (ids, lines)
     }
 
-    async fn adopt(&self, line: &str, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+    async fn adopt(&self, line: &str, _copy: Option<i64>, kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
         let mut state = self.state.lock().map_err(|_| "counter lock poisoned".to_owned())?;
         let State { slots, lines, .. } = &mut *state;
         let Some(slot) = slots.get(line) else {
@@ -374,7 +379,7 @@ impl Counters for MemoryCounters {
         0
     }
 
-    async fn peek(&self, line: &str) -> Option<(u64, u64)> {
+    async fn peek(&self, line: &str, _copy: i64) -> Option<(u64, u64)> {
         let state = self.state.lock().ok()?;
         state.slots.get(line).map(|slot| (state.lines[*slot].used, state.lines[*slot].reserved))
     }
@@ -384,6 +389,9 @@ impl Counters for MemoryCounters {
 pub(crate) mod tests {
     //! The counter contract, run against every store (the Redis store's tests call these too).
     use super::*;
+
+    /// The user copy every contract line belongs to.
+    pub const COPY: i64 = 7;
 
     pub fn budget(line: &str, limit: u64, estimate: u64) -> Claim {
         Claim {
@@ -395,6 +403,7 @@ pub(crate) mod tests {
             anchor: DateTime::<Utc>::UNIX_EPOCH,
             estimate,
             scope: Scope::Profile,
+            copy: COPY,
         }
     }
 
@@ -417,7 +426,7 @@ pub(crate) mod tests {
         assert_eq!(denials[0].used, 60, "in-flight reservations count");
         let values = settle(c, first.unwrap_or_default(), Actual { cost_micros: 30, ..Actual::default() }, now).await;
         assert_eq!(values.iter().map(|v| v.used).collect::<Vec<_>>(), vec![30], "the charged line's new value is reported");
-        assert_eq!(c.peek(line).await, Some((30, 0)));
+        assert_eq!(c.peek(line, COPY).await, Some((30, 0)));
         assert!(c.reserve(&[budget(line, 100, 60)], now).await.is_ok());
     }
 
@@ -425,12 +434,12 @@ pub(crate) mod tests {
         let now = tollgate_core::clock::now();
         let tight = budget(&format!("{line}-tight"), 5, 10);
         assert!(c.reserve(&[budget(line, 100, 10), tight], now).await.is_err());
-        assert_eq!(c.peek(line).await.unwrap_or_default(), (0, 0), "the line with room was not touched");
+        assert_eq!(c.peek(line, COPY).await.unwrap_or_default(), (0, 0), "the line with room was not touched");
     }
 
     pub async fn usage_of_a_past_window_does_not_count(c: &dyn Counters, line: &str) {
         let now = tollgate_core::clock::now();
-        assert!(c.adopt(line, LineKind::Budget, 100, now - Duration::days(2)).await.is_ok());
+        assert!(c.adopt(line, Some(COPY), LineKind::Budget, 100, now - Duration::days(2)).await.is_ok());
         assert!(c.reserve(&[budget(line, 100, 50)], now).await.is_ok(), "yesterday's spend is gone");
     }
 
@@ -438,10 +447,10 @@ pub(crate) mod tests {
         let now = tollgate_core::clock::now();
         let id = c.reserve(&[budget(line, 100, 10)], now).await.unwrap_or_default();
         settle(c, id, Actual { cost_micros: 80, ..Actual::default() }, now).await;
-        assert!(c.adopt(line, LineKind::Budget, 5, now - Duration::days(1)).await.is_ok());
-        assert_eq!(c.peek(line).await, Some((80, 0)), "an older value never overwrites a newer one");
-        assert!(c.adopt(line, LineKind::Budget, 0, now).await.is_ok());
-        assert_eq!(c.peek(line).await, Some((0, 0)), "a reset (a window starting now) zeroes the line");
+        assert!(c.adopt(line, Some(COPY), LineKind::Budget, 5, now - Duration::days(1)).await.is_ok());
+        assert_eq!(c.peek(line, COPY).await, Some((80, 0)), "an older value never overwrites a newer one");
+        assert!(c.adopt(line, Some(COPY), LineKind::Budget, 0, now).await.is_ok());
+        assert_eq!(c.peek(line, COPY).await, Some((0, 0)), "a reset (a window starting now) zeroes the line");
         assert!(c.reserve(&[budget(line, 100, 90)], now).await.is_ok(), "the room is back at once");
     }
 
@@ -464,13 +473,13 @@ pub(crate) mod tests {
         settle(&c, id, Actual { cost_micros: 60, ..Actual::default() }, at(10, 31)).await;
         assert!(c.reserve(&[hourly(50, at(0, 0))], at(10, 59)).await.is_err(), "the same window: 60 + 50 > 100");
         assert!(c.reserve(&[hourly(50, at(0, 0))], at(11, 0)).await.is_ok(), "the next window starts empty");
-        assert_eq!(c.peek("b1").await, Some((0, 50)));
+        assert_eq!(c.peek("b1", COPY).await, Some((0, 50)));
         let id = c.reserve(&[hourly(0, at(0, 0))], at(11, 10)).await.unwrap_or_default();
         settle(&c, id, Actual { cost_micros: 40, ..Actual::default() }, at(11, 10)).await;
         // A budget reset moves the anchor: the window starting at 11:20 replaces the one that
         // started at 11:00, though that one has not ended yet.
         assert!(c.reserve(&[hourly(10, at(11, 20))], at(11, 25)).await.is_ok());
-        assert_eq!(c.peek("b1").await, Some((0, 60)), "the old window's 40 used are gone, reservations stay");
+        assert_eq!(c.peek("b1", COPY).await, Some((0, 60)), "the old window's 40 used are gone, reservations stay");
     }
 
     /// The writer reads a memory line's value at its flush: once per line however many requests
@@ -511,9 +520,9 @@ pub(crate) mod tests {
         let now = tollgate_core::clock::now();
         let id = c.reserve(&[budget("b1", 100, 90)], now).await.unwrap_or_default();
         assert_eq!(c.sweep(Duration::minutes(30), now + Duration::hours(3)).await, 0, "nothing is released by age");
-        assert_eq!(c.peek("b1").await, Some((0, 90)), "the room stays held while the request lives");
+        assert_eq!(c.peek("b1", COPY).await, Some((0, 90)), "the room stays held while the request lives");
         settle(&c, id, Actual { cost_micros: 70, ..Actual::default() }, now + Duration::hours(3)).await;
-        assert_eq!(c.peek("b1").await, Some((70, 0)), "the late settlement is charged");
+        assert_eq!(c.peek("b1", COPY).await, Some((70, 0)), "the late settlement is charged");
     }
 
     #[tokio::test]

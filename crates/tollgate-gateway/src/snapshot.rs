@@ -80,6 +80,19 @@ impl Lines {
 }
 
 impl Snapshot {
+    /// The user copy owning each counter line (a line belongs to exactly one copy).
+    pub fn line_owners(&self) -> HashMap<&str, i64> {
+        let mut owners = HashMap::new();
+        for copy in self.copies.values().flatten() {
+            for lines in std::iter::once(&copy.profile).chain(&copy.configs) {
+                for line in lines.budgets.iter().chain(&lines.tokens).chain(&lines.requests) {
+                    owners.insert(&**line, copy.id);
+                }
+            }
+        }
+        owners
+    }
+
     /// The snapshot of `data`; a stored provider the `rules` refuse is left out (logged).
     pub fn build(data: GovernanceData, sealer: &Sealer, rules: &ProviderRules) -> Snapshot {
         let providers = data
