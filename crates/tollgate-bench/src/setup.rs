@@ -35,7 +35,8 @@ output = 0.4
     );
     if redis.is_some() {
         let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
-        config.push_str(&format!("\n[gateway]\nredis_key_prefix = \"tollgate-bench:{}-{run}:\"\n", std::process::id()));
+        let pid = std::process::id();
+        config = format!("{config}\n[gateway]\nredis_key_prefix = \"tollgate-bench:{pid}-{run}:\"\n");
     }
     let config_path = dir.join("tollgate.toml");
     std::fs::write(&config_path, config).map_err(|e| format!("writing {}: {e}", config_path.display()))?;
