@@ -66,6 +66,10 @@ pub struct Options {
     /// A smoke run of about 25 seconds: the target rate only, short runs
     #[arg(long)]
     pub quick: bool,
+    /// Redis mode: Tollgate keeps its counters in this Redis (`redis://…` or `redis+cluster://…`),
+    /// under a key prefix of this run's own; without it, in memory
+    #[arg(long)]
+    pub redis_url: Option<String>,
 }
 
 /// Run lengths, checked. `fixed`, `full` and `stream` are the length of one slice: a path's run
@@ -200,18 +204,19 @@ pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
     let mock = spawn::start("mock", spawn::own(&["mock", "--port", "0", "--chunk-delay-ms", &delay])?, None)?;
     let upstream = format!("http://{}", mock.addr);
     let forwarder = spawn::start("forwarder", spawn::own(&["forward", "--listen", "127.0.0.1:0", "--upstream", &upstream])?, None)?;
-    let tollgate = setup::start_tollgate(&tollgate_bin, dir.path(), mock.addr)?;
+    let tollgate = setup::start_tollgate(&tollgate_bin, dir.path(), mock.addr, options.redis_url.as_deref())?;
     let admin = Admin::new(tollgate.addr)?;
     let governed = admin.govern().await?;
     say(&format!(
-        "mock {} (pid {}), forwarder {} (pid {}), tollgate {} (pid {}, {}); load average {load_before}",
+        "mock {} (pid {}), forwarder {} (pid {}), tollgate {} (pid {}, {}, counters {}); load average {load_before}",
         mock.addr,
         mock.pid(),
         forwarder.addr,
         forwarder.pid(),
         tollgate.addr,
         tollgate.pid(),
-        tollgate_bin.display()
+        tollgate_bin.display(),
+        if options.redis_url.is_some() { "in redis" } else { "in memory" }
     ));
     let targets = [
         (Target::new("direct", mock.addr, setup::UPSTREAM_MODEL, "bench")?, &mock),

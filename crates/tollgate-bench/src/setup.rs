@@ -18,9 +18,10 @@ const TOKEN_LIMIT: u64 = 100_000_000_000;
 pub const GOVERNED_MODEL: &str = "openai/bench-model";
 pub const UPSTREAM_MODEL: &str = "bench-model";
 
-/// Starts Tollgate in `dir` (database, sealing key, config, log) with `mock` as its `openai` provider.
-pub fn start_tollgate(binary: &Path, dir: &Path, mock: SocketAddr) -> Result<Child, String> {
-    let config = format!(
+/// Starts Tollgate in `dir` (database, sealing key, config, log) with `mock` as its `openai`
+/// provider, and its counters in the Redis at `redis` if given (under a prefix of this run's own).
+pub fn start_tollgate(binary: &Path, dir: &Path, mock: SocketAddr, redis: Option<&str>) -> Result<Child, String> {
+    let mut config = format!(
         r#"[[providers]]
 name = "openai"
 base_url = "http://{mock}/v1"
@@ -32,6 +33,11 @@ input = 0.1
 output = 0.4
 "#
     );
+    if redis.is_some() {
+        let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        let pid = std::process::id();
+        config = format!("{config}\n[gateway]\nredis_key_prefix = \"tollgate-bench:{pid}-{run}:\"\n");
+    }
     let config_path = dir.join("tollgate.toml");
     std::fs::write(&config_path, config).map_err(|e| format!("writing {}: {e}", config_path.display()))?;
     let mut command = Command::new(binary);
@@ -50,7 +56,11 @@ output = 0.4
         .env_remove("TOLLGATE_LISTEN")
         .env_remove("TOLLGATE_DATABASE_URL")
         .env_remove("RUST_LOG")
+        .env_remove("TOLLGATE_REDIS_URL")
         .stdin(Stdio::null());
+    if let Some(url) = redis {
+        command.arg("--redis-url").arg(url);
+    }
     spawn::start("tollgate", command, Some(&dir.join("tollgate.log")))
 }
 

@@ -100,7 +100,7 @@ impl Access<'_> {
         let mut claims = Vec::with_capacity(6);
         for (limit, lines, scope) in levels {
             if let Some(limit) = limit {
-                rate_claims(&mut claims, limit, lines, scope, aligned, self.copy.created_at, estimate);
+                rate_claims(&mut claims, limit, lines, scope, (aligned, self.copy.created_at), (estimate, self.copy.id));
             }
         }
         for (budgets, lines, scope) in
@@ -108,7 +108,7 @@ impl Access<'_> {
         {
             for (at, budget) in budgets.iter().enumerate() {
                 let line = lines.budgets.get(at).cloned().unwrap_or_else(|| Arc::from(budget.id.0.as_str()));
-                claims.push(budget_claim(snapshot, budget, line, scope, aligned, estimate, now));
+                claims.push(Claim { copy: self.copy.id, ..budget_claim(snapshot, budget, line, scope, aligned, estimate, now) });
             }
         }
         claims
@@ -120,9 +120,8 @@ fn rate_claims(
     limit: &RateLimit,
     lines: &Lines,
     scope: Scope,
-    aligned: bool,
-    anchor: DateTime<Utc>,
-    estimate: Estimate,
+    (aligned, anchor): (bool, DateTime<Utc>),
+    (estimate, copy): (Estimate, i64),
 ) {
     if let (Some(max), Some(window)) = (limit.token_max_limit, limit.token_reset_duration) {
         out.push(Claim {
@@ -134,6 +133,7 @@ fn rate_claims(
             anchor,
             estimate: estimate.of(LineKind::Tokens),
             scope,
+            copy,
         });
     }
     if let (Some(max), Some(window)) = (limit.request_max_limit, limit.request_reset_duration) {
@@ -146,6 +146,7 @@ fn rate_claims(
             anchor,
             estimate: estimate.of(LineKind::Requests),
             scope,
+            copy,
         });
     }
 }
@@ -170,5 +171,6 @@ fn budget_claim(
         anchor: budget.last_reset,
         estimate: estimate.of(LineKind::Budget),
         scope,
+        copy: 0,
     }
 }

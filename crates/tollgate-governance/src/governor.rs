@@ -95,7 +95,6 @@ impl Governor {
             tracing::warn!(requests = unsettled, "charged the reservations of requests a crash left unsettled");
         }
         let adopted_at = tollgate_core::clock::now();
-        adopt_stored_usage(store.as_ref(), counters.as_ref(), None).await?;
         let (writer, writer_handle) = UsageWriter::spawn_on_own_thread(open_writer_store, counters.clone()).await?;
         let inner = Inner {
             snapshot: SharedSnapshot::default(),
@@ -107,7 +106,9 @@ impl Governor {
             adopted_at: std::sync::Mutex::new(adopted_at),
         };
         let governor = Governor(Arc::new(inner));
+        // The snapshot first: it names the copy owning each line the counters take up.
         governor.load_snapshot().await?;
+        adopt_stored_usage(&governor.snapshot(), governor.0.store.as_ref(), governor.0.counters.as_ref(), None).await?;
         let sweeper = tokio::spawn(sweep_and_prune(governor.clone(), settings.log_retention_days));
         let reloader = tokio::spawn(reload_periodically(governor.clone()));
         let counters = governor.0.counters.clone();
@@ -150,7 +151,7 @@ impl Governor {
         // begins at its reset. The margin covers a write that committed while the last look ran.
         let started = tollgate_core::clock::now();
         let since = self.0.adopted_at.lock().map_or(None, |at| Some(*at - chrono::Duration::minutes(1)));
-        match adopt_stored_usage(self.0.store.as_ref(), self.0.counters.as_ref(), since).await {
+        match adopt_stored_usage(&self.snapshot(), self.0.store.as_ref(), self.0.counters.as_ref(), since).await {
             Ok(()) => {
                 if let Ok(mut at) = self.0.adopted_at.lock() {
                     *at = (*at).max(started);
@@ -160,18 +161,25 @@ impl Governor {
         }
     }
 
-    /// Used and reserved of a counter line (for tests and diagnostics).
-    pub async fn counter(&self, line: &str) -> Option<(u64, u64)> {
-        self.0.counters.peek(line).await
+    /// Used and reserved of a counter line of user copy `copy` (for tests and diagnostics).
+    pub async fn counter(&self, line: &str, copy: i64) -> Option<(u64, u64)> {
+        self.0.counters.peek(line, copy).await
     }
 }
 
 /// Offers stored line values (those of windows begun after `since`, or all) to the counters,
-/// which keep whichever window is newer.
-async fn adopt_stored_usage(store: &dyn UsageStore, counters: &dyn Counters, since: Option<DateTime<Utc>>) -> Result<(), String> {
-    for row in store.load_usage(since).await.map_err(|e| e.to_string())? {
+/// which keep whichever window is newer, each with the user copy that owns it in `snapshot`.
+async fn adopt_stored_usage(
+    snapshot: &Snapshot,
+    store: &dyn UsageStore,
+    counters: &dyn Counters,
+    since: Option<DateTime<Utc>>,
+) -> Result<(), String> {
+    let rows = store.load_usage(since).await.map_err(|e| e.to_string())?;
+    let owners = if rows.is_empty() { hashbrown::HashMap::new() } else { snapshot.line_owners() };
+    for row in rows {
         let (line, kind, used, window_start) = line_of(&row);
-        counters.adopt(&line, kind, used, window_start).await?;
+        counters.adopt(&line, owners.get(line.as_str()).copied(), kind, used, window_start).await?;
     }
     Ok(())
 }

@@ -69,6 +69,19 @@ impl Lines {
 }
 
 impl Snapshot {
+    /// The user copy owning each counter line (a line belongs to exactly one copy).
+    pub fn line_owners(&self) -> HashMap<&str, i64> {
+        let mut owners = HashMap::new();
+        for copy in self.copies.values().flatten() {
+            for lines in std::iter::once(&copy.profile).chain(&copy.configs) {
+                for line in lines.budgets.iter().chain(&lines.tokens).chain(&lines.requests) {
+                    owners.insert(&**line, copy.id);
+                }
+            }
+        }
+        owners
+    }
+
     /// The snapshot of `data` (its providers are the inference surface's to read).
     pub fn build(data: GovernanceData) -> Snapshot {
         let keys = data.keys.into_iter().filter_map(|k| Some((<[u8; 32]>::try_from(hex::decode(&k.value_hash).ok()?).ok()?, k))).collect();

@@ -35,10 +35,12 @@ pub struct GatewayConfig {
 
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tollgate:";
 
-/// Problems with a Redis URL, without echoing it (it may carry a password).
+/// Problems with a Redis URL, without echoing it (it may carry a password). A cluster is named by
+/// `redis+cluster://host:port,host:port` (`rediss+cluster://` with TLS): its seed nodes.
 pub fn check_redis_url(url: &str) -> Option<String> {
-    let scheme_ok = url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://");
-    (!scheme_ok).then(|| "redis_url: must start with redis://, rediss:// or redis+unix://".to_owned())
+    let schemes = ["redis://", "rediss://", "redis+unix://", "redis+cluster://", "rediss+cluster://"];
+    let scheme_ok = schemes.iter().any(|scheme| url.starts_with(scheme));
+    (!scheme_ok).then(|| "redis_url: must start with redis://, rediss://, redis+unix://, redis+cluster:// or rediss+cluster://".to_owned())
 }
 
 impl Default for GatewayConfig {

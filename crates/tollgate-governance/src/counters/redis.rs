@@ -1,36 +1,39 @@
-//! Counters in Redis, shared by every Tollgate instance pointed at it: each reservation and
-//! settlement is one Lua script, so it is atomic across instances; reservations are indexed by
-//! age, kept fresh while their request lives, and any instance charges those of an instance that
-//! died. Lines Redis lost are rebuilt from stored usage (`rebuild`), never taken as empty.
+//! Counters in Redis (one server or a cluster, `link`), shared by every Tollgate instance pointed
+//! at it: each reservation and settlement is one Lua script over one user copy's keys (`keys`), so
+//! it is atomic across instances; reservations are indexed by age, kept fresh while their request
+//! lives, and any instance charges those of an instance that died (`sweep`). Lines Redis lost are
+//! rebuilt from stored usage (`rebuild`), never taken as empty.
 
 mod checks;
+mod keys;
+mod link;
 mod rebuild;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use hashbrown::HashMap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tollgate_core::usage::UsageStore;
 
+use self::keys::{Keys, bucket};
+use self::link::{Link, RESPONSE_TIMEOUT};
 use self::rebuild::SeenLines;
 use super::{Actual, Claim, Counters, LineKind, LineValue, Refusal, Settled};
 
 static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
-static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("sweep.lua")));
 static ADOPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("adopt.lua")));
 
-/// How long one Redis call may take before the request it serves is refused (fail closed).
-const RESPONSE_TIMEOUT: StdDuration = StdDuration::from_secs(1);
 /// How long a settlement is retried while Redis is away, its waits doubling from
 /// `SETTLE_BACKOFF` to `SETTLE_BACKOFF_MAX`. A reservation swept meanwhile was charged at its
 /// estimate, and the settlement then charges only what its actual exceeds that by.
@@ -59,11 +62,16 @@ const MARKER_LIFE: Duration = Duration::days(1);
 /// A reservation of this instance: when it was made, and its claims.
 type Reserved = (DateTime<Utc>, Vec<Claim>);
 
-/// Counter lines, reservations and the reservation index under one key prefix.
+/// Counter lines, reservations and the reservation indexes under one key prefix.
 #[derive(Clone)]
 pub struct RedisCounters {
-    connection: ConnectionManager,
-    prefix: Arc<str>,
+    connection: Link,
+    keys: Keys,
+    /// This instance's name in the reservation indexes (random at connect): a reservation is
+    /// `<instance>:<number>`, so instances need no shared sequence.
+    instance: Arc<str>,
+    /// The number of this instance's last reservation (also the id `reserve` returns).
+    last: Arc<AtomicU64>,
     /// This instance's reservations in flight: their claims, needed to settle them.
     held: Arc<Mutex<HashMap<u64, Reserved>>>,
     /// Where lines Redis lost are rebuilt from.
@@ -80,7 +88,7 @@ pub struct RedisCounters {
 
 impl std::fmt::Debug for RedisCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCounters").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisCounters").field("prefix", &self.keys.prefix()).field("instance", &self.instance).finish_non_exhaustive()
     }
 }
 
@@ -146,17 +154,15 @@ impl RedisCounters {
     /// Connects (the connection is re-established on its own after a failure) and warns if Redis
     /// may lose or evict counters. `prefix` keeps the keys of one deployment apart from anything
     /// else in the same Redis database; `store` is where lines Redis lost are rebuilt from.
+    /// `url` names one server, or a cluster (`redis+cluster://host:port,host:port`).
     pub async fn connect(url: &str, prefix: &str, store: Arc<dyn UsageStore>) -> Result<RedisCounters, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis url: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(StdDuration::from_secs(2)))
-            .set_number_of_retries(2);
-        let mut connection = client.get_connection_manager_with_config(config).await.map_err(|e| format!("redis: {e}"))?;
+        let mut connection = Link::open(url).await?;
         checks::warn_about_durability(&mut connection).await;
         Ok(RedisCounters {
             connection,
-            prefix: prefix.into(),
+            keys: Keys::new(prefix),
+            instance: uuid::Uuid::new_v4().simple().to_string().into(),
+            last: Arc::default(),
             held: Arc::default(),
             store,
             seen: Arc::default(),
@@ -167,20 +173,14 @@ impl RedisCounters {
         })
     }
 
-    fn line_key(&self, line: &str) -> String {
-        format!("{}line:{line}", self.prefix)
+    /// The key of a claim's line.
+    fn line_key(&self, claim: &Claim) -> String {
+        self.keys.line(bucket(claim.copy), &claim.line)
     }
 
-    fn index_key(&self) -> String {
-        format!("{}reservations", self.prefix)
-    }
-
-    fn held_prefix(&self) -> String {
-        format!("{}reservation:", self.prefix)
-    }
-
-    fn marker_prefix(&self) -> String {
-        format!("{}swept:", self.prefix)
+    /// A reservation's name in its bucket's index.
+    fn member(&self, reservation: u64) -> String {
+        format!("{}:{reservation}", self.instance)
     }
 
     /// Runs a script over the lines of `claims`. If it answers that lines are missing (`{2, line
@@ -207,13 +207,11 @@ impl RedisCounters {
         actual: Actual,
         now: DateTime<Utc>,
     ) -> Result<Vec<LineValue>, Trouble> {
+        let (at, member) = (claims.first().map_or(0, |c| bucket(c.copy)), self.member(reservation));
         let mut call = SETTLE.prepare_invoke();
-        call.key(self.index_key())
-            .key(format!("{}{reservation}", self.held_prefix()))
-            .key(format!("{}{reservation}", self.marker_prefix()))
-            .arg(reservation);
+        call.key(self.keys.index(at)).key(self.keys.record(at, &member)).key(self.keys.marker(at, &member)).arg(&member);
         for claim in claims {
-            call.key(self.line_key(&claim.line))
+            call.key(self.line_key(claim))
                 .arg(claim.estimate)
                 .arg(actual.of(claim.kind))
                 .arg(micros(claim.window_start(now)))
@@ -235,29 +233,9 @@ impl RedisCounters {
         Ok(values)
     }
 
-    /// The lines a sweep charged, from its reply `{swept, key, kind, used, window, …}`.
-    fn swept_values(&self, reply: &[Value]) -> Vec<LineValue> {
-        let line_prefix = self.line_key("");
-        reply
-            .chunks(4)
-            .filter_map(|item| {
-                let key: String = redis::from_redis_value_ref(item.first()?).ok()?;
-                let kind: String = redis::from_redis_value_ref(item.get(1)?).ok()?;
-                let used: i64 = redis::from_redis_value_ref(item.get(2)?).ok()?;
-                let window: i64 = redis::from_redis_value_ref(item.get(3)?).ok()?;
-                Some(LineValue {
-                    line: Arc::from(key.strip_prefix(&line_prefix)?),
-                    kind: kind_of_letter(&kind)?,
-                    used: u64::try_from(used).ok()?,
-                    window_start: from_micros(window),
-                })
-            })
-            .collect()
-    }
-
     /// Sets a line from stored usage (see `adopt.lua`); `expires` in ms since the epoch, 0: never.
-    async fn adopt_line(&self, line: &str, used: u64, window_start: DateTime<Utc>, expires: i64) -> Result<(), String> {
-        let mut call = ADOPT.key(self.line_key(line));
+    async fn adopt_line(&self, key: String, used: u64, window_start: DateTime<Utc>, expires: i64) -> Result<(), String> {
+        let mut call = ADOPT.key(key);
         call.arg(used).arg(micros(window_start)).arg(expires);
         call.invoke_async::<i64>(&mut self.connection.clone()).await.map(drop).map_err(|e| format!("redis: {e}"))
     }
@@ -266,10 +244,16 @@ impl RedisCounters {
 #[async_trait]
 impl Counters for RedisCounters {
     async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
+        let id = self.last.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(first) = claims.first() else {
+            // Nothing to hold: no Redis call, and settling it is a no-op.
+            return Ok(id);
+        };
+        let (at, member) = (bucket(first.copy), self.member(id));
         let mut call = RESERVE.prepare_invoke();
-        call.key(self.index_key()).key(format!("{}sequence", self.prefix)).arg(now.timestamp_millis()).arg(self.held_prefix());
+        call.key(self.keys.index(at)).key(self.keys.record(at, &member)).arg(now.timestamp_millis()).arg(&member);
         for claim in claims {
-            call.key(self.line_key(&claim.line))
+            call.key(self.line_key(claim))
                 .arg(claim.limit)
                 .arg(claim.estimate)
                 .arg(micros(claim.window_start(now)))
@@ -281,8 +265,7 @@ impl Counters for RedisCounters {
             Refusal::Unavailable
         })?;
         match numbers.split_first() {
-            Some((1, [id])) => {
-                let id = u64::try_from(*id).map_err(|_| Refusal::Unavailable)?;
+            Some((1, [])) => {
                 self.held.lock().map_err(|_| Refusal::Unavailable)?.insert(id, (now, claims.to_vec()));
                 Ok(id)
             }
@@ -347,30 +330,18 @@ impl Counters for RedisCounters {
     /// Takes a stored line value, or the later value this instance saw of the line: stored usage
     /// lags, and a line Redis lost may be re-created here (by a reload) before a request would
     /// rebuild it.
-    async fn adopt(&self, line: &str, _kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+    async fn adopt(&self, line: &str, copy: Option<i64>, _kind: LineKind, used: u64, window_start: DateTime<Utc>) -> Result<(), String> {
+        let Some(copy) = copy else { return Ok(()) };
         let (window_start, used) = rebuild::with_seen(&self.seen, line, (window_start, used));
-        self.adopt_line(line, used, window_start, (tollgate_core::clock::now() + ADOPTED_EXPIRY).timestamp_millis()).await
+        let expires = (tollgate_core::clock::now() + ADOPTED_EXPIRY).timestamp_millis();
+        self.adopt_line(self.keys.line(bucket(copy), line), used, window_start, expires).await
     }
 
-    /// Re-scores this instance's live reservations in the index, so no sweep takes them for a
-    /// dead instance's however long their request runs.
+    /// Re-scores this instance's live reservations in their indexes, so no sweep takes them for
+    /// a dead instance's however long their request runs.
     async fn refresh(&self, now: DateTime<Utc>) {
-        let live: Vec<u64> = match self.held.lock() {
-            Ok(held) => held.iter().filter(|(_, (at, _))| now - *at < LIVE_LIMIT).map(|(id, _)| *id).collect(),
-            Err(_) => return,
-        };
         rebuild::forget_old(&self.seen, now);
-        for ids in live.chunks(1000) {
-            let mut zadd = redis::cmd("ZADD");
-            zadd.arg(self.index_key()).arg("XX");
-            for id in ids {
-                zadd.arg(now.timestamp_millis()).arg(*id);
-            }
-            if let Err(e) = zadd.query_async::<i64>(&mut self.connection.clone()).await {
-                tracing::warn!(error = %e, "refreshing live reservations in redis failed");
-                return;
-            }
-        }
+        self.refresh_live(now).await;
     }
 
     /// Charges the estimates of reservations nobody refreshed for `DEAD_AFTER` (or `max_age`,
@@ -379,35 +350,12 @@ impl Counters for RedisCounters {
         if let Ok(mut held) = self.held.lock() {
             held.retain(|_, (at, _)| now - *at <= LIVE_LIMIT + MARKER_LIFE);
         }
-        let mut call = SWEEP.key(self.index_key());
-        call.arg((now - max_age.min(DEAD_AFTER)).timestamp_millis())
-            .arg(self.held_prefix())
-            .arg(self.marker_prefix())
-            .arg(MARKER_LIFE.num_milliseconds());
-        match call.invoke_async::<Value>(&mut self.connection.clone()).await {
-            Ok(Value::Array(reply)) => {
-                let count = reply.first().and_then(|n| redis::from_redis_value_ref::<usize>(n).ok()).unwrap_or(0);
-                let values = self.swept_values(reply.get(1..).unwrap_or_default());
-                rebuild::note(&self.seen, &values, now);
-                if let Ok(mut swept) = self.swept.lock() {
-                    swept.extend(values);
-                }
-                count
-            }
-            Ok(other) => {
-                tracing::warn!(?other, "unexpected reply from the sweep script");
-                0
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "sweeping reservations in redis failed");
-                0
-            }
-        }
+        self.sweep_dead(now - max_age.min(DEAD_AFTER), now).await
     }
 
-    async fn peek(&self, line: &str) -> Option<(u64, u64)> {
+    async fn peek(&self, line: &str, copy: i64) -> Option<(u64, u64)> {
         let (used, reserved): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
-            .arg(self.line_key(line))
+            .arg(self.keys.line(bucket(copy), line))
             .arg("used")
             .arg("reserved")
             .query_async(&mut self.connection.clone())

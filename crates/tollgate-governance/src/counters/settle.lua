@@ -1,9 +1,11 @@
 -- Ends a reservation: releases its estimates (unless a sweep already did) and charges the actuals,
 -- less what a sweep already charged for it (a request whose reservation was swept as if its
--- instance had died pays the larger of its estimate and its actual, never both).
--- KEYS: [1] reservation index, [2] the reservation's hash, [3] its sweep marker, [4..] the lines.
--- ARGV: [1] reservation id, then per line: estimate, charge, start of the current window (µs),
---       when the line may expire (ms, after its window ends; 0: never).
+-- instance had died pays the larger of its estimate and its actual, never both). Every key is
+-- one user copy's bucket (one hash tag, one Redis Cluster slot).
+-- KEYS: [1] the bucket's reservation index, [2] the reservation's record, [3] its sweep marker,
+--       [4..] the lines.
+-- ARGV: [1] the reservation's name in the index, then per line: estimate, charge, start of the
+--       current window (µs), when the line may expire (ms, after its window ends; 0: never).
 -- Returns {1, used, window start, ...} per line, or {2, line index, ...} when lines are missing
 -- (Redis lost them): then nothing is changed, and the caller rebuilds them and asks again.
 local missing = {2}
@@ -16,13 +18,16 @@ if #missing > 1 then
   return missing
 end
 local live = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
 local swept = {}
-local marker = redis.call('HGETALL', KEYS[3])
-for j = 1, #marker, 2 do
-  swept[marker[j]] = tonumber(marker[j + 1])
+if live == 1 then
+  redis.call('DEL', KEYS[2])
+else
+  local marker = redis.call('HGETALL', KEYS[3])
+  for j = 1, #marker, 2 do
+    swept[marker[j]] = tonumber(marker[j + 1])
+  end
+  redis.call('DEL', KEYS[2], KEYS[3])
 end
-redis.call('DEL', KEYS[3])
 local out = {1}
 for i = 1, #KEYS - 3 do
   local key, at = KEYS[3 + i], 1 + (i - 1) * 4
@@ -35,7 +40,11 @@ for i = 1, #KEYS - 3 do
     window = start
   end
   local charge = math.max(0, tonumber(ARGV[at + 2]) - (swept[key] or 0))
-  out[#out + 1] = redis.call('HINCRBY', key, 'used', string.format('%d', charge))
+  if charge > 0 then
+    out[#out + 1] = redis.call('HINCRBY', key, 'used', string.format('%d', charge))
+  else
+    out[#out + 1] = tonumber(redis.call('HGET', key, 'used')) or 0
+  end
   out[#out + 1] = window
   if tonumber(ARGV[at + 4]) > 0 then
     redis.call('PEXPIREAT', key, ARGV[at + 4])

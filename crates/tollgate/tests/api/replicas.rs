@@ -16,7 +16,7 @@ static PREFIX: LazyLock<String> = LazyLock::new(|| format!("tollgate-test:{}:", 
 
 /// A provider on the mock, $0.001 per output token, and counters in the CI Redis under a key
 /// prefix of this test's own. Every instance of a test gets the same text.
-fn config(mock: &MockUpstream) -> String {
+pub(crate) fn config(mock: &MockUpstream) -> String {
     let prefix = PREFIX.as_str();
     let redis = std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     format!(

@@ -2,7 +2,7 @@
 //! counters (no persistence) or drop them under memory pressure (an eviction policy), or when it
 //! does not say (a managed Redis that refuses `CONFIG`).
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 
 /// What a Redis's persistence and eviction settings put at risk, one sentence each.
 pub(super) fn risks(appendonly: &str, save: &str, policy: &str) -> Vec<String> {
@@ -29,18 +29,18 @@ pub(super) fn risks(appendonly: &str, save: &str, policy: &str) -> Vec<String> {
 }
 
 /// One `CONFIG GET` value.
-async fn config(connection: &mut ConnectionManager, name: &str) -> Result<String, redis::RedisError> {
+async fn config(connection: &mut (impl ConnectionLike + Send), name: &str) -> Result<String, redis::RedisError> {
     let pairs: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(connection).await?;
     Ok(pairs.get(1).cloned().unwrap_or_default())
 }
 
 /// The settings `risks` reads: `appendonly`, `save`, `maxmemory-policy`.
-pub(super) async fn durability(connection: &mut ConnectionManager) -> Result<(String, String, String), redis::RedisError> {
+pub(super) async fn durability(connection: &mut (impl ConnectionLike + Send)) -> Result<(String, String, String), redis::RedisError> {
     Ok((config(connection, "appendonly").await?, config(connection, "save").await?, config(connection, "maxmemory-policy").await?))
 }
 
 /// Logs a warning for every risk of the Redis behind `connection`, or that it could not be checked.
-pub(super) async fn warn_about_durability(connection: &mut ConnectionManager) {
+pub(super) async fn warn_about_durability(connection: &mut (impl ConnectionLike + Send)) {
     match durability(connection).await {
         Ok((appendonly, save, policy)) => {
             for risk in risks(&appendonly, &save, &policy) {

@@ -54,13 +54,21 @@ async fn counters() -> RedisCounters {
 
 /// Another instance on the same Redis and key prefix: it shares nothing in memory.
 fn other_instance(c: &RedisCounters) -> RedisCounters {
-    RedisCounters { held: Arc::default(), seen: Arc::default(), swept: Arc::default(), settling: TaskTracker::new(), ..c.clone() }
+    RedisCounters {
+        instance: uuid::Uuid::new_v4().simple().to_string().into(),
+        last: Arc::default(),
+        held: Arc::default(),
+        seen: Arc::default(),
+        swept: Arc::default(),
+        settling: TaskTracker::new(),
+        ..c.clone()
+    }
 }
 
 /// Deletes every key of this test's prefix, as a Redis restarted without persistence would.
 async fn lose_everything(c: &RedisCounters) {
     let mut connection = c.connection.clone();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", c.prefix)).query_async(&mut connection).await.unwrap_or_default();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", c.keys.prefix())).query_async(&mut connection).await.unwrap_or_default();
     assert!(!keys.is_empty(), "there was something to lose");
     let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut connection).await.unwrap_or_else(|e| panic!("{e}"));
 }
@@ -114,10 +122,10 @@ async fn redis_a_flushed_redis_rebuilds_lines_from_stored_usage_and_refuses_noth
     let Err(Refusal::Denied(denied)) = refused else { panic!("the stored 80 counts: {refused:?}") };
     assert_eq!(denied[0].used, 80);
     assert!(c.reserve(&[tokens.clone(), requests], now).await.is_ok(), "900 + 100 tokens fit in 1000");
-    assert_eq!((c.peek("rl:t").await, c.peek("rl:r").await), (Some((900, 100)), Some((3, 1))));
+    assert_eq!((c.peek("rl:t", contract::COPY).await, c.peek("rl:r", contract::COPY).await), (Some((900, 100)), Some((3, 1))));
     assert!(c.reserve(std::slice::from_ref(&tokens), now).await.is_err(), "the rebuilt token line is full");
     let id = c.reserve(&[contract::budget("b1", 100, 20), contract::budget("b-old", 100, 100)], now).await.expect("20 fits");
-    assert_eq!(c.peek("b-old").await.map(|(_, reserved)| reserved), Some(100), "yesterday's stored spend is gone today");
+    assert_eq!(c.peek("b-old", contract::COPY).await.map(|(_, reserved)| reserved), Some(100), "yesterday's stored spend is gone today");
     assert!(c.reserve(&[contract::budget("b-new", 100, 100)], now).await.is_ok(), "a line with no stored row starts empty");
     contract::settle(&c, id, spend(15), now).await; // b1: 95, of which the store has only 80
 
@@ -140,10 +148,10 @@ async fn redis_a_line_taken_from_lagging_stored_usage_after_a_loss_keeps_what_th
     let id = c.reserve(&[contract::budget("b1", 100, 90)], now).await.expect("room");
     contract::settle(&c, id, spend(90), now).await;
     lose_everything(&c).await;
-    c.adopt("b1", LineKind::Budget, 60, today).await.expect("adopted");
-    assert_eq!(c.peek("b1").await, Some((90, 0)), "not the stored 60");
-    c.adopt("b1", LineKind::Budget, 0, now).await.expect("adopted");
-    assert_eq!(c.peek("b1").await, Some((0, 0)), "a reset (a newer window) still zeroes the line");
+    c.adopt("b1", Some(contract::COPY), LineKind::Budget, 60, today).await.expect("adopted");
+    assert_eq!(c.peek("b1", contract::COPY).await, Some((90, 0)), "not the stored 60");
+    c.adopt("b1", Some(contract::COPY), LineKind::Budget, 0, now).await.expect("adopted");
+    assert_eq!(c.peek("b1", contract::COPY).await, Some((0, 0)), "a reset (a newer window) still zeroes the line");
 }
 
 /// Regression: a settlement after Redis lost its data charged an empty line, so the database
@@ -159,7 +167,7 @@ async fn redis_a_settlement_after_a_flush_lands_on_stored_usage_plus_its_charge(
     lose_everything(&c).await;
     let values = contract::settle(&c, id, spend(70), now).await;
     assert_eq!(values.iter().map(|v| v.used).collect::<Vec<_>>(), vec![570], "stored 500 plus the charge of 70");
-    assert_eq!(c.peek("b1").await, Some((570, 0)), "the lost reservation is not released twice");
+    assert_eq!(c.peek("b1", contract::COPY).await, Some((570, 0)), "the lost reservation is not released twice");
 }
 
 /// Regression: a reservation older than 30 minutes was released while its request still ran,
@@ -174,10 +182,10 @@ async fn redis_refreshing_keeps_a_live_reservation_from_being_swept_and_its_sett
     for sweeper in [&c, &other_instance(&c)] {
         assert_eq!(sweeper.sweep(Duration::minutes(30), later).await, 0, "a live reservation is not swept");
     }
-    assert_eq!(c.peek("b1").await, Some((0, 90)), "its room stays held");
+    assert_eq!(c.peek("b1", contract::COPY).await, Some((0, 90)), "its room stays held");
     let values = contract::settle(&c, id, spend(60), later).await;
     assert_eq!(values.iter().map(|v| v.used).collect::<Vec<_>>(), vec![60], "a long request is charged");
-    assert_eq!(c.peek("b1").await, Some((60, 0)));
+    assert_eq!(c.peek("b1", contract::COPY).await, Some((60, 0)));
 }
 
 /// Regression: a dead instance's reservations were released, so requests the upstream served
@@ -191,7 +199,11 @@ async fn redis_a_dead_instances_reservation_is_charged_at_its_estimate_and_a_lat
     let under = first.reserve(&[contract::budget("b2", 100, 40)], now).await.expect("room");
     let second = other_instance(&first);
     assert_eq!(second.sweep(Duration::minutes(30), now + Duration::minutes(6)).await, 2, "unrefreshed for 5 minutes: dead");
-    assert_eq!((second.peek("b1").await, second.peek("b2").await), (Some((50, 0)), Some((40, 0))), "estimates charged");
+    assert_eq!(
+        (second.peek("b1", contract::COPY).await, second.peek("b2", contract::COPY).await),
+        (Some((50, 0)), Some((40, 0))),
+        "estimates charged"
+    );
     let mut reported: Vec<(String, u64)> = second.charged().into_iter().map(|v| (v.line.to_string(), v.used)).collect();
     reported.sort();
     assert_eq!(reported, vec![("b1".to_owned(), 50), ("b2".to_owned(), 40)], "for the usage writer");
@@ -201,7 +213,7 @@ async fn redis_a_dead_instances_reservation_is_charged_at_its_estimate_and_a_lat
     let values = contract::settle(&first, over, spend(65), now + Duration::minutes(8)).await;
     assert_eq!(values.iter().map(|v| v.used).collect::<Vec<_>>(), vec![65], "the actual beyond the estimate is added");
     contract::settle(&first, under, spend(10), now + Duration::minutes(8)).await;
-    assert_eq!(first.peek("b2").await, Some((40, 0)), "a smaller actual adds nothing to the swept estimate");
+    assert_eq!(first.peek("b2", contract::COPY).await, Some((40, 0)), "a smaller actual adds nothing to the swept estimate");
 }
 
 #[tokio::test]
@@ -219,13 +231,13 @@ async fn redis_line_keys_expire_once_their_window_is_over() {
     );
     contract::settle(&c, id, spend(5), now).await;
     assert!(ttl_ms(&c, "b1").await > until_window_end, "settling keeps the expiry");
-    c.adopt("b2", LineKind::Budget, 7, now).await.expect("adopted");
+    c.adopt("b2", Some(contract::COPY), LineKind::Budget, 7, now).await.expect("adopted");
     let adopted = ttl_ms(&c, "b2").await;
     assert!(adopted > Duration::days(399).num_milliseconds(), "a line taken from the database expires too: {adopted} ms");
 }
 
 async fn ttl_ms(c: &RedisCounters, line: &str) -> i64 {
-    redis::cmd("PTTL").arg(c.line_key(line)).query_async(&mut c.connection.clone()).await.unwrap_or(-3)
+    redis::cmd("PTTL").arg(c.keys.line(keys::bucket(contract::COPY), line)).query_async(&mut c.connection.clone()).await.unwrap_or(-3)
 }
 
 #[tokio::test]
