@@ -73,15 +73,15 @@ pub fn authorize<'s>(
             "virtual key is required. Provide a virtual key via the x-bf-vk header.".into(),
         )
     })?;
-    let record = snapshot.keys.get(&sha256(key)).ok_or_else(|| {
+    let record = snapshot.keys.get(&sha256(key)).filter(|r| r.value_live_at(now)).ok_or_else(|| {
         refused(
             StatusCode::UNAUTHORIZED,
             "virtual_key_not_found",
             "virtual key not found. The provided virtual key does not exist or has been revoked.".into(),
         )
     })?;
-    if !record.is_active {
-        return Err(refused(StatusCode::FORBIDDEN, "virtual_key_blocked", "Virtual key is inactive".into()));
+    if let Some(reason) = record.blocked_at(now) {
+        return Err(refused(StatusCode::FORBIDDEN, "virtual_key_blocked", reason.into()));
     }
     // Judged over the user's copies in place (oldest first), without collecting them.
     let copies = snapshot.copies.get(&record.user_id).map_or(&[][..], Vec::as_slice);

@@ -11,6 +11,7 @@ use tollgate_admin::AdminState;
 use tollgate_core::ports::Store;
 use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
 use tollgate_core::services::models::{DeclaredProvider, ModelService, ModelSources};
+use tollgate_core::services::rotation::RotationService;
 use tollgate_core::usage::UsageStore;
 use tollgate_core::vkeys::Sealer;
 use tollgate_gateway::counters::{Counters, MemoryCounters, RedisCounters};
@@ -19,6 +20,7 @@ use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks, OpenUsageStore};
 use tollgate_store::SqlStore;
 
 use crate::config::Settings;
+use crate::rotation::RotationTask;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,9 @@ pub struct Server {
     gateway: Gateway,
     tasks: GatewayTasks,
     limits: crate::serve::ConnectionLimits,
+    /// Rotates managed keys on their profiles' schedule while the server runs.
+    rotation: RotationService,
+    rotation_every: std::time::Duration,
 }
 
 /// Loads the governance snapshot, rebuilds the counters and starts the data plane's tasks.
@@ -122,7 +127,18 @@ impl Server {
             let gateway = hook.clone();
             Box::pin(async move { gateway.reload().await })
         }));
-        Ok(Server { listener, state, store, bootstrap, gateway, tasks, limits: settings.server.connections })
+        let rotation = RotationService::new(state.store.clone(), sealer.clone(), settings.keys.rotation_grace);
+        Ok(Server {
+            listener,
+            state,
+            store,
+            bootstrap,
+            gateway,
+            tasks,
+            limits: settings.server.connections,
+            rotation,
+            rotation_every: settings.keys.rotation_check,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -139,10 +155,13 @@ impl Server {
         &self.store
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
+    /// Serves (and rotates keys) until `shutdown` completes, then finishes in-flight requests,
+    /// stops the rotation scheduler and the gateway's tasks, and closes the pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let rotation = RotationTask::start(self.rotation, self.rotation_every, self.state.on_change.clone());
         let router = tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway));
         crate::serve::serve(self.listener, router, self.limits, shutdown).await;
+        rotation.shutdown().await;
         self.tasks.shutdown().await;
         self.store.close().await;
         Ok(())
