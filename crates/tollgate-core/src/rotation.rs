@@ -109,7 +109,7 @@ pub fn next_after(due: DateTime<Utc>, interval_nanos: i64, now: DateTime<Utc>) -
     let interval = chrono::Duration::nanoseconds(interval_nanos.max(1));
     let behind = (now - due).num_nanoseconds().unwrap_or(i64::MAX).max(0);
     let steps = behind / interval_nanos.max(1) + 1;
-    i32::try_from(steps).ok().and_then(|s| due.checked_add_signed(interval * s)).unwrap_or(now + interval)
+    i32::try_from(steps).ok().and_then(|s| interval.checked_mul(s)).and_then(|d| due.checked_add_signed(d)).unwrap_or(now + interval)
 }
 
 #[cfg(test)]
