@@ -21,6 +21,7 @@ use tollgate_core::services::assignments::AssignmentService;
 use tollgate_core::services::auth::AuthService;
 use tollgate_core::services::directory::DirectoryService;
 use tollgate_core::services::keys::KeyService;
+use tollgate_core::services::lifecycle::LifecycleService;
 use tollgate_core::services::models::{ModelService, ModelSources};
 use tollgate_core::services::profiles::ProfileService;
 use tollgate_core::services::providers::ProviderService;
@@ -54,6 +55,7 @@ pub struct AdminState {
     pub directory: DirectoryService,
     pub assignments: AssignmentService,
     pub keys: KeyService,
+    pub lifecycle: LifecycleService,
     pub providers: ProviderService,
     /// Lists models; built here without the config file's providers and the pricing catalog,
     /// which the binary adds (`ModelService::new` with its `ModelSources`).
@@ -76,6 +78,7 @@ impl AdminState {
             api_keys: ApiKeyService::new(store.clone()),
             directory: DirectoryService::new(store.clone(), sealer.clone()),
             assignments: AssignmentService::new(store.clone(), sealer.clone()),
+            lifecycle: LifecycleService::new(store.clone(), AssignmentService::new(store.clone(), sealer.clone())),
             keys: KeyService::new(store.clone(), sealer.clone()),
             providers: ProviderService::new(store.clone(), sealer.clone()),
             models: ModelService::new(store.clone(), ModelSources::default()),

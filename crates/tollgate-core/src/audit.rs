@@ -29,10 +29,12 @@ pub enum AuditAction {
     RevealKey,
     SetOverride,
     RemoveOverride,
+    /// A managed key got a new value on its profile's schedule.
+    RotateKey,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 16] = [
+    pub const ALL: [AuditAction; 17] = [
         AuditAction::Create,
         AuditAction::Update,
         AuditAction::Delete,
@@ -49,6 +51,7 @@ impl AuditAction {
         AuditAction::RevealKey,
         AuditAction::SetOverride,
         AuditAction::RemoveOverride,
+        AuditAction::RotateKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +72,7 @@ impl AuditAction {
             AuditAction::RevealKey => "reveal_key",
             AuditAction::SetOverride => "set_override",
             AuditAction::RemoveOverride => "remove_override",
+            AuditAction::RotateKey => "rotate_key",
         }
     }
 

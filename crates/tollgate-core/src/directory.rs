@@ -14,6 +14,7 @@ use crate::overrides::BudgetOverride;
 use crate::paging::Page;
 use crate::ports::StoreError;
 use crate::profile::AccessProfile;
+use crate::rotation::KeyRotation;
 use crate::users::{Role, User};
 use crate::vkeys::VirtualKey;
 
@@ -67,6 +68,22 @@ pub enum Write {
         id: String,
         name: String,
         description: Option<String>,
+    },
+    /// Guarded: the key exists. Whether it works, and until when.
+    SetKeyLifecycle {
+        id: String,
+        is_active: bool,
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Guarded: the key's current value is still the one rotated from, so of two instances
+    /// rotating one key exactly one succeeds.
+    RotateKey(KeyRotation),
+    /// Guarded: the profile's next rotation is still `expected_next` (one instance advances it).
+    AdvanceRotation {
+        profile_id: ProfileId,
+        expected_next: DateTime<Utc>,
+        next: DateTime<Utc>,
+        finished: DateTime<Utc>,
     },
     SetOverride(BudgetOverride),
     DeleteOverride(BudgetId),

@@ -11,6 +11,7 @@ pub mod env_refs;
 pub mod error;
 pub mod ids;
 pub mod input;
+pub mod lifecycle;
 pub mod money;
 pub mod overrides;
 pub mod paging;

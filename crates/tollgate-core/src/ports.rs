@@ -11,6 +11,7 @@ use crate::error::CoreError;
 use crate::ids::{ApiKeyId, ProfileId, Sequence};
 use crate::paging::{Page, Paging};
 use crate::profile::AccessProfile;
+use crate::rotation::RotationStore;
 use crate::services::api_keys::ApiKey;
 use crate::services::providers::ProviderStore;
 
@@ -124,6 +125,6 @@ pub trait AdminStore: Send + Sync {
 }
 
 /// Everything the management plane needs from storage.
-pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore {}
+pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore {}
 
-impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore> Store for T {}
+impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore> Store for T {}

@@ -1,9 +1,15 @@
-//! The automatic-rotation interval: parsed once from a day count, a duration or nanoseconds.
+//! Automatic rotation of managed keys: the interval (parsed from a day count, a duration or
+//! nanoseconds), the schedule's arithmetic, and the port the rotation service reads through.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
+
+use crate::ids::ProfileId;
+use crate::ports::StoreError;
 
 /// Shortest allowed rotation interval.
 pub const MIN_INTERVAL: Duration = Duration::from_hours(1);
@@ -51,9 +57,73 @@ impl RotationInterval {
     }
 }
 
+/// How long a rotated key's previous value keeps working unless configured otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_hours(24);
+
+/// A profile whose rotation round is due: every managed key issued from its copies before
+/// `next_rotation_at` gets a new value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueProfile {
+    pub profile_id: ProfileId,
+    /// Nanoseconds, more than 0.
+    pub interval: i64,
+    pub next_rotation_at: DateTime<Utc>,
+}
+
+/// A key to rotate: what the audit names and the hash its rotation is guarded on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueKey {
+    pub id: String,
+    pub name: String,
+    pub user_id: String,
+    pub value_hash: String,
+}
+
+/// One key's rotation as stored: the new value's hash, sealed copy and masked form; the current
+/// hash becomes the previous one, which keeps working until `previous_value_expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRotation {
+    pub key_id: String,
+    /// The hash of the value being replaced; the write matches nothing if it has changed.
+    pub expected_hash: String,
+    pub value_hash: String,
+    pub value_sealed: String,
+    pub value_masked: String,
+    pub rotated_at: DateTime<Utc>,
+    pub previous_value_expires_at: DateTime<Utc>,
+}
+
+/// What the rotation service reads; it writes through `DirectoryStore::apply`.
+#[async_trait]
+pub trait RotationStore: Send + Sync {
+    /// Profiles with rotation on whose `next_rotation_at` is at or before `now`.
+    async fn due_profiles(&self, now: DateTime<Utc>) -> Result<Vec<DueProfile>, StoreError>;
+    /// Up to `limit` keys issued from copies of `profile` whose current value is older than
+    /// `due_at` (rotated, or else created, before it).
+    async fn due_keys(&self, profile: ProfileId, due_at: DateTime<Utc>, limit: u32) -> Result<Vec<DueKey>, StoreError>;
+}
+
+/// The first rotation after `now` on the schedule that was due at `due` (a server that was down
+/// for several intervals rotates once, then keeps the original rhythm).
+pub fn next_after(due: DateTime<Utc>, interval_nanos: i64, now: DateTime<Utc>) -> DateTime<Utc> {
+    let interval = chrono::Duration::nanoseconds(interval_nanos.max(1));
+    let behind = (now - due).num_nanoseconds().unwrap_or(i64::MAX).max(0);
+    let steps = behind / interval_nanos.max(1) + 1;
+    i32::try_from(steps).ok().and_then(|s| interval.checked_mul(s)).and_then(|d| due.checked_add_signed(d)).unwrap_or(now + interval)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_rotation_keeps_the_rhythm_and_lies_after_now() {
+        let hour = 3_600_000_000_000;
+        let due = crate::clock::now();
+        assert_eq!(next_after(due, hour, due), due + chrono::Duration::hours(1));
+        let late = due + chrono::Duration::minutes(150);
+        assert_eq!(next_after(due, hour, late), due + chrono::Duration::hours(3));
+    }
 
     fn text(s: &str) -> RotationInterval {
         RotationInterval::Text(s.to_owned())

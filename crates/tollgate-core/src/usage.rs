@@ -10,7 +10,8 @@ use crate::overrides::BudgetOverride;
 use crate::ports::StoreError;
 use crate::providers::{Provider, ProviderKey};
 
-/// A virtual key as the data plane needs it: found by the hash of its value.
+/// A virtual key as the data plane needs it: found by the hash of its value. A rotated key has
+/// two records, its current value's and, during the grace period, its previous value's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     pub id: String,
@@ -18,6 +19,38 @@ pub struct KeyRecord {
     pub name: String,
     pub user_id: String,
     pub is_active: bool,
+    /// When the key stops working (set by an operator); `None`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// For a previous value only: the end of its grace period, after which it opens nothing.
+    pub value_expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyRecord {
+    /// Whether the presented value still opens the key at `now`: the current value always does,
+    /// a previous one until its grace period ends (then it is unknown, as a revoked value is).
+    pub fn value_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.value_expires_at.is_none_or(|end| now < end)
+    }
+
+    /// Why the key refuses every request at `now`, if it does; inactive wins over expired.
+    pub fn blocked_at(&self, now: DateTime<Utc>) -> Option<KeyBlock> {
+        if !self.is_active {
+            Some(KeyBlock::Inactive)
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            Some(KeyBlock::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a virtual key refuses every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyBlock {
+    /// Deactivated by an operator.
+    Inactive,
+    /// Past its `expires_at`.
+    Expired,
 }
 
 /// Everything governance decisions read, loaded in one consistent pass.
@@ -94,4 +127,32 @@ pub trait UsageStore: Send + Sync {
     async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Closes what the store holds open (its connections); a store shared with others keeps them.
     async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn record(is_active: bool, expires_at: Option<DateTime<Utc>>, value_expires_at: Option<DateTime<Utc>>) -> KeyRecord {
+        KeyRecord { id: "k".into(), value_hash: "h".into(), name: "n".into(), user_id: "u".into(), is_active, expires_at, value_expires_at }
+    }
+
+    #[test]
+    fn a_previous_value_opens_the_key_only_until_its_grace_ends() {
+        let now = crate::clock::now();
+        assert!(record(true, None, None).value_live_at(now));
+        assert!(record(true, None, Some(now + Duration::seconds(1))).value_live_at(now));
+        assert!(!record(true, None, Some(now)).value_live_at(now));
+    }
+
+    #[test]
+    fn an_inactive_key_is_blocked_before_an_expired_one() {
+        let now = crate::clock::now();
+        assert_eq!(record(true, None, None).blocked_at(now), None);
+        assert_eq!(record(true, Some(now + Duration::seconds(1)), None).blocked_at(now), None);
+        assert_eq!(record(true, Some(now), None).blocked_at(now), Some(KeyBlock::Expired));
+        assert_eq!(record(false, Some(now), None).blocked_at(now), Some(KeyBlock::Inactive));
+    }
 }

@@ -26,6 +26,12 @@ pub struct VirtualKey {
     /// The copy that issued it; `None` for an extra key minted for the user.
     pub copy_id: Option<i64>,
     pub is_active: bool,
+    /// When the key stops working; `None`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the current value replaced the previous one (scheduled rotation); `None`: never rotated.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// Until when the previous value still works, after a rotation.
+    pub previous_value_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

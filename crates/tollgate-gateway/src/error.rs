@@ -65,7 +65,7 @@ impl ErrorKind {
             ErrorKind::Denied(kind) => match kind {
                 DenialKind::KeyRequired => (StatusCode::UNAUTHORIZED, "virtual_key_required"),
                 DenialKind::KeyNotFound => (StatusCode::UNAUTHORIZED, "virtual_key_not_found"),
-                DenialKind::KeyInactive => (StatusCode::FORBIDDEN, "virtual_key_blocked"),
+                DenialKind::KeyInactive | DenialKind::KeyExpired => (StatusCode::FORBIDDEN, "virtual_key_blocked"),
                 DenialKind::AccessBlocked => (StatusCode::FORBIDDEN, "access_blocked"),
                 DenialKind::ProviderBlocked => (StatusCode::FORBIDDEN, "provider_blocked"),
                 DenialKind::ModelBlocked => (StatusCode::FORBIDDEN, "model_blocked"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tollgate_core::auth::sha256;
 use tollgate_core::profile::{Budget, ProviderConfig, RateLimit};
+use tollgate_core::usage::KeyBlock;
 use tollgate_core::windows::Period;
 
 use crate::counters::{Claim, LineKind, Scope};
@@ -35,9 +36,12 @@ pub fn authorize<'s>(
 ) -> Result<Access<'s>, Denial> {
     let refused = |kind| Denial::new(kind, provider, model, now);
     let key = key.ok_or_else(|| refused(DenialKind::KeyRequired))?;
-    let record = snapshot.keys.get(&sha256(key)).ok_or_else(|| refused(DenialKind::KeyNotFound))?;
-    if !record.is_active {
-        return Err(refused(DenialKind::KeyInactive));
+    // A rotated-out value past its grace period is as unknown as a revoked one.
+    let record = snapshot.keys.get(&sha256(key)).filter(|r| r.value_live_at(now)).ok_or_else(|| refused(DenialKind::KeyNotFound))?;
+    match record.blocked_at(now) {
+        Some(KeyBlock::Inactive) => return Err(refused(DenialKind::KeyInactive)),
+        Some(KeyBlock::Expired) => return Err(refused(DenialKind::KeyExpired)),
+        None => {}
     }
     // Judged over the user's copies in place (oldest first), without collecting them.
     let copies = snapshot.copies.get(&record.user_id).map_or(&[][..], Vec::as_slice);

@@ -16,8 +16,10 @@ pub enum DenialKind {
     KeyRequired,
     /// The presented key is unknown (never issued, deleted, or a rotated value past its grace).
     KeyNotFound,
-    /// The key is deactivated or expired.
+    /// The key is deactivated.
     KeyInactive,
+    /// The key is past its `expires_at`.
+    KeyExpired,
     /// None of the key's user's copies is active and unexpired.
     AccessBlocked,
     /// No active copy allows the provider.
@@ -155,6 +157,7 @@ impl fmt::Display for Denial {
             DenialKind::KeyRequired => f.write_str("virtual key is required. Provide a virtual key via the x-bf-vk header."),
             DenialKind::KeyNotFound => f.write_str("virtual key not found. The provided virtual key does not exist or has been revoked."),
             DenialKind::KeyInactive => f.write_str("Virtual key is inactive"),
+            DenialKind::KeyExpired => f.write_str("Virtual key has expired"),
             DenialKind::AccessBlocked => f.write_str("the access profile of this virtual key is inactive or expired"),
             DenialKind::ProviderBlocked => write!(f, "Provider '{provider}' is not allowed for this virtual key"),
             DenialKind::ModelBlocked => write!(f, "Model '{model}' is not allowed for this virtual key"),

@@ -24,7 +24,7 @@ const USER_SELECT: &str = "SELECT u.id, u.name, u.email, u.role_id, u.created_at
 const ROLE_COLUMNS: &str = "id, name, description, is_system_role, dac, created_at, updated_at";
 pub(crate) const COPY_COLUMNS: &str =
     "id, user_id, parent_profile_id, name, is_active, expires_at, policy, source_role_id, version, created_at, updated_at";
-const KEY_COLUMNS: &str = "id, name, description, value_masked, user_id, copy_id, is_active, created_at, updated_at";
+const KEY_COLUMNS: &str = "id, name, description, value_masked, user_id, copy_id, is_active, expires_at, rotated_at, previous_value_expires_at, created_at, updated_at";
 
 fn text(row: &AnyRow, col: &str) -> Result<String, StoreError> {
     row.try_get::<String, _>(col).map_err(map_err)
@@ -105,6 +105,9 @@ fn key_from_row(row: &AnyRow) -> Result<VirtualKey, StoreError> {
         user_id: text(row, "user_id")?,
         copy_id: row.try_get("copy_id").map_err(map_err)?,
         is_active: row.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
+        expires_at: parse_opt_ts(row.try_get("expires_at").map_err(map_err)?)?,
+        rotated_at: parse_opt_ts(row.try_get("rotated_at").map_err(map_err)?)?,
+        previous_value_expires_at: parse_opt_ts(row.try_get("previous_value_expires_at").map_err(map_err)?)?,
         created_at: parse_ts(&text(row, "created_at")?)?,
         updated_at: parse_ts(&text(row, "updated_at")?)?,
     })

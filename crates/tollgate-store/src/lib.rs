@@ -9,6 +9,7 @@ mod journal;
 mod plan;
 mod profiles;
 mod providers;
+mod rotation;
 mod sql;
 mod usage;
 

@@ -9,7 +9,7 @@ use tollgate_core::profile::Policy;
 
 use crate::{json_err, map_err, name_key, ts};
 
-type Tx = Transaction<'static, Any>;
+pub(crate) type Tx = Transaction<'static, Any>;
 
 pub(crate) async fn apply(pool: &AnyPool, plan: &[Write]) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(map_err)?;
@@ -20,11 +20,11 @@ pub(crate) async fn apply(pool: &AnyPool, plan: &[Write]) -> Result<(), StoreErr
 }
 
 /// Fails the plan unless exactly the guarded row was touched.
-fn guard(rows: u64) -> Result<(), StoreError> {
+pub(crate) fn guard(rows: u64) -> Result<(), StoreError> {
     if rows == 0 { Err(StoreError::Stale) } else { Ok(()) }
 }
 
-async fn exec<'q>(tx: &'q mut Tx, query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>) -> Result<u64, StoreError> {
+pub(crate) async fn exec<'q>(tx: &'q mut Tx, query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>) -> Result<u64, StoreError> {
     Ok(query.execute(&mut **tx).await.map_err(map_err)?.rows_affected())
 }
 
@@ -139,6 +139,26 @@ async fn one(tx: &mut Tx, write: &Write) -> Result<(), StoreError> {
                 .bind(description.clone())
                 .bind(ts(tollgate_core::clock::now()))
                 .bind(id.as_str());
+            guard(exec(tx, q).await?)
+        }
+        Write::SetKeyLifecycle { id, is_active, expires_at } => {
+            let q = sqlx::query("UPDATE virtual_keys SET is_active = $1, expires_at = $2, updated_at = $3 WHERE id = $4")
+                .bind(i64::from(*is_active))
+                .bind(expires_at.map(ts))
+                .bind(ts(tollgate_core::clock::now()))
+                .bind(id.as_str());
+            guard(exec(tx, q).await?)
+        }
+        Write::RotateKey(r) => crate::rotation::rotate_key(tx, r).await,
+        Write::AdvanceRotation { profile_id, expected_next, next, finished } => {
+            let q = sqlx::query(
+                "UPDATE access_profiles SET next_rotation_at = $1, last_rotation_at = $2 \
+                 WHERE id = $3 AND auto_rotation_interval > 0 AND next_rotation_at = $4",
+            )
+            .bind(ts(*next))
+            .bind(ts(*finished))
+            .bind(profile_id.0)
+            .bind(ts(*expected_next));
             guard(exec(tx, q).await?)
         }
         Write::SetOverride(o) => {

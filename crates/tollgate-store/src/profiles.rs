@@ -232,9 +232,10 @@ pub(crate) async fn update_profile_tx(
     let (tags, policy) = encoded(profile)?;
     let update = sqlx::query(
         "UPDATE access_profiles SET name = $1, name_key = $2, description = $3, is_active = $4, version = $5, tags = $6, \
-         policy = $7, auto_rotation_interval = $8, next_rotation_at = $9, last_rotation_at = $10, updated_at = $11 \
-         WHERE id = $12 AND version = $13",
+         policy = $7, auto_rotation_interval = $8, next_rotation_at = $9, last_rotation_at = COALESCE(last_rotation_at, $10), \
+         updated_at = $11 WHERE id = $12 AND version = $13",
     );
+    // `last_rotation_at` is the scheduler's: an edit made from an older read must not move it back.
     let done =
         bind_columns(update, profile, tags, policy).bind(profile.id.0).bind(expected_version).execute(&mut **tx).await.map_err(map_err)?;
     if done.rows_affected() == 0 {

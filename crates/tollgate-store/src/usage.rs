@@ -16,7 +16,7 @@ use tollgate_core::usage::{GovernanceData, KeyRecord, OpenReservation, RequestLo
 
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
 use crate::sql::Arg;
-use crate::{SqlStore, map_err, parse_ts, ts};
+use crate::{SqlStore, map_err, parse_opt_ts, parse_ts, ts};
 
 /// Most rows per multi-row statement (at most 11 parameters each, well under both databases' limits).
 const ROWS_PER_STATEMENT: usize = 128;
@@ -224,20 +224,34 @@ impl UsageStore for SqlStore {
     async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
         // One read transaction, so keys, copies and overrides agree with each other.
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let key_rows =
-            sqlx::query("SELECT id, value_hash, name, user_id, is_active FROM virtual_keys").fetch_all(&mut *tx).await.map_err(map_err)?;
-        let keys = key_rows
-            .iter()
-            .map(|r| {
-                Ok(KeyRecord {
-                    id: r.try_get("id").map_err(map_err)?,
-                    value_hash: r.try_get("value_hash").map_err(map_err)?,
-                    name: r.try_get("name").map_err(map_err)?,
-                    user_id: r.try_get("user_id").map_err(map_err)?,
-                    is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let key_rows = sqlx::query(
+            "SELECT id, value_hash, name, user_id, is_active, expires_at, previous_value_hash, previous_value_expires_at FROM virtual_keys",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let now = tollgate_core::clock::now();
+        let mut keys = Vec::with_capacity(key_rows.len());
+        for r in &key_rows {
+            let current = KeyRecord {
+                id: r.try_get("id").map_err(map_err)?,
+                value_hash: r.try_get("value_hash").map_err(map_err)?,
+                name: r.try_get("name").map_err(map_err)?,
+                user_id: r.try_get("user_id").map_err(map_err)?,
+                is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
+                expires_at: parse_opt_ts(r.try_get("expires_at").map_err(map_err)?)?,
+                value_expires_at: None,
+            };
+            // A rotated key's previous value opens it until its grace period ends.
+            let previous: Option<String> = r.try_get("previous_value_hash").map_err(map_err)?;
+            let grace_end = parse_opt_ts(r.try_get("previous_value_expires_at").map_err(map_err)?)?;
+            if let (Some(hash), Some(end)) = (previous, grace_end)
+                && end > now
+            {
+                keys.push(KeyRecord { value_hash: hash, value_expires_at: Some(end), ..current.clone() });
+            }
+            keys.push(current);
+        }
         let copy_rows = sqlx::query(&format!("SELECT {COPY_COLUMNS} FROM user_access_profiles ORDER BY id"))
             .fetch_all(&mut *tx)
             .await

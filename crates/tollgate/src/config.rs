@@ -50,6 +50,8 @@ pub struct Settings {
     pub gateway: crate::gateway_config::GatewayConfig,
     /// Connection limits and failed-login throttling (`[server]`).
     pub server: crate::server_config::ServerConfig,
+    /// Key rotation's grace period and scheduler pace (`[keys]`).
+    pub keys: crate::keys_config::KeysConfig,
 }
 
 /// The key that seals stored virtual-key values.
@@ -80,6 +82,7 @@ struct FileValues {
     pricing: Option<toml::Value>,
     gateway: Option<toml::Value>,
     server: Option<toml::Value>,
+    keys: Option<toml::Value>,
 }
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
@@ -160,12 +163,15 @@ impl Settings {
         let mut gateway =
             crate::gateway_config::parse(file.providers.as_ref(), file.pricing.as_ref(), file.gateway.as_ref(), &mut problems);
         let server = crate::server_config::parse(file.server.as_ref(), &mut problems);
+        let keys = crate::keys_config::parse(file.keys.as_ref(), &mut problems);
         if let Some(url) = overrides.redis_url {
             problems.extend(crate::gateway_config::check_redis_url(&url));
             gateway.redis_url = Some(Secret::new(url));
         }
         match listen {
-            Some(listen) if problems.is_empty() => Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server }),
+            Some(listen) if problems.is_empty() => {
+                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys })
+            }
             _ => Err(ConfigError(problems)),
         }
     }
@@ -214,6 +220,7 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "pricing" => values.pricing = Some(value.clone()),
             "gateway" => values.gateway = Some(value.clone()),
             "server" => values.server = Some(value.clone()),
+            "keys" => values.keys = Some(value.clone()),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }

@@ -5,6 +5,8 @@ pub mod cli;
 pub mod config;
 pub mod declared;
 pub mod gateway_config;
+pub mod keys_config;
+pub mod rotation;
 pub mod secrets;
 pub mod serve;
 pub mod server;

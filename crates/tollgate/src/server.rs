@@ -11,6 +11,7 @@ use tollgate_admin::AdminState;
 use tollgate_core::ports::Store;
 use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
 use tollgate_core::services::models::{DeclaredProvider, ModelService, ModelSources};
+use tollgate_core::services::rotation::RotationService;
 use tollgate_core::usage::UsageStore;
 use tollgate_core::vkeys::Sealer;
 use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks, ManagedProviders};
@@ -20,6 +21,7 @@ use tollgate_governance::{Governor, GovernorSettings, GovernorTasks, OpenUsageSt
 use tollgate_store::SqlStore;
 
 use crate::config::Settings;
+use crate::rotation::RotationTask;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub struct Server {
     gateway: Gateway,
     tasks: (GatewayTasks, GovernorTasks),
     limits: crate::serve::ConnectionLimits,
+    /// Rotates managed keys on their profiles' schedule while the server runs.
+    rotation: RotationService,
+    rotation_every: std::time::Duration,
 }
 
 /// Starts governance (snapshot loaded, counters rebuilt from stored usage, the usage writer and
@@ -128,7 +133,18 @@ impl Server {
             let governor = hook.clone();
             Box::pin(async move { governor.reload().await })
         }));
-        Ok(Server { listener, state, store, bootstrap, gateway, tasks, limits: settings.server.connections })
+        let rotation = RotationService::new(state.store.clone(), sealer.clone(), settings.keys.rotation_grace);
+        Ok(Server {
+            listener,
+            state,
+            store,
+            bootstrap,
+            gateway,
+            tasks,
+            limits: settings.server.connections,
+            rotation,
+            rotation_every: settings.keys.rotation_check,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -145,11 +161,14 @@ impl Server {
         &self.store
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the pool.
+    /// Serves (and rotates keys) until `shutdown` completes, then finishes in-flight requests,
+    /// stops the rotation scheduler and the gateway's tasks, and closes the pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let rotation = RotationTask::start(self.rotation, self.rotation_every, self.state.on_change.clone());
         // Every surface's routes under the one middleware stack.
         let router = tollgate_admin::stack(tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway)));
         crate::serve::serve(self.listener, router, self.limits, shutdown).await;
+        rotation.shutdown().await;
         // Calls still in flight settle first, then governance drains what they charged.
         let (gateway_tasks, governor_tasks) = self.tasks;
         gateway_tasks.shutdown().await;

@@ -1,12 +1,15 @@
-//! Handlers of a user's access-profile copies: list, detach, keys and budget overrides.
+//! Handlers of a user's access-profile copies: list, (de)activate and expire, detach, keys and
+//! budget overrides.
 
 use axum::extract::State;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
+use serde_json::Value;
 use tollgate_core::overrides::{BudgetOverrideResponse, OverrideRequest};
 use tollgate_core::services::assignments::{DetachUserProfileResponse, UserAccessProfile};
 use tollgate_core::services::keys::MintKeyRequest;
+use tollgate_core::services::lifecycle::LifecycleRequest;
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -23,7 +26,7 @@ pub(crate) fn routes() -> Router<AdminState> {
         let base = format!("{users}/{{user_id}}/access-profiles");
         router = router
             .route(&base, get(list))
-            .route(&format!("{base}/{{profile_id}}"), delete(detach))
+            .route(&format!("{base}/{{profile_id}}"), put(update).delete(detach))
             .route(&format!("{base}/{{profile_id}}/virtual-keys"), post(mint_key))
             .route(&format!("{base}/virtual-keys/{{vk_id}}"), delete(delete_key))
             .route(&format!("{base}/{{profile_id}}/budgets/{{budget_id}}/override"), put(set_override).delete(remove_override));
@@ -32,7 +35,7 @@ pub(crate) fn routes() -> Router<AdminState> {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, detach, mint_key, delete_key, set_override, remove_override))]
+#[openapi(paths(list, update, detach, mint_key, delete_key, set_override, remove_override))]
 pub(crate) struct UserProfileDoc;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,6 +55,32 @@ async fn list(
 ) -> Result<Json<UserAccessProfileListResponse>, ApiError> {
     caller.require(RESOURCE, "View")?;
     Ok(Json(UserAccessProfileListResponse { access_profiles: s.assignments.user_copies(&user).await? }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserAccessProfileResponse {
+    pub message: String,
+    pub access_profile: UserAccessProfile,
+}
+
+/// Deactivates, reactivates or sets the expiry of the user's copy of a template (`profile_id` is
+/// the template's id). An inactive or expired copy refuses inference at once with 403
+/// `access_blocked`. Only `is_active` and `expires_at` may be sent; the copy's policy comes from
+/// its template (propagate) and budget overrides.
+#[utoipa::path(put, path = "/api/governance/users/{user_id}/access-profiles/{profile_id}", tag = "Access Profiles",
+    operation_id = "updateUserAccessProfile", params(("user_id" = String, Path), ("profile_id" = u64, Path)), request_body = LifecycleRequest,
+    responses((status = 200, body = UserAccessProfileResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 413, body = ErrorResponse),
+        (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+async fn update(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Path((user, id)): Path<(String, u64)>,
+    Body(body): Body<Value>,
+) -> Result<Json<UserAccessProfileResponse>, ApiError> {
+    caller.require(RESOURCE, "Update")?;
+    let copy = s.lifecycle.update_copy(&caller.0, &user, profile_id(id), &body).await?;
+    Ok(Json(UserAccessProfileResponse { message: format!("access profile {id} of user {user} updated"), access_profile: copy }))
 }
 
 /// Removes the user's copy of a template and the keys only it produced, all or nothing.

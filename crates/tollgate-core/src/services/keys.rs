@@ -11,12 +11,14 @@ use crate::audit::AuditAction;
 use crate::auth::Principal;
 use crate::copies::{UserCopy, budget_lines};
 use crate::directory::Write;
-use crate::error::CoreError;
+use crate::error::{CoreError, Problems};
 use crate::ids::{BudgetId, ProfileId};
+use crate::lifecycle::LifecycleChange;
 use crate::overrides::{BudgetOverride, BudgetOverrideResponse, OverrideRequest, current_window_start, overridden};
 use crate::ports::{Store, StoreError};
 use crate::profile::Budget;
 use crate::services::directory::user_not_found;
+use crate::services::lifecycle::lifecycle_action;
 use crate::services::provision::{new_key, user_entry};
 use crate::vkeys::{Sealer, UserVirtualKey, VirtualKey, VirtualKeySummary};
 
@@ -38,14 +40,24 @@ pub struct ManagedVirtualKey {
     pub description: Option<String>,
     pub value: String,
     pub is_active: bool,
+    /// When the key stops working; absent: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the scheduled rotation last replaced the value; absent: never rotated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Until when the value before the last rotation still works.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_value_expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub is_access_profile_managed: bool,
     pub user_id: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Members of a key update that a managed key accepts; anything else belongs to the profile.
-const COSMETIC: [&str; 2] = ["name", "description"];
+/// Members of a key update that a managed key accepts (its label and its lifecycle); anything
+/// else belongs to the profile.
+const EDITABLE: [&str; 4] = ["name", "description", "is_active", "expires_at"];
 
 #[derive(Clone)]
 pub struct KeyService {
@@ -70,6 +82,9 @@ fn view(k: &VirtualKey) -> ManagedVirtualKey {
         description: k.description.clone(),
         value: k.value_masked.clone(),
         is_active: k.is_active,
+        expires_at: k.expires_at,
+        rotated_at: k.rotated_at,
+        previous_value_expires_at: k.previous_value_expires_at,
         is_access_profile_managed: true,
         user_id: k.user_id.clone(),
         created_at: k.created_at,
@@ -145,29 +160,50 @@ impl KeyService {
         self.store.get_key(key_id).await?.map(|k| view(&k)).ok_or_else(|| key_not_found(key_id))
     }
 
-    /// A managed key takes a new name or description; what it may do belongs to its profile, so
-    /// any other member in the body is refused with 409 and nothing changes.
-    pub async fn edit(&self, key_id: &str, body: &Value) -> Result<ManagedVirtualKey, CoreError> {
+    /// A managed key takes a new name or description, and may be deactivated, reactivated or
+    /// given an expiry; what it may do belongs to its profile, so any other member in the body is
+    /// refused with 409 and nothing changes.
+    pub async fn edit(&self, actor: &Principal, key_id: &str, body: &Value) -> Result<ManagedVirtualKey, CoreError> {
         let key = self.store.get_key(key_id).await?.ok_or_else(|| key_not_found(key_id))?;
         let Value::Object(members) = body else { return Err(CoreError::invalid("", "the body must be a JSON object")) };
-        if let Some(locked) = members.keys().find(|m| !COSMETIC.contains(&m.as_str())) {
+        if let Some(locked) = members.keys().find(|m| !EDITABLE.contains(&m.as_str())) {
             return Err(CoreError::Conflict(format!(
                 "virtual key {key_id} is managed by an access profile: '{locked}' cannot be changed on the key; edit the profile and propagate instead"
             )));
         }
+        let mut problems = Problems::default();
         let name = match members.get("name") {
             None | Some(Value::Null) => key.name.clone(),
             Some(Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 255 => n.trim().to_owned(),
-            Some(_) => return Err(CoreError::invalid("name", "must be a non-empty string of at most 255 characters")),
+            Some(_) => {
+                problems.add("name", "must be a non-empty string of at most 255 characters");
+                key.name.clone()
+            }
         };
         let description = match members.get("description") {
             None => key.description.clone(),
             Some(Value::Null) => None,
             Some(Value::String(d)) => Some(d.clone()).filter(|d| !d.trim().is_empty()),
-            Some(_) => return Err(CoreError::invalid("description", "must be a string")),
+            Some(_) => {
+                problems.add("description", "must be a string");
+                key.description.clone()
+            }
         };
-        match self.store.apply(&[Write::RenameKey { id: key.id.clone(), name: name.clone(), description: description.clone() }]).await {
-            Ok(()) => Ok(view(&VirtualKey { name, description, updated_at: crate::clock::now(), ..key })),
+        let change = LifecycleChange::read(members, crate::clock::now(), &mut problems);
+        problems.into_result(())?;
+        let (is_active, expires_at) = change.applied_to(key.is_active, key.expires_at);
+        let mut plan = vec![Write::RenameKey { id: key.id.clone(), name: name.clone(), description: description.clone() }];
+        if (is_active, expires_at) != (key.is_active, key.expires_at) {
+            plan.push(Write::SetKeyLifecycle { id: key.id.clone(), is_active, expires_at });
+            let metadata = json!({
+                "virtual_key_id": key.id,
+                "previous": {"is_active": key.is_active, "expires_at": key.expires_at},
+                "new": {"is_active": is_active, "expires_at": expires_at},
+            });
+            plan.push(Write::Audit(user_entry(actor, lifecycle_action(key.is_active, is_active), None, &key.user_id, &metadata)));
+        }
+        match self.store.apply(&plan).await {
+            Ok(()) => Ok(view(&VirtualKey { name, description, is_active, expires_at, updated_at: crate::clock::now(), ..key })),
             Err(StoreError::Duplicate) => Err(CoreError::Conflict(format!("a virtual key named '{name}' already exists"))),
             Err(StoreError::Stale) => Err(key_not_found(key_id)),
             Err(e) => Err(e.into()),

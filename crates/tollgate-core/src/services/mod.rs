@@ -5,10 +5,12 @@ pub mod assignments;
 pub mod auth;
 pub mod directory;
 pub mod keys;
+pub mod lifecycle;
 pub mod models;
 pub mod profiles;
 pub mod providers;
 mod provision;
+pub mod rotation;
 pub mod throttle;
 
 /// How often an optimistic write is retried when another writer got there first.

@@ -54,6 +54,9 @@ pub(crate) fn new_key(
         user_id: user_id.to_owned(),
         copy_id,
         is_active: true,
+        expires_at: None,
+        rotated_at: None,
+        previous_value_expires_at: None,
         created_at: now,
         updated_at: now,
     };
