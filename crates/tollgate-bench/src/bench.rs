@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::load::{self, Pool, Stats, Target};
-use crate::report::{self, Context, Measured, Path, Results};
+use crate::report;
+use crate::results::{Context, Measured, Path, Results};
 use crate::setup::{self, Admin};
 use crate::verdict;
-use crate::{procstat, spawn};
+use crate::procstat::{self, Usage};
+use crate::spawn;
 
 /// How long after a run Tollgate's CPU is still counted: its usage writer flushes every 500 ms.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -156,15 +158,6 @@ async fn measure(server: u32, mock: u32, settle: Duration, run: impl Future<Outp
     }
     let [cpu, mock_cpu, client_cpu] = spent;
     Ok(Measured { stats, cpu, mock_cpu: (server != mock).then_some(mock_cpu), client_cpu, switches })
-}
-
-/// CPU time other processes on the machine took while the benchmark ran (the three children and
-/// this process excluded), and what the hypervisor stole.
-#[derive(Debug, Clone)]
-pub struct Usage {
-    pub wall: Duration,
-    pub others: Duration,
-    pub steal: Duration,
 }
 
 #[derive(Debug)]

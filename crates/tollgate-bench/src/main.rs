@@ -6,8 +6,10 @@ mod load;
 mod mock;
 mod procstat;
 mod report;
+mod results;
 mod setup;
 mod spawn;
+mod tables;
 mod verdict;
 
 /// The same allocator as Tollgate, so the forwarder is measured on an equal footing.

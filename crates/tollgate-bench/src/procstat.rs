@@ -77,3 +77,12 @@ pub fn all_processes() -> HashMap<u32, Duration> {
     }
     out
 }
+
+/// CPU time other processes on the machine took while the benchmark ran (the three children and
+/// this process excluded), and what the hypervisor stole.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    pub wall: Duration,
+    pub others: Duration,
+    pub steal: Duration,
+}

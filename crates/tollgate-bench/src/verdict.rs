@@ -1,7 +1,8 @@
 //! The targets of the benchmark: how each is judged on one run, and over repeated runs (by the
 //! median of the runs that could judge it, every run's verdict shown beside it).
 
-use crate::report::{Results, f1, mb, row, table, us};
+use crate::results::Results;
+use crate::tables::{f1, mb, row, table, us};
 
 /// Targets of the issue (2-core machine).
 const ADDED_LATENCY_RATIO: f64 = 1.25;

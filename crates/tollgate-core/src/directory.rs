@@ -10,9 +10,10 @@ use crate::audit::{NewAuditEntry, NewVersion};
 use crate::copies::UserCopy;
 use crate::ids::{BudgetId, ProfileId, RateLimitId};
 use crate::money::Money;
+pub use crate::overrides::BudgetUsage;
 use crate::overrides::BudgetOverride;
 use crate::paging::Page;
-use crate::ports::StoreError;
+use crate::store_error::StoreError;
 use crate::profile::AccessProfile;
 use crate::rotation::KeyRotation;
 use crate::users::{Role, User};
@@ -107,13 +108,6 @@ pub enum Write {
         version: NewVersion,
     },
     Audit(NewAuditEntry),
-}
-
-/// Usage of one budget line in its current window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BudgetUsage {
-    pub current_usage: Money,
-    pub last_reset: DateTime<Utc>,
 }
 
 /// Stored usage of a rate limit: tokens and requests, each with the start of its window.

@@ -1,6 +1,7 @@
 //! Tollgate's domain: identifiers, money, policy objects and their validation, the ports that
 //! storage implements, and the services that run the management use cases. No I/O lives here.
 
+pub mod api_key;
 pub mod audit;
 pub mod auth;
 pub mod clock;
@@ -22,6 +23,7 @@ pub mod provider_headers;
 pub mod providers;
 pub mod rotation;
 pub mod services;
+pub mod store_error;
 pub mod usage;
 pub mod users;
 pub mod vkeys;

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::directory::BudgetUsage;
 use crate::error::{CoreError, Problems};
 use crate::ids::BudgetId;
 use crate::money::Money;
@@ -37,6 +36,13 @@ impl OverrideMode {
             _ => None,
         }
     }
+}
+
+/// Usage of one budget line in its current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetUsage {
+    pub current_usage: Money,
+    pub last_reset: DateTime<Utc>,
 }
 
 /// A stored override of one copy budget line.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,6 +11,7 @@ use utoipa::ToSchema;
 use crate::egress::EgressPolicy;
 use crate::env_refs::EnvAllowList;
 use crate::error::Problems;
+use crate::store_error::StoreError;
 
 /// What the operator decided about the providers the management API defines: which addresses
 /// they may have, which environment variables their keys may name, and which names the config
@@ -285,4 +287,25 @@ pub(crate) fn checked_network(p: &mut Problems, network: &NetworkConfig, egress:
     if network.max_retries.is_some_and(|r| r > 10) {
         p.add("network_config.max_retries", "must be at most 10");
     }
+}
+
+/// Storage of providers and their keys.
+#[async_trait]
+pub trait ProviderStore: Send + Sync {
+    async fn list_providers(&self) -> Result<Vec<Provider>, StoreError>;
+    async fn get_provider(&self, name: &str) -> Result<Option<Provider>, StoreError>;
+    /// Inserts a provider with its first keys in one transaction; `Duplicate` if it exists.
+    async fn insert_provider(&self, provider: &Provider, keys: &[(ProviderKey, String)]) -> Result<(), StoreError>;
+    async fn replace_provider(&self, provider: &Provider) -> Result<bool, StoreError>;
+    /// Deletes a provider and its keys.
+    async fn delete_provider(&self, name: &str) -> Result<bool, StoreError>;
+    /// Keys of one provider, or of every provider.
+    async fn list_provider_keys(&self, provider: Option<&str>) -> Result<Vec<ProviderKey>, StoreError>;
+    /// `Duplicate` when the id or the name is taken.
+    async fn insert_provider_key(&self, key: &ProviderKey, sealed: &str) -> Result<(), StoreError>;
+    /// Replaces a key; `sealed: None` keeps the stored secret.
+    async fn replace_provider_key(&self, key: &ProviderKey, sealed: Option<&str>) -> Result<bool, StoreError>;
+    async fn delete_provider_key(&self, provider: &str, id: &str) -> Result<bool, StoreError>;
+    /// Every key with its sealed secret, for the data plane.
+    async fn sealed_provider_keys(&self) -> Result<Vec<(ProviderKey, String)>, StoreError>;
 }

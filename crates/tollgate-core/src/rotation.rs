@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::ids::ProfileId;
-use crate::ports::StoreError;
+use crate::store_error::StoreError;
 
 /// Shortest allowed rotation interval.
 pub const MIN_INTERVAL: Duration = Duration::from_hours(1);

@@ -11,6 +11,7 @@ mod profiles;
 mod providers;
 mod rotation;
 mod sql;
+mod tx;
 mod usage;
 
 use std::time::Duration;

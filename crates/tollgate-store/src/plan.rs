@@ -7,9 +7,8 @@ use tollgate_core::directory::Write;
 use tollgate_core::ports::StoreError;
 use tollgate_core::profile::Policy;
 
+use crate::tx::{Tx, exec, guard};
 use crate::{json_err, map_err, name_key, ts};
-
-pub(crate) type Tx = Transaction<'static, Any>;
 
 pub(crate) async fn apply(pool: &AnyPool, plan: &[Write]) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(map_err)?;
@@ -17,15 +16,6 @@ pub(crate) async fn apply(pool: &AnyPool, plan: &[Write]) -> Result<(), StoreErr
         one(&mut tx, write).await?;
     }
     tx.commit().await.map_err(map_err)
-}
-
-/// Fails the plan unless exactly the guarded row was touched.
-pub(crate) fn guard(rows: u64) -> Result<(), StoreError> {
-    if rows == 0 { Err(StoreError::Stale) } else { Ok(()) }
-}
-
-pub(crate) async fn exec<'q>(tx: &'q mut Tx, query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>) -> Result<u64, StoreError> {
-    Ok(query.execute(&mut **tx).await.map_err(map_err)?.rows_affected())
 }
 
 #[expect(clippy::too_many_lines, reason = "one arm per kind of write keeps the whole vocabulary in one place")]

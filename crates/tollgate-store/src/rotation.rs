@@ -8,7 +8,7 @@ use tollgate_core::ids::ProfileId;
 use tollgate_core::ports::StoreError;
 use tollgate_core::rotation::{DueKey, DueProfile, KeyRotation, RotationStore};
 
-use crate::plan::{Tx, exec, guard};
+use crate::tx::{Tx, exec, guard};
 use crate::{SqlStore, map_err, parse_ts, ts};
 
 #[async_trait]

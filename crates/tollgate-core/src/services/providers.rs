@@ -15,26 +15,7 @@ use crate::providers::{
 };
 use crate::vkeys::Sealer;
 
-/// Storage of providers and their keys.
-#[async_trait]
-pub trait ProviderStore: Send + Sync {
-    async fn list_providers(&self) -> Result<Vec<Provider>, StoreError>;
-    async fn get_provider(&self, name: &str) -> Result<Option<Provider>, StoreError>;
-    /// Inserts a provider with its first keys in one transaction; `Duplicate` if it exists.
-    async fn insert_provider(&self, provider: &Provider, keys: &[(ProviderKey, String)]) -> Result<(), StoreError>;
-    async fn replace_provider(&self, provider: &Provider) -> Result<bool, StoreError>;
-    /// Deletes a provider and its keys.
-    async fn delete_provider(&self, name: &str) -> Result<bool, StoreError>;
-    /// Keys of one provider, or of every provider.
-    async fn list_provider_keys(&self, provider: Option<&str>) -> Result<Vec<ProviderKey>, StoreError>;
-    /// `Duplicate` when the id or the name is taken.
-    async fn insert_provider_key(&self, key: &ProviderKey, sealed: &str) -> Result<(), StoreError>;
-    /// Replaces a key; `sealed: None` keeps the stored secret.
-    async fn replace_provider_key(&self, key: &ProviderKey, sealed: Option<&str>) -> Result<bool, StoreError>;
-    async fn delete_provider_key(&self, provider: &str, id: &str) -> Result<bool, StoreError>;
-    /// Every key with its sealed secret, for the data plane.
-    async fn sealed_provider_keys(&self) -> Result<Vec<(ProviderKey, String)>, StoreError>;
-}
+pub use crate::providers::ProviderStore;
 
 #[derive(Clone)]
 pub struct ProviderService {
