@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::load::{self, Pool, Stats, Target};
+use crate::procstat::{self, Usage};
 use crate::report;
 use crate::results::{Context, Measured, Path, Results};
 use crate::setup::{self, Admin};
-use crate::verdict;
-use crate::procstat::{self, Usage};
 use crate::spawn;
+use crate::verdict;
 
 /// How long after a run Tollgate's CPU is still counted: its usage writer flushes every 500 ms.
 const SETTLE: Duration = Duration::from_millis(1500);

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::results::{Measured, Results};
+use crate::results::{MICRODOLLARS_PER_REQUEST, Measured, Results};
 use crate::tables::{f1, mb, row, table, us};
 use crate::verdict::{self, Judged};
 

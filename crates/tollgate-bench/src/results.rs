@@ -3,15 +3,12 @@
 
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
 use crate::load::Stats;
 use crate::mock;
-use crate::tables::us;
 
 /// Micro-dollars per answered request at the configured prices ($0.1 in, $0.4 out per million
 /// tokens), rounded up to a whole micro-dollar as Tollgate charges each request.
-const MICRODOLLARS_PER_REQUEST: u64 = (mock::PROMPT_TOKENS * 100_000 + mock::COMPLETION_TOKENS * 400_000).div_ceil(1_000_000);
+pub(crate) const MICRODOLLARS_PER_REQUEST: u64 = (mock::PROMPT_TOKENS * 100_000 + mock::COMPLETION_TOKENS * 400_000).div_ceil(1_000_000);
 
 /// A run and the CPU time spent meanwhile.
 #[derive(Debug)]
@@ -42,7 +39,7 @@ impl Measured {
     }
 
     /// CPU microseconds per answered request.
-    fn per_request(&self, cpu: Duration) -> f64 {
+    pub(crate) fn per_request(&self, cpu: Duration) -> f64 {
         #[expect(clippy::cast_precision_loss, reason = "request counts are far below 2^52")]
         let ok = self.stats.ok as f64;
         if self.stats.ok > 0 { cpu.as_secs_f64() * 1e6 / ok } else { f64::NAN }
@@ -54,7 +51,7 @@ impl Measured {
     }
 
     /// Context switches of the serving process per answered request.
-    fn switches_per_request(&self) -> f64 {
+    pub(crate) fn switches_per_request(&self) -> f64 {
         #[expect(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
         let (switches, ok) = (self.switches as f64, self.stats.ok as f64);
         if self.stats.ok > 0 { switches / ok } else { f64::NAN }

@@ -9,13 +9,12 @@ use chrono::{DateTime, Utc};
 use crate::audit::{NewAuditEntry, NewVersion};
 use crate::copies::UserCopy;
 use crate::ids::{BudgetId, ProfileId, RateLimitId};
-use crate::money::Money;
-pub use crate::overrides::BudgetUsage;
 use crate::overrides::BudgetOverride;
+pub use crate::overrides::BudgetUsage;
 use crate::paging::Page;
-use crate::store_error::StoreError;
 use crate::profile::AccessProfile;
 use crate::rotation::KeyRotation;
+use crate::store_error::StoreError;
 use crate::users::{Role, User};
 use crate::vkeys::VirtualKey;
 

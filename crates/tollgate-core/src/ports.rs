@@ -5,15 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::api_key::ApiKey;
 use crate::audit::{AuditLog, AuditQuery, NewAuditEntry, NewVersion, ProfileVersion};
 use crate::directory::DirectoryStore;
-use crate::error::CoreError;
 use crate::ids::{ApiKeyId, ProfileId, Sequence};
 use crate::paging::{Page, Paging};
 use crate::profile::AccessProfile;
-use crate::rotation::RotationStore;
-use crate::api_key::ApiKey;
 use crate::providers::ProviderStore;
+use crate::rotation::RotationStore;
 pub use crate::store_error::StoreError;
 
 /// Filters of the profile list.

@@ -1,7 +1,7 @@
 //! Runs a planned list of directory writes in one transaction. A guarded write that matches no
 //! row rolls everything back with `StoreError::Stale`, so a plan is applied whole or not at all.
 
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{AnyPool, Row};
 use tollgate_core::copies::{UserCopy, budget_lines};
 use tollgate_core::directory::Write;
 use tollgate_core::ports::StoreError;

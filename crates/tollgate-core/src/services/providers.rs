@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use crate::error::{CoreError, Problems};
 use crate::ports::{Store, StoreError};
 use crate::provider_headers;
