@@ -12,7 +12,7 @@ use sqlx::{Arguments, Row};
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 use tollgate_core::services::providers::ProviderStore;
-use tollgate_core::usage::{GovernanceData, KeyRecord, OpenReservation, RequestLog, UsageRow, UsageStore};
+use tollgate_core::usage::{GovernanceData, KeyRecord, OpenReservation, RequestLog, UsageRow, UsageStore, UsersData};
 
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
 use crate::sql::Arg;
@@ -219,25 +219,25 @@ impl SqlStore {
     }
 }
 
+const KEY_RECORD_COLUMNS: &str = "id, value_hash, name, user_id, is_active";
+
+fn key_record(r: &sqlx::any::AnyRow) -> Result<KeyRecord, StoreError> {
+    Ok(KeyRecord {
+        id: r.try_get("id").map_err(map_err)?,
+        value_hash: r.try_get("value_hash").map_err(map_err)?,
+        name: r.try_get("name").map_err(map_err)?,
+        user_id: r.try_get("user_id").map_err(map_err)?,
+        is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
+    })
+}
+
 #[async_trait]
 impl UsageStore for SqlStore {
     async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
         // One read transaction, so keys, copies and overrides agree with each other.
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let key_rows =
-            sqlx::query("SELECT id, value_hash, name, user_id, is_active FROM virtual_keys").fetch_all(&mut *tx).await.map_err(map_err)?;
-        let keys = key_rows
-            .iter()
-            .map(|r| {
-                Ok(KeyRecord {
-                    id: r.try_get("id").map_err(map_err)?,
-                    value_hash: r.try_get("value_hash").map_err(map_err)?,
-                    name: r.try_get("name").map_err(map_err)?,
-                    user_id: r.try_get("user_id").map_err(map_err)?,
-                    is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let key_rows = sqlx::query(&format!("SELECT {KEY_RECORD_COLUMNS} FROM virtual_keys")).fetch_all(&mut *tx).await.map_err(map_err)?;
+        let keys = key_rows.iter().map(key_record).collect::<Result<Vec<_>, StoreError>>()?;
         let copy_rows = sqlx::query(&format!("SELECT {COPY_COLUMNS} FROM user_access_profiles ORDER BY id"))
             .fetch_all(&mut *tx)
             .await
@@ -250,6 +250,49 @@ impl UsageStore for SqlStore {
         let providers = self.list_providers().await?;
         let provider_keys = self.sealed_provider_keys().await?;
         Ok(GovernanceData { keys, copies, overrides, providers, provider_keys })
+    }
+
+    async fn load_users(&self, users: &[String]) -> Result<UsersData, StoreError> {
+        // One read transaction, so the users' keys, copies and overrides agree with each other.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut data = UsersData { users: users.to_vec(), ..UsersData::default() };
+        for ids in users.chunks(ROWS_PER_STATEMENT) {
+            let list = placeholders(ids.len());
+            let queries = [
+                format!("SELECT {KEY_RECORD_COLUMNS} FROM virtual_keys WHERE user_id IN ({list})"),
+                format!("SELECT {COPY_COLUMNS} FROM user_access_profiles WHERE user_id IN ({list}) ORDER BY id"),
+                format!(
+                    "SELECT {OVERRIDE_COLUMNS} FROM budget_overrides WHERE copy_id IN \
+                     (SELECT id FROM user_access_profiles WHERE user_id IN ({list}))"
+                ),
+            ];
+            let mut rows = Vec::with_capacity(3);
+            for text in &queries {
+                let mut query = sqlx::query(text);
+                for id in ids {
+                    query = query.bind(id.as_str());
+                }
+                rows.push(query.fetch_all(&mut *tx).await.map_err(map_err)?);
+            }
+            data.keys.extend(rows[0].iter().map(key_record).collect::<Result<Vec<_>, _>>()?);
+            data.copies.extend(rows[1].iter().map(copy_from_row).collect::<Result<Vec<_>, _>>()?);
+            data.overrides.extend(rows[2].iter().map(override_from_row).collect::<Result<Vec<_>, _>>()?);
+        }
+        tx.commit().await.map_err(map_err)?;
+        // Copies oldest first per user, as a full load gives them.
+        data.copies.sort_by_key(|c| c.id);
+        Ok(data)
+    }
+
+    async fn generation(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT n FROM governance_generation WHERE id = 1").fetch_one(&self.pool).await.map_err(map_err)
+    }
+
+    async fn bump_generation(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("UPDATE governance_generation SET n = n + 1 WHERE id = 1 RETURNING n")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     async fn load_usage(&self, since: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError> {

@@ -124,9 +124,9 @@ impl Server {
             Box::pin(async move { governor.ready().await })
         }));
         let hook = governor;
-        state.on_change = Some(Arc::new(move || {
+        state.on_change = Some(Arc::new(move |scope| {
             let governor = hook.clone();
-            Box::pin(async move { governor.reload().await })
+            Box::pin(async move { governor.changed(scope).await })
         }));
         Ok(Server { listener, state, store, bootstrap, gateway, tasks, limits: settings.server.connections })
     }

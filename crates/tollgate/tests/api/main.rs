@@ -123,6 +123,7 @@ mod profiles;
 mod provider_secrets;
 mod providers;
 mod replicas;
+mod scale;
 mod sdk;
 mod startup;
 mod updates;
