@@ -6,6 +6,7 @@ mod load;
 mod mock;
 mod procstat;
 mod report;
+mod scale;
 mod setup;
 mod spawn;
 mod verdict;
@@ -56,6 +57,13 @@ enum Command {
         #[arg(long, hide = true)]
         exit_on_eof: bool,
     },
+    /// Measure the governance snapshot at scale, in process over a SQLite store: full rebuild
+    /// time and memory, a one-user change applied in place, key look-up at 1k and 1M keys
+    Scale {
+        /// Users to seed, each with a copy and a key
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+    },
 }
 
 #[tokio::main]
@@ -70,6 +78,7 @@ async fn main() -> ExitCode {
             exit_when_parent_goes(exit_on_eof);
             forward::serve(&listen, &upstream, announce).await
         }
+        Some(Command::Scale { users }) => scale::run(users, say).await,
         None => run(cli.options).await,
     };
     match outcome {

@@ -54,7 +54,7 @@ impl Freshness {
 mod tests {
     use super::*;
 
-    const LONG: Duration = Duration::from_secs(3600);
+    const LONG: Duration = Duration::from_hours(1);
 
     #[test]
     fn own_writes_in_order_need_no_rebuild() {

@@ -86,7 +86,7 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
 /// The snapshot is rebuilt whole at least this often even when the generation has not moved, as
 /// the safety net for a write whose generation bump was lost (a crash between its commit and the
 /// bump) or that did not go through the management API.
-pub const FULL_RELOAD_EVERY: Duration = Duration::from_secs(60);
+pub const FULL_RELOAD_EVERY: Duration = Duration::from_mins(1);
 /// A reservation older than this is released (no request lives that long).
 pub const RESERVATION_TTL_MINUTES: i64 = 30;
 
@@ -172,7 +172,7 @@ impl Governor {
         match bumped {
             Ok(n) => fresh.own(n),
             Err(e) => {
-                tracing::warn!(error = %e, "the governance generation could not be raised; other instances see this change at their next full reload")
+                tracing::warn!(error = %e, "the governance generation could not be raised; other instances see this change at their next full reload");
             }
         }
         let applied = match scope {

@@ -184,7 +184,7 @@ impl Snapshot {
 
     /// Every key and every user's holdings, sorted: two snapshots with the same content give
     /// equal lists, however each was made.
-    pub fn contents(&self) -> (Vec<(&[u8; 32], &KeyRecord)>, Vec<(&str, &Holdings)>) {
+    pub fn contents(&self) -> Contents<'_> {
         let mut keys: Vec<_> = self.keys.iter().map(|(h, k)| (h, k.as_ref())).collect();
         keys.sort_by_key(|(h, _)| **h);
         let mut users: Vec<_> = self.users.iter().map(|(u, h)| (u.as_ref(), h.as_ref())).collect();
@@ -192,6 +192,9 @@ impl Snapshot {
         (keys, users)
     }
 }
+
+/// Every key by hash and every user's holdings, each list sorted.
+pub type Contents<'s> = (Vec<(&'s [u8; 32], &'s KeyRecord)>, Vec<(&'s str, &'s Holdings)>);
 
 /// The current snapshot, shared by every request.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, Row};
 use tollgate_core::money::Money;
@@ -238,11 +239,15 @@ impl UsageStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let key_rows = sqlx::query(&format!("SELECT {KEY_RECORD_COLUMNS} FROM virtual_keys")).fetch_all(&mut *tx).await.map_err(map_err)?;
         let keys = key_rows.iter().map(key_record).collect::<Result<Vec<_>, StoreError>>()?;
-        let copy_rows = sqlx::query(&format!("SELECT {COPY_COLUMNS} FROM user_access_profiles ORDER BY id"))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let copies = copy_rows.iter().map(copy_from_row).collect::<Result<Vec<_>, _>>()?;
+        // Row by row: each stored policy is parsed and its text dropped before the next arrives,
+        // so a full read never holds every row's text and every parsed copy at once.
+        let copy_query = format!("SELECT {COPY_COLUMNS} FROM user_access_profiles ORDER BY id");
+        let mut copy_rows = sqlx::query(&copy_query).fetch(&mut *tx);
+        let mut copies = Vec::new();
+        while let Some(row) = copy_rows.try_next().await.map_err(map_err)? {
+            copies.push(copy_from_row(&row)?);
+        }
+        drop(copy_rows);
         let override_rows =
             sqlx::query(&format!("SELECT {OVERRIDE_COLUMNS} FROM budget_overrides")).fetch_all(&mut *tx).await.map_err(map_err)?;
         let overrides = override_rows.iter().map(override_from_row).collect::<Result<Vec<_>, _>>()?;

@@ -84,6 +84,9 @@ impl Rows {
     }
 }
 
+/// A change to the rows, made by a management write.
+type Change = Box<dyn Fn(&mut Rows)>;
+
 fn start() -> Rows {
     let mut rows = Rows::default();
     for (i, user) in ["ann", "bob", "cyd", "dee"].into_iter().enumerate() {
@@ -100,7 +103,7 @@ fn a_snapshot_changed_user_by_user_equals_a_full_rebuild_of_the_same_data() {
     let mut rows = start();
     let mut snapshot = Snapshot::build(rows.all());
     // A sequence of changes, each applied to its users only.
-    let steps: Vec<(Vec<&str>, Box<dyn Fn(&mut Rows)>)> = vec![
+    let steps: Vec<(Vec<&str>, Change)> = vec![
         (
             vec!["eve"],
             Box::new(|r: &mut Rows| {
