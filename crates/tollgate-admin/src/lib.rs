@@ -25,6 +25,7 @@ use tollgate_core::services::lifecycle::LifecycleService;
 use tollgate_core::services::models::{ModelService, ModelSources};
 use tollgate_core::services::profiles::ProfileService;
 use tollgate_core::services::providers::ProviderService;
+use tollgate_core::usage::ChangeScope;
 use tollgate_core::vkeys::Sealer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -37,8 +38,16 @@ use crate::error::{ApiError, REQUEST_ID};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Awaited after every successful management write, before its answer is sent, so the data
-/// plane serves the change from the very next request.
-pub type ChangeHook = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+/// plane serves the change from the very next request. Told what the write changed: a handler
+/// that changed only some users' keys, copies or overrides says so with a `ChangeScope` response
+/// extension (`changed_users`); any other write is `ChangeScope::Everything`.
+pub type ChangeHook = Arc<dyn Fn(ChangeScope) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The response part by which a handler says its write changed only these users' governance
+/// state (their keys, copies and overrides), so the data plane re-reads just them.
+pub(crate) fn changed_users<I: IntoIterator<Item = S>, S: Into<String>>(users: I) -> axum::Extension<ChangeScope> {
+    axum::Extension(ChangeScope::Users(users.into_iter().map(Into::into).collect()))
+}
 
 /// Asked by `/ready` after the database: whatever else must answer for requests to be served
 /// (the shared usage counters); `Err` carries the reason, for the log only.
@@ -119,7 +128,8 @@ pub fn stack(routes: Router) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Runs the change hook after a successful write.
+/// Runs the change hook after a successful write, with the scope the handler gave (everything if
+/// it gave none).
 async fn announce_changes(axum::extract::State(state): axum::extract::State<AdminState>, request: Request, next: Next) -> Response {
     let writes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
     let response = next.run(request).await;
@@ -127,7 +137,8 @@ async fn announce_changes(axum::extract::State(state): axum::extract::State<Admi
         && response.status().is_success()
         && let Some(hook) = &state.on_change
     {
-        hook().await;
+        let scope = response.extensions().get::<ChangeScope>().cloned().unwrap_or(ChangeScope::Everything);
+        hook(scope).await;
     }
     response
 }
@@ -140,8 +151,9 @@ async fn unknown_route() -> ApiError {
 /// with an encoded NUL character is refused here: no store can hold it (Postgres refuses it).
 async fn request_scope(request: Request, next: Next) -> Response {
     let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-    let uri = request.uri().to_string().to_ascii_lowercase();
-    if uri.contains("%00") {
+    let uri = request.uri();
+    let has_nul = |part: &str| part.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%00"));
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
         return REQUEST_ID
             .scope(id, async { ApiError::bad_request("the path and query must not contain NUL characters").into_response() })
             .await;

@@ -7,6 +7,7 @@ mod mock;
 mod procstat;
 mod report;
 mod results;
+mod scale;
 mod setup;
 mod spawn;
 mod tables;
@@ -58,6 +59,13 @@ enum Command {
         #[arg(long, hide = true)]
         exit_on_eof: bool,
     },
+    /// Measure the governance snapshot at scale, in process over a SQLite store: full rebuild
+    /// time and memory, a one-user change applied in place, key look-up at 1k and 1M keys
+    Scale {
+        /// Users to seed, each with a copy and a key
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+    },
 }
 
 #[tokio::main]
@@ -72,6 +80,7 @@ async fn main() -> ExitCode {
             exit_when_parent_goes(exit_on_eof);
             forward::serve(&listen, &upstream, announce).await
         }
+        Some(Command::Scale { users }) => scale::run(users, say).await,
         None => run(cli.options).await,
     };
     match outcome {

@@ -64,6 +64,31 @@ pub struct GovernanceData {
     pub provider_keys: Vec<(ProviderKey, String)>,
 }
 
+/// What some users hold that governance decisions read: their keys, copies and the overrides
+/// on their copies' budgets, loaded in one consistent pass. A user of `users` with nothing
+/// here holds nothing (deleted, or never given a copy or key).
+#[derive(Debug, Clone, Default)]
+pub struct UsersData {
+    pub users: Vec<String>,
+    pub keys: Vec<KeyRecord>,
+    pub copies: Vec<UserCopy>,
+    pub overrides: Vec<BudgetOverride>,
+}
+
+/// What a management write changed, as far as governance is concerned: a few users' keys,
+/// copies and overrides (applied to the snapshot in place), or anything else (a full rebuild).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeScope {
+    Everything,
+    Users(Vec<String>),
+}
+
+impl ChangeScope {
+    pub fn user(id: &str) -> ChangeScope {
+        ChangeScope::Users(vec![id.to_owned()])
+    }
+}
+
 /// Usage of one counter line in the window that starts at `window_start`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsageRow {
@@ -101,6 +126,25 @@ pub struct RequestLog {
 #[async_trait]
 pub trait UsageStore: Send + Sync {
     async fn load_governance(&self) -> Result<GovernanceData, StoreError>;
+    /// The keys, copies and overrides of just `users`. The default reads everything and keeps
+    /// theirs.
+    async fn load_users(&self, users: &[String]) -> Result<UsersData, StoreError> {
+        let all = self.load_governance().await?;
+        let copies: Vec<UserCopy> = all.copies.into_iter().filter(|c| users.contains(&c.user_id)).collect();
+        let overrides = all.overrides.into_iter().filter(|o| copies.iter().any(|c| c.id == o.copy_id)).collect();
+        let keys = all.keys.into_iter().filter(|k| users.contains(&k.user_id)).collect();
+        Ok(UsersData { users: users.to_vec(), keys, copies, overrides })
+    }
+    /// The governance generation: a number every instance raises after a governance write has
+    /// committed, so others can tell cheaply whether their snapshot may be stale. The default
+    /// never moves (such a store is only rebuilt by the periodic full reload).
+    async fn generation(&self) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+    /// Raises the generation by one and returns the new value.
+    async fn bump_generation(&self) -> Result<i64, StoreError> {
+        Ok(0)
+    }
     /// Persisted usage rows, to rebuild the counters at start (`since: None`: all of them), or
     /// those whose window started after `since` (a line zeroed by a management write).
     async fn load_usage(&self, since: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError>;

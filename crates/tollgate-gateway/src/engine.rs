@@ -104,7 +104,7 @@ impl Gateway {
         let now = tollgate_core::clock::now();
         let snapshot = self.0.governor.snapshot();
         let (target, access) = self.resolve(&snapshot, headers, ask, now)?;
-        let held = self.0.governor.admit(&snapshot, access, ask, prompt, now).await?;
+        let held = self.0.governor.admit(access, ask, prompt, now).await?;
         Ok((target, held))
     }
 

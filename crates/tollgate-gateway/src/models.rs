@@ -40,7 +40,7 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
     let probe = Ask { provider: "", model: "", max_out: 0, stream: false };
     let user = match governor.authorize(&snapshot, key, &probe, now) {
         Err(e) if e.kind == DenialKind::ProviderBlocked => {
-            key.and_then(|k| snapshot.keys.get(&tollgate_core::auth::sha256(k))).map_or("", |k| k.user_id.as_str())
+            key.and_then(|k| snapshot.key(&tollgate_core::auth::sha256(k))).map_or("", |k| k.user_id.as_str())
         }
         Err(e) => return Err(e.into()),
         Ok(access) => access.user_id,
@@ -48,7 +48,7 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
     let mut ids = BTreeSet::new();
     let mut providers = BTreeSet::new();
     let mut served;
-    for copy in snapshot.copies.get(user).into_iter().flatten().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
+    for copy in snapshot.copies(user).iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
         for config in &copy.policy.provider_configs {
             providers.insert(config.provider_name.clone());
             if wanted.is_some_and(|w| w != config.provider_name) {

@@ -48,14 +48,7 @@ impl Governor {
     /// Prices an authorized request and reserves its estimate on every line that applies. The
     /// prompt is reserved at its bound first; only if that is refused on a budget or token line
     /// is it counted and tried again at its count, so one with room never tokenizes at all.
-    pub async fn admit(
-        &self,
-        snapshot: &Snapshot,
-        access: Access<'_>,
-        ask: &Ask<'_>,
-        prompt: &impl PromptSize,
-        now: DateTime<Utc>,
-    ) -> Result<Held, Denial> {
+    pub async fn admit(&self, access: Access<'_>, ask: &Ask<'_>, prompt: &impl PromptSize, now: DateTime<Utc>) -> Result<Held, Denial> {
         let (provider, model) = (ask.provider, ask.model);
         let price = self.0.pricing.price(provider, model);
         if price.is_none() && access.has_budgets() && self.0.pricing.unpriced == UnpricedModels::Deny {
@@ -64,7 +57,7 @@ impl Governor {
             return Err(denial);
         }
         let mut reserved = estimate(price, prompt.bound(), ask.max_out);
-        let mut claims = access.claims(snapshot, reserved, now);
+        let mut claims = access.claims(reserved, now);
         let mut outcome = self.0.counters.reserve(&claims, now).await;
         if let Err(Refusal::Denied(lines)) = &outcome
             && lines.iter().all(|d| d.kind != LineKind::Requests)

@@ -37,14 +37,14 @@ pub fn authorize<'s>(
     let refused = |kind| Denial::new(kind, provider, model, now);
     let key = key.ok_or_else(|| refused(DenialKind::KeyRequired))?;
     // A rotated-out value past its grace period is as unknown as a revoked one.
-    let record = snapshot.keys.get(&sha256(key)).filter(|r| r.value_live_at(now)).ok_or_else(|| refused(DenialKind::KeyNotFound))?;
+    let record = snapshot.key(&sha256(key)).filter(|r| r.value_live_at(now)).ok_or_else(|| refused(DenialKind::KeyNotFound))?;
     match record.blocked_at(now) {
         Some(KeyBlock::Inactive) => return Err(refused(DenialKind::KeyInactive)),
         Some(KeyBlock::Expired) => return Err(refused(DenialKind::KeyExpired)),
         None => {}
     }
     // Judged over the user's copies in place (oldest first), without collecting them.
-    let copies = snapshot.copies.get(&record.user_id).map_or(&[][..], Vec::as_slice);
+    let copies = snapshot.copies(&record.user_id);
     let active = || copies.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now));
     if active().next().is_none() {
         return Err(refused(DenialKind::AccessBlocked));
@@ -93,7 +93,7 @@ impl Access<'_> {
 
     /// The lines the request must fit into: rate limits (provider config first, then profile),
     /// then budgets (provider config first, then profile), each with its own window.
-    pub fn claims(&self, snapshot: &Snapshot, estimate: Estimate, now: DateTime<Utc>) -> Vec<Claim> {
+    pub fn claims(&self, estimate: Estimate, now: DateTime<Utc>) -> Vec<Claim> {
         let policy = &self.copy.policy;
         let aligned = policy.calendar_aligned;
         let config = self.config();
@@ -112,7 +112,7 @@ impl Access<'_> {
         {
             for (at, budget) in budgets.iter().enumerate() {
                 let line = lines.budgets.get(at).cloned().unwrap_or_else(|| Arc::from(budget.id.0.as_str()));
-                claims.push(Claim { copy: self.copy.id, ..budget_claim(snapshot, budget, line, scope, aligned, estimate, now) });
+                claims.push(Claim { copy: self.copy.id, ..budget_claim(self.copy, budget, line, scope, aligned, estimate, now) });
             }
         }
         claims
@@ -156,7 +156,7 @@ fn rate_claims(
 }
 
 fn budget_claim(
-    snapshot: &Snapshot,
+    copy: &GovernedCopy,
     budget: &Budget,
     line: Arc<str>,
     scope: Scope,
@@ -164,7 +164,7 @@ fn budget_claim(
     estimate: Estimate,
     now: DateTime<Utc>,
 ) -> Claim {
-    let grant = snapshot.overrides.get(&budget.id).filter(|o| o.is_active(budget, aligned, now));
+    let grant = copy.override_of(&budget.id).filter(|o| o.is_active(budget, aligned, now));
     let limit = budget.max_limit.micros() + grant.map_or(0, |g| g.amount.micros());
     Claim {
         line,

@@ -1,14 +1,16 @@
 //! The governor: governance state shared by every surface that asks it — the snapshot (loaded at
-//! start, reloaded after management writes and periodically), the counters (rebuilt from stored
-//! usage), pricing and the usage writer — and the background work that keeps them fresh.
+//! start, brought up to date after each management write and whenever the stored generation
+//! moves), the counters (rebuilt from stored usage), pricing and the usage writer — and the
+//! background work that keeps them fresh.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tollgate_core::usage::{GovernanceData, UsageStore};
+use tollgate_core::usage::{ChangeScope, GovernanceData, UsageStore};
 
 use crate::counters::{Counters, line_of};
+use crate::freshness::Freshness;
 use crate::pricing::Pricing;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::writer::{OpenUsageStore, UsageWriter, WriterHandle};
@@ -44,6 +46,10 @@ pub(crate) struct Inner {
     pub pricing: Pricing,
     pub store: Arc<dyn UsageStore>,
     pub on_reload: Vec<OnReload>,
+    /// Which generation the snapshot reflects; held while the snapshot is being changed, so
+    /// changes are read and installed in turn and a later read is never overwritten by an
+    /// earlier one.
+    pub freshness: tokio::sync::Mutex<Freshness>,
     /// When stored usage was last read into the counters.
     pub adopted_at: std::sync::Mutex<DateTime<Utc>>,
 }
@@ -74,8 +80,13 @@ impl GovernorTasks {
     }
 }
 
-/// Snapshots are also reloaded this often, as a safety net behind change notifications.
+/// The stored generation is looked at this often (one read), and the snapshot rebuilt if it
+/// moved: another instance's writes are seen within this period.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// The snapshot is rebuilt whole at least this often even when the generation has not moved, as
+/// the safety net for a write whose generation bump was lost (a crash between its commit and the
+/// bump) or that did not go through the management API.
+pub const FULL_RELOAD_EVERY: Duration = Duration::from_mins(1);
 /// A reservation older than this is released (no request lives that long).
 pub const RESERVATION_TTL_MINUTES: i64 = 30;
 
@@ -103,11 +114,12 @@ impl Governor {
             pricing: settings.pricing,
             store,
             on_reload: settings.on_reload,
+            freshness: tokio::sync::Mutex::new(Freshness::default()),
             adopted_at: std::sync::Mutex::new(adopted_at),
         };
         let governor = Governor(Arc::new(inner));
-        // The snapshot first: it names the copy owning each line the counters take up.
-        governor.load_snapshot().await?;
+        governor.rebuild(&mut *governor.0.freshness.lock().await).await?;
+        // After the snapshot: it names the copy owning each line the counters take up.
         adopt_stored_usage(&governor.snapshot(), governor.0.store.as_ref(), governor.0.counters.as_ref(), None).await?;
         let sweeper = tokio::spawn(sweep_and_prune(governor.clone(), settings.log_retention_days));
         let reloader = tokio::spawn(reload_periodically(governor.clone()));
@@ -131,22 +143,80 @@ impl Governor {
         self.0.counters.ping().await
     }
 
-    /// Reads the store and swaps in a fresh snapshot; on failure the old one stays.
-    async fn load_snapshot(&self) -> Result<(), String> {
+    /// Reads everything and swaps in a fresh snapshot; on failure the old one stays. The
+    /// generation is read first, so the data read covers every write it counts.
+    async fn rebuild(&self, fresh: &mut Freshness) -> Result<(), String> {
+        let generation = self.0.store.generation().await.map_err(|e| e.to_string())?;
         let data = self.0.store.load_governance().await.map_err(|e| e.to_string())?;
         for hook in &self.0.on_reload {
             hook(&data);
         }
-        self.0.snapshot.install(data);
+        self.0.snapshot.store(Snapshot::build(data));
+        fresh.rebuilt(generation);
         Ok(())
     }
 
-    /// Rebuilds the snapshot now (called after every management write), and takes up stored
-    /// usage from newer windows than the counters hold — a line a management write zeroed.
-    pub async fn reload(&self) {
-        if let Err(e) = self.load_snapshot().await {
+    /// Re-reads just `users` and swaps in the snapshot with their part replaced.
+    async fn apply_users(&self, users: &[String]) -> Result<(), String> {
+        let data = self.0.store.load_users(users).await.map_err(|e| e.to_string())?;
+        let next = self.0.snapshot.load().with_users(data);
+        self.0.snapshot.store(next);
+        Ok(())
+    }
+
+    /// Takes in a management write that has committed, before its answer is sent, so the very
+    /// next request on this instance sees it: raises the stored generation (other instances
+    /// rebuild at their next look), then re-reads just the users `scope` names, or everything.
+    pub async fn changed(&self, scope: ChangeScope) {
+        let bumped = self.0.store.bump_generation().await;
+        let mut fresh = self.0.freshness.lock().await;
+        match bumped {
+            Ok(n) => fresh.own(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "the governance generation could not be raised; other instances see this change at their next full reload");
+            }
+        }
+        let applied = match scope {
+            ChangeScope::Users(users) => self.apply_users(&users).await.map_err(|e| {
+                tracing::warn!(error = %e, "reading the changed users failed; rebuilding the whole snapshot");
+            }),
+            ChangeScope::Everything => Err(()),
+        };
+        if applied.is_err()
+            && let Err(e) = self.rebuild(&mut fresh).await
+        {
             tracing::error!(error = %e, "governance snapshot reload failed; serving the previous one");
         }
+        drop(fresh);
+        self.adopt_new_windows().await;
+    }
+
+    /// Rebuilds the snapshot now, and takes up stored usage from newer windows than the counters
+    /// hold.
+    pub async fn reload(&self) {
+        if let Err(e) = self.rebuild(&mut *self.0.freshness.lock().await).await {
+            tracing::error!(error = %e, "governance snapshot reload failed; serving the previous one");
+        }
+        self.adopt_new_windows().await;
+    }
+
+    /// The periodic look: rebuilds only if the stored generation moved past what the snapshot
+    /// reflects (another instance wrote), or the last full rebuild is `FULL_RELOAD_EVERY` old.
+    async fn refresh(&self) {
+        let stored = self.0.store.generation().await;
+        let mut fresh = self.0.freshness.lock().await;
+        if fresh.stale(stored.as_ref().ok().copied(), FULL_RELOAD_EVERY)
+            && let Err(e) = self.rebuild(&mut fresh).await
+        {
+            tracing::error!(error = %e, "governance snapshot reload failed; serving the previous one");
+        }
+        drop(fresh);
+        self.adopt_new_windows().await;
+    }
+
+    /// Takes up stored usage from newer windows than the counters hold — a line a management
+    /// write zeroed.
+    async fn adopt_new_windows(&self) {
         // Only rows whose window began since shortly before the last look: a zeroed line's window
         // begins at its reset. The margin covers a write that committed while the last look ran.
         let started = tollgate_core::clock::now();
@@ -189,7 +259,7 @@ async fn reload_periodically(governor: Governor) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        governor.reload().await;
+        governor.refresh().await;
     }
 }
 

@@ -12,6 +12,7 @@ pub mod admit;
 pub mod authorize;
 pub mod counters;
 pub mod denial;
+mod freshness;
 pub mod governor;
 pub mod held;
 mod journal;

@@ -7,12 +7,13 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, Row};
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 use tollgate_core::services::providers::ProviderStore;
-use tollgate_core::usage::{GovernanceData, KeyRecord, OpenReservation, RequestLog, UsageRow, UsageStore};
+use tollgate_core::usage::{GovernanceData, KeyRecord, OpenReservation, RequestLog, UsageRow, UsageStore, UsersData};
 
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
 use crate::sql::Arg;
@@ -219,44 +220,57 @@ impl SqlStore {
     }
 }
 
+const KEY_RECORD_COLUMNS: &str = "id, value_hash, name, user_id, is_active, expires_at, previous_value_hash, previous_value_expires_at";
+
+/// The records of one key row: its current value, and a rotated key's previous value, which
+/// opens it until its grace period ends (`now` decides which previous values still count).
+fn key_records(r: &sqlx::any::AnyRow, now: DateTime<Utc>, into: &mut Vec<KeyRecord>) -> Result<(), StoreError> {
+    let current = KeyRecord {
+        id: r.try_get("id").map_err(map_err)?,
+        value_hash: r.try_get("value_hash").map_err(map_err)?,
+        name: r.try_get("name").map_err(map_err)?,
+        user_id: r.try_get("user_id").map_err(map_err)?,
+        is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
+        expires_at: parse_opt_ts(r.try_get("expires_at").map_err(map_err)?)?,
+        value_expires_at: None,
+    };
+    let previous: Option<String> = r.try_get("previous_value_hash").map_err(map_err)?;
+    let grace_end = parse_opt_ts(r.try_get("previous_value_expires_at").map_err(map_err)?)?;
+    if let (Some(hash), Some(end)) = (previous, grace_end)
+        && end > now
+    {
+        into.push(KeyRecord { value_hash: hash, value_expires_at: Some(end), ..current.clone() });
+    }
+    into.push(current);
+    Ok(())
+}
+
+/// The key records of `rows` (see `key_records`).
+fn all_key_records(rows: &[sqlx::any::AnyRow]) -> Result<Vec<KeyRecord>, StoreError> {
+    let now = tollgate_core::clock::now();
+    let mut keys = Vec::with_capacity(rows.len());
+    for r in rows {
+        key_records(r, now, &mut keys)?;
+    }
+    Ok(keys)
+}
+
 #[async_trait]
 impl UsageStore for SqlStore {
     async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
         // One read transaction, so keys, copies and overrides agree with each other.
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let key_rows = sqlx::query(
-            "SELECT id, value_hash, name, user_id, is_active, expires_at, previous_value_hash, previous_value_expires_at FROM virtual_keys",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let now = tollgate_core::clock::now();
-        let mut keys = Vec::with_capacity(key_rows.len());
-        for r in &key_rows {
-            let current = KeyRecord {
-                id: r.try_get("id").map_err(map_err)?,
-                value_hash: r.try_get("value_hash").map_err(map_err)?,
-                name: r.try_get("name").map_err(map_err)?,
-                user_id: r.try_get("user_id").map_err(map_err)?,
-                is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
-                expires_at: parse_opt_ts(r.try_get("expires_at").map_err(map_err)?)?,
-                value_expires_at: None,
-            };
-            // A rotated key's previous value opens it until its grace period ends.
-            let previous: Option<String> = r.try_get("previous_value_hash").map_err(map_err)?;
-            let grace_end = parse_opt_ts(r.try_get("previous_value_expires_at").map_err(map_err)?)?;
-            if let (Some(hash), Some(end)) = (previous, grace_end)
-                && end > now
-            {
-                keys.push(KeyRecord { value_hash: hash, value_expires_at: Some(end), ..current.clone() });
-            }
-            keys.push(current);
+        let key_rows = sqlx::query(&format!("SELECT {KEY_RECORD_COLUMNS} FROM virtual_keys")).fetch_all(&mut *tx).await.map_err(map_err)?;
+        let keys = all_key_records(&key_rows)?;
+        // Row by row: each stored policy is parsed and its text dropped before the next arrives,
+        // so a full read never holds every row's text and every parsed copy at once.
+        let copy_query = format!("SELECT {COPY_COLUMNS} FROM user_access_profiles ORDER BY id");
+        let mut copy_rows = sqlx::query(&copy_query).fetch(&mut *tx);
+        let mut copies = Vec::new();
+        while let Some(row) = copy_rows.try_next().await.map_err(map_err)? {
+            copies.push(copy_from_row(&row)?);
         }
-        let copy_rows = sqlx::query(&format!("SELECT {COPY_COLUMNS} FROM user_access_profiles ORDER BY id"))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let copies = copy_rows.iter().map(copy_from_row).collect::<Result<Vec<_>, _>>()?;
+        drop(copy_rows);
         let override_rows =
             sqlx::query(&format!("SELECT {OVERRIDE_COLUMNS} FROM budget_overrides")).fetch_all(&mut *tx).await.map_err(map_err)?;
         let overrides = override_rows.iter().map(override_from_row).collect::<Result<Vec<_>, _>>()?;
@@ -264,6 +278,49 @@ impl UsageStore for SqlStore {
         let providers = self.list_providers().await?;
         let provider_keys = self.sealed_provider_keys().await?;
         Ok(GovernanceData { keys, copies, overrides, providers, provider_keys })
+    }
+
+    async fn load_users(&self, users: &[String]) -> Result<UsersData, StoreError> {
+        // One read transaction, so the users' keys, copies and overrides agree with each other.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut data = UsersData { users: users.to_vec(), ..UsersData::default() };
+        for ids in users.chunks(ROWS_PER_STATEMENT) {
+            let list = placeholders(ids.len());
+            let queries = [
+                format!("SELECT {KEY_RECORD_COLUMNS} FROM virtual_keys WHERE user_id IN ({list})"),
+                format!("SELECT {COPY_COLUMNS} FROM user_access_profiles WHERE user_id IN ({list}) ORDER BY id"),
+                format!(
+                    "SELECT {OVERRIDE_COLUMNS} FROM budget_overrides WHERE copy_id IN \
+                     (SELECT id FROM user_access_profiles WHERE user_id IN ({list}))"
+                ),
+            ];
+            let mut rows = Vec::with_capacity(3);
+            for text in &queries {
+                let mut query = sqlx::query(text);
+                for id in ids {
+                    query = query.bind(id.as_str());
+                }
+                rows.push(query.fetch_all(&mut *tx).await.map_err(map_err)?);
+            }
+            data.keys.extend(all_key_records(&rows[0])?);
+            data.copies.extend(rows[1].iter().map(copy_from_row).collect::<Result<Vec<_>, _>>()?);
+            data.overrides.extend(rows[2].iter().map(override_from_row).collect::<Result<Vec<_>, _>>()?);
+        }
+        tx.commit().await.map_err(map_err)?;
+        // Copies oldest first per user, as a full load gives them.
+        data.copies.sort_by_key(|c| c.id);
+        Ok(data)
+    }
+
+    async fn generation(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT n FROM governance_generation WHERE id = 1").fetch_one(&self.pool).await.map_err(map_err)
+    }
+
+    async fn bump_generation(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("UPDATE governance_generation SET n = n + 1 WHERE id = 1 RETURNING n")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     async fn load_usage(&self, since: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError> {

@@ -29,8 +29,10 @@ impl RotationTask {
                 match service.rotate_due(tollgate_core::clock::now(), &stopping).await {
                     Ok(pass) if pass.keys > 0 => {
                         tracing::info!(keys = pass.keys, rounds = pass.rounds, "rotated managed virtual keys");
+                        // A full reload here, and a raised generation so other instances
+                        // take the new values at their next look rather than the minute's.
                         if let Some(hook) = &on_rotated {
-                            hook().await;
+                            hook(tollgate_core::usage::ChangeScope::Everything).await;
                         }
                     }
                     Ok(_) => {}

@@ -129,9 +129,9 @@ impl Server {
             Box::pin(async move { governor.ready().await })
         }));
         let hook = governor;
-        state.on_change = Some(Arc::new(move || {
+        state.on_change = Some(Arc::new(move |scope| {
             let governor = hook.clone();
-            Box::pin(async move { governor.reload().await })
+            Box::pin(async move { governor.changed(scope).await })
         }));
         let rotation = RotationService::new(state.store.clone(), sealer.clone(), settings.keys.rotation_grace);
         Ok(Server {

@@ -12,11 +12,13 @@ use tollgate_core::services::keys::MintKeyRequest;
 use tollgate_core::services::lifecycle::LifecycleRequest;
 use utoipa::ToSchema;
 
-use crate::AdminState;
 use crate::dto::MessageResponse;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Body, Caller, OptionalBody, Path, profile_id};
 use crate::routes::users::{USERS_ALIAS, USERS_CANONICAL, VirtualKeyResponse};
+use crate::{AdminState, changed_users};
+use axum::Extension;
+use tollgate_core::usage::ChangeScope;
 
 const RESOURCE: &str = "AccessProfiles";
 
@@ -92,9 +94,10 @@ async fn detach(
     State(s): State<AdminState>,
     caller: Caller,
     Path((user, id)): Path<(String, u64)>,
-) -> Result<Json<DetachUserProfileResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<DetachUserProfileResponse>), ApiError> {
     caller.require(RESOURCE, "Delete")?;
-    Ok(Json(s.assignments.detach_user_profile(&caller.0, &user, profile_id(id)).await?))
+    let detached = s.assignments.detach_user_profile(&caller.0, &user, profile_id(id)).await?;
+    Ok((changed_users([user]), Json(detached)))
 }
 
 /// Deprecated form of minting a user key; `profile_id` is ignored (keys belong to the user).
@@ -110,10 +113,11 @@ async fn mint_key(
     caller: Caller,
     Path((user, _)): Path<(String, u64)>,
     OptionalBody(req): OptionalBody<MintKeyRequest>,
-) -> Result<Json<VirtualKeyResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<VirtualKeyResponse>), ApiError> {
     caller.require(RESOURCE, "Create")?;
     caller.require("VirtualKeys", "Create")?;
-    Ok(Json(VirtualKeyResponse { virtual_key: s.keys.mint(&caller.0, &user, req).await? }))
+    let virtual_key = s.keys.mint(&caller.0, &user, req).await?;
+    Ok((changed_users([user]), Json(VirtualKeyResponse { virtual_key })))
 }
 
 /// Deletes one of the user's keys.
@@ -125,11 +129,11 @@ async fn delete_key(
     State(s): State<AdminState>,
     caller: Caller,
     Path((user, vk)): Path<(String, String)>,
-) -> Result<Json<MessageResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<MessageResponse>), ApiError> {
     caller.require(RESOURCE, "Delete")?;
     caller.require("VirtualKeys", "Delete")?;
     s.keys.delete(&caller.0, &user, &vk).await?;
-    Ok(Json(MessageResponse { message: format!("virtual key {vk} deleted") }))
+    Ok((changed_users([user]), Json(MessageResponse { message: format!("virtual key {vk} deleted") })))
 }
 
 /// Sets (replaces) an override on a budget of the user's copy.
@@ -144,9 +148,10 @@ async fn set_override(
     caller: Caller,
     Path((user, id, budget)): Path<(String, u64, String)>,
     Body(req): Body<OverrideRequest>,
-) -> Result<Json<BudgetOverrideResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<BudgetOverrideResponse>), ApiError> {
     caller.require(RESOURCE, "Update")?;
-    Ok(Json(s.keys.set_override(&caller.0, &user, profile_id(id), &budget, &req).await?))
+    let set = s.keys.set_override(&caller.0, &user, profile_id(id), &budget, &req).await?;
+    Ok((changed_users([user]), Json(set)))
 }
 
 /// Removes an override (idempotent).
@@ -159,7 +164,8 @@ async fn remove_override(
     State(s): State<AdminState>,
     caller: Caller,
     Path((user, id, budget)): Path<(String, u64, String)>,
-) -> Result<Json<BudgetOverrideResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<BudgetOverrideResponse>), ApiError> {
     caller.require(RESOURCE, "Delete")?;
-    Ok(Json(s.keys.remove_override(&caller.0, &user, profile_id(id), &budget).await?))
+    let removed = s.keys.remove_override(&caller.0, &user, profile_id(id), &budget).await?;
+    Ok((changed_users([user]), Json(removed)))
 }

@@ -10,10 +10,12 @@ use tollgate_core::users::{AssignRoleRequest, CreateUserRequest, User};
 use tollgate_core::vkeys::{UserVirtualKey, VirtualKeySummary};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AdminState;
 use crate::dto::MessageResponse;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Body, Caller, OptionalBody, Path, Query};
+use crate::{AdminState, changed_users};
+use axum::Extension;
+use tollgate_core::usage::ChangeScope;
 
 pub(crate) const USERS_CANONICAL: &str = "/governance/users";
 pub(crate) const USERS_ALIAS: &str = "/users";
@@ -99,9 +101,14 @@ async fn list(State(s): State<AdminState>, caller: Caller, Query(q): Query<UserL
     responses((status = 200, body = UserResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 413, body = ErrorResponse),
         (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn create(State(s): State<AdminState>, caller: Caller, Body(req): Body<CreateUserRequest>) -> Result<Json<UserResponse>, ApiError> {
+async fn create(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Body(req): Body<CreateUserRequest>,
+) -> Result<(Extension<ChangeScope>, Json<UserResponse>), ApiError> {
     caller.require("Users", "Create")?;
-    Ok(Json(UserResponse { user: s.directory.create_user(&caller.0, req).await? }))
+    let user = s.directory.create_user(&caller.0, req).await?;
+    Ok((changed_users([user.id.clone()]), Json(UserResponse { user })))
 }
 
 /// One user (a Tollgate addition: the published API has no single-user read).
@@ -117,10 +124,15 @@ async fn read(State(s): State<AdminState>, caller: Caller, Path(id): Path<String
 #[utoipa::path(delete, path = "/api/governance/users/{user_id}", tag = "Users", operation_id = "deleteUser", params(("user_id" = String, Path)),
     responses((status = 200, body = MessageResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
         (status = 404, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
-async fn remove(State(s): State<AdminState>, caller: Caller, Path(id): Path<String>) -> Result<Json<MessageResponse>, ApiError> {
+async fn remove(
+    State(s): State<AdminState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(Extension<ChangeScope>, Json<MessageResponse>), ApiError> {
     caller.require("Users", "Delete")?;
     s.directory.delete_user(&caller.0, &id).await?;
-    Ok(Json(MessageResponse { message: format!("user {id} deleted") }))
+    let message = format!("user {id} deleted");
+    Ok((changed_users([id]), Json(MessageResponse { message })))
 }
 
 /// Sets the user's role: copies from the previous role's default go, the new default arrives.
@@ -134,11 +146,12 @@ async fn assign_role(
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<AssignRoleRequest>,
-) -> Result<Json<MessageResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<MessageResponse>), ApiError> {
     caller.require("Users", "Update")?;
     let role_id = req.role_id;
     s.directory.assign_role(&caller.0, &id, req).await?;
-    Ok(Json(MessageResponse { message: format!("role {role_id} assigned to user {id}") }))
+    let message = format!("role {role_id} assigned to user {id}");
+    Ok((changed_users([id]), Json(MessageResponse { message })))
 }
 
 /// Every key of the user, values masked.
@@ -166,9 +179,10 @@ async fn mint_key(
     caller: Caller,
     Path(id): Path<String>,
     OptionalBody(req): OptionalBody<MintKeyRequest>,
-) -> Result<Json<VirtualKeyResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<VirtualKeyResponse>), ApiError> {
     caller.require("VirtualKeys", "Create")?;
-    Ok(Json(VirtualKeyResponse { virtual_key: s.keys.mint(&caller.0, &id, req).await? }))
+    let virtual_key = s.keys.mint(&caller.0, &id, req).await?;
+    Ok((changed_users([id]), Json(VirtualKeyResponse { virtual_key })))
 }
 
 /// The full value of one of the user's keys, to hand it over; every reveal is audited
@@ -181,7 +195,9 @@ async fn reveal_key(
     State(s): State<AdminState>,
     caller: Caller,
     Path((id, vk)): Path<(String, String)>,
-) -> Result<Json<VirtualKeyResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<VirtualKeyResponse>), ApiError> {
     caller.require("VirtualKeys", "Reveal")?;
-    Ok(Json(VirtualKeyResponse { virtual_key: s.keys.reveal(&caller.0, &id, &vk).await? }))
+    let virtual_key = s.keys.reveal(&caller.0, &id, &vk).await?;
+    // A reveal changes no governance state, only the audit log.
+    Ok((changed_users(Vec::<String>::new()), Json(VirtualKeyResponse { virtual_key })))
 }

@@ -10,10 +10,12 @@ use serde_json::Value;
 use tollgate_core::services::keys::ManagedVirtualKey;
 use utoipa::ToSchema;
 
-use crate::AdminState;
 use crate::dto::MessageResponse;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Body, Caller, Path};
+use crate::{AdminState, changed_users};
+use axum::Extension;
+use tollgate_core::usage::ChangeScope;
 
 pub(crate) fn routes() -> Router<AdminState> {
     Router::new().route("/governance/virtual-keys/{vk_id}", get(read).put(update).delete(remove))
@@ -61,9 +63,10 @@ async fn update(
     caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<Value>,
-) -> Result<Json<ManagedVirtualKeyResponse>, ApiError> {
+) -> Result<(Extension<ChangeScope>, Json<ManagedVirtualKeyResponse>), ApiError> {
     caller.require("VirtualKeys", "Update")?;
-    Ok(Json(ManagedVirtualKeyResponse { virtual_key: s.keys.edit(&caller.0, &id, &body).await? }))
+    let virtual_key = s.keys.edit(&caller.0, &id, &body).await?;
+    Ok((changed_users([virtual_key.user_id.clone()]), Json(ManagedVirtualKeyResponse { virtual_key })))
 }
 
 /// Refused with 409 for a profile-managed key (delete it through its user, or detach the profile).

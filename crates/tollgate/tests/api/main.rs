@@ -126,6 +126,7 @@ mod provider_secrets;
 mod providers;
 mod replicas;
 mod rotation;
+mod scale;
 mod sdk;
 mod startup;
 mod updates;
