@@ -29,7 +29,6 @@ use tollgate_core::usage::ChangeScope;
 use tollgate_core::vkeys::Sealer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, REQUEST_ID};
@@ -119,13 +118,12 @@ pub fn router(state: AdminState) -> Router {
 /// path refused, errors from lower layers put in the envelope, and a handler's panic caught as a
 /// 500 without detail.
 pub fn stack(routes: Router) -> Router {
+    // Three layers rather than six: `Router::layer` wraps each around every route as a boxed
+    // service, so every layer costs a clone and a drop per request (decision 126).
     routes
         .layer(CatchPanicLayer::custom(|_| ApiError::from(tollgate_core::CoreError::Internal("handler panicked".into())).into_response()))
-        .layer(middleware::map_response(envelope_for_plain_errors))
-        .layer(middleware::from_fn(request_scope))
+        .layer(middleware::from_fn(request_frame))
         .layer(TraceLayer::new_for_http())
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// Runs the change hook after a successful write, with the scope the handler gave (everything if
@@ -147,23 +145,37 @@ async fn unknown_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-/// Runs the request with its id in scope so error bodies and logs can name it. A path or query
-/// with an encoded NUL character is refused here: no store can hold it (Postgres refuses it).
-async fn request_scope(request: Request, next: Next) -> Response {
-    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// The request's frame: its id (the caller's `x-request-id`, or a new UUID) set on the request,
+/// in scope while it runs so error bodies and logs can name it, and echoed on the answer; a path
+/// or query with an encoded NUL character refused (no store can hold it: Postgres refuses it);
+/// errors from below the handlers put in the envelope.
+async fn request_frame(mut request: Request, next: Next) -> Response {
+    let id = if let Some(given) = request.headers().get(&X_REQUEST_ID) {
+        given.clone()
+    } else {
+        let made = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("-"));
+        request.headers_mut().insert(X_REQUEST_ID, made.clone());
+        made
+    };
+    let scoped = id.to_str().unwrap_or("-").to_owned();
     let uri = request.uri();
     let has_nul = |part: &str| part.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%00"));
-    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
-        return REQUEST_ID
-            .scope(id, async { ApiError::bad_request("the path and query must not contain NUL characters").into_response() })
-            .await;
-    }
-    REQUEST_ID.scope(id, next.run(request)).await
+    let mut response = if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        REQUEST_ID
+            .scope(scoped, async { ApiError::bad_request("the path and query must not contain NUL characters").into_response() })
+            .await
+    } else {
+        REQUEST_ID.scope(scoped, async { envelope_for_plain_errors(next.run(request).await) }).await
+    };
+    response.headers_mut().insert(X_REQUEST_ID, id);
+    response
 }
 
 /// Wraps error answers produced outside our handlers (wrong method, body over the limit, …)
 /// in the envelope, so every error a client sees has the same shape.
-async fn envelope_for_plain_errors(response: Response) -> Response {
+fn envelope_for_plain_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == HeaderValue::from_static("application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
