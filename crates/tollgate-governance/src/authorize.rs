@@ -112,7 +112,7 @@ impl Access<'_> {
         {
             for (at, budget) in budgets.iter().enumerate() {
                 let line = lines.budgets.get(at).cloned().unwrap_or_else(|| Arc::from(budget.id.0.as_str()));
-                claims.push(Claim { copy: self.copy.id, ..budget_claim(self.copy, budget, line, scope, aligned, estimate, now) });
+                claims.push(budget_claim(self.copy, budget, line, scope, aligned, estimate, now));
             }
         }
         claims
@@ -175,6 +175,6 @@ fn budget_claim(
         anchor: budget.last_reset,
         estimate: estimate.of(LineKind::Budget),
         scope,
-        copy: 0,
+        copy: copy.id,
     }
 }

@@ -119,14 +119,16 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
         let path = format!("{at}.{key}");
         match key.as_str() {
             "name" => text(problems, &path, v).unwrap_or_default().clone_into(&mut spec.name),
-            "kind" => match text(problems, &path, v).map(|name| (name, ProviderKind::parse(name))) {
-                Some((_, Some(kind))) => spec.kind = kind,
-                Some(_) => {
-                    let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
-                    problems.push(format!("{path}: must be one of {} (\"openai\" is any OpenAI-compatible API)", kinds.join(", ")));
+            "kind" => {
+                if let Some(name) = text(problems, &path, v) {
+                    if let Some(kind) = ProviderKind::parse(name) {
+                        spec.kind = kind;
+                    } else {
+                        let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
+                        problems.push(format!("{path}: must be one of {} (\"openai\" is any OpenAI-compatible API)", kinds.join(", ")));
+                    }
                 }
-                None => {}
-            },
+            }
             "base_url" => text(problems, &path, v).unwrap_or_default().clone_into(&mut spec.base_url),
             "api_key" => spec.api_key = text(problems, &path, v).and_then(|raw| api_key(problems, &path, raw)),
             "models" => match v.as_array() {
