@@ -1,35 +1,28 @@
 //! `POST /anthropic/v1/messages` (also `/v1/messages`): the Anthropic Messages format as the
 //! official SDK sends it, governed like every call; forwarded as is to an Anthropic upstream or
-//! translated for an OpenAI-compatible one, with every answer and error in Anthropic's shape.
+//! translated by the adapters for another kind, with every answer and error in Anthropic's shape.
 
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::Value;
 
+use crate::adapters::{Outgoing, bridge};
 use crate::body::RawObject;
-use crate::chat::INCLUDE_USAGE;
 use tollgate_core::providers::ProviderKind;
 use tollgate_governance::Ask;
 
 use crate::engine::Gateway;
 use crate::error::{Failure, GatewayError};
 use crate::prompt::Prompt;
-use crate::translate;
 use crate::upstream::Exchange;
 
 /// The provider a bare model name (no `provider/` part) belongs to on this route.
 pub const DEFAULT_PROVIDER: &str = "anthropic";
 
-/// Client headers an Anthropic upstream is given as they came.
-const FORWARDED: [HeaderName; 1] = [HeaderName::from_static("anthropic-beta")];
-
-/// The client's headers of `FORWARDED` that it sent, for an Anthropic upstream.
-pub(crate) fn forwarded(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-    FORWARDED.iter().filter_map(|name| headers.get(name).map(|v| (name.clone(), v.clone()))).collect()
-}
+/// The dialect this route's clients speak.
+pub(crate) const CLIENT: ProviderKind = ProviderKind::Anthropic;
 
 pub async fn messages(State(gw): State<Gateway>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     match read_body(body) {
@@ -64,47 +57,27 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let stream = request.switch("stream")?.unwrap_or(false);
     let given = request.token_count("max_tokens")?;
     let max_out = given.unwrap_or(gw.0.default_max_tokens);
-    // A request without a limit is sent with the one it was reserved for (an answer can then
-    // never cost more than its reservation).
-    let cap = max_out.to_string();
     let ask = Ask { provider, model, max_out, stream };
     let prompt = Prompt::chat(body, &request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
-    let (upstream_body, forwarded) = match target.spec.kind {
-        ProviderKind::Anthropic => {
-            let name = serde_json::to_string(model).unwrap_or_default();
-            let mut changes = vec![("model", Some(name.as_str()))];
-            if given.is_none() {
-                changes.push(("max_tokens", Some(cap.as_str())));
-            }
-            (request.encode(&changes), forwarded(headers))
-        }
-        ProviderKind::OpenAi => {
-            // Translation needs the whole tree; only this path builds one. A body the parser
-            // refuses (nested deeper than it allows, a number out of range) is refused, never
-            // translated as if it were empty; nothing was sent, so nothing is charged.
-            let tree: Value = match serde_json::from_slice(body) {
-                Ok(tree) => tree,
-                Err(e) => {
-                    held.release(400);
-                    return Err(GatewayError::bad_request(format!("malformed JSON: {e}")).for_model(provider, model));
-                }
-            };
-            let mut chat = translate::messages_to_chat(&tree, model);
-            if given.is_none() {
-                chat[target.spec.output_cap_member()] = Value::from(max_out);
-            }
-            if stream {
-                chat["stream_options"] = serde_json::from_str(INCLUDE_USAGE).unwrap_or(Value::Null);
-            }
-            (chat.to_string().into_bytes(), Vec::new())
+    let output_cap = target.spec.output_cap_member();
+    let out = Outgoing { upstream: target.spec.kind, model, max_out, capped: given.is_some(), stream, output_cap };
+    // A body the parser refuses for translation (nested deeper than it allows, a number out of
+    // range) is refused, never translated as if it were empty; nothing was sent, so nothing is
+    // charged.
+    let upstream_body = match bridge::upstream_body(CLIENT, &request, body, &out) {
+        Ok(upstream_body) => upstream_body,
+        Err(e) => {
+            held.release(400);
+            return Err(GatewayError::bad_request(format!("malformed JSON: {e}")).for_model(provider, model));
         }
     };
+    let forwarded = bridge::forwarded(CLIENT, target.spec.kind, headers);
     let exchange = Exchange {
         target,
         held,
         body: Bytes::from(upstream_body),
-        client: ProviderKind::Anthropic,
+        client: CLIENT,
         stream,
         include_usage: false,
         estimate: (prompt, max_out),

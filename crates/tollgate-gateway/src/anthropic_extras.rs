@@ -1,6 +1,6 @@
 //! The rest of the Anthropic surface an SDK reaches for: `GET /anthropic/v1/models` (what the key
 //! may use, in Anthropic's list shape) and `POST /anthropic/v1/messages/count_tokens` (asked of an
-//! Anthropic upstream, or counted here with cl100k for an OpenAI-compatible one). Neither is billed
+//! Anthropic upstream, or counted here with cl100k for any other kind). Neither is billed
 //! or counted against limits; both need a key that may use the model.
 
 use axum::Json;
@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use axum::extract::rejection::BytesRejection;
 
-use crate::anthropic::{DEFAULT_PROVIDER, read_body};
+use crate::adapters::{Adapted, bridge};
+use crate::anthropic::{CLIENT, DEFAULT_PROVIDER, read_body};
 use crate::body::RawObject;
-use tollgate_core::providers::ProviderKind;
 
 use crate::engine::Gateway;
 use crate::error::GatewayError;
@@ -71,15 +71,17 @@ async fn count(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         return Err(GatewayError::bad_request("messages must be an array"));
     }
     let target = gw.authorized_target(headers, provider, model)?;
-    if target.spec.kind == ProviderKind::OpenAi {
+    // Asked of an upstream that counts requests in this route's dialect, else counted here.
+    let upstream = target.spec.kind;
+    let Some(path) = upstream.adapter().count_tokens_path().filter(|_| upstream == CLIENT) else {
         // Up to seconds of a core for the largest bodies: never on a request worker.
         let tokens = estimate_off_worker(body.clone()).await?;
         return Ok(Json(json!({"input_tokens": tokens})).into_response());
-    }
+    };
     let name = serde_json::to_string(model).unwrap_or_default();
-    let forwarded = crate::anthropic::forwarded(headers);
+    let forwarded = bridge::forwarded(CLIENT, upstream, headers);
     let upstream_body = Bytes::from(request.encode(&[("model", Some(&name))]));
-    let answer = upstream::post(&gw.0.http, &target, "/messages/count_tokens", &upstream_body, false, &forwarded, None).await?;
+    let answer = upstream::post(&gw.0.http, &target, path, &upstream_body, false, &forwarded, None).await?;
     let status = answer.status().as_u16();
     let bytes = answer.bytes().await.unwrap_or_default();
     Ok(json_response(status, bytes))

@@ -1,7 +1,8 @@
 //! `POST /v1/chat/completions` (OpenAI format): read the request, have it admitted (authorize,
-//! reserve), send it to the provider — as is to an OpenAI-compatible one, translated to an
-//! Anthropic one — and relay the answer in OpenAI's format, plain or streamed, settling the bill.
-//! On failure the request's `fallbacks` are tried in order; if all fail the first answer stands.
+//! reserve), send it to the provider — as is to an OpenAI-compatible one, translated by the
+//! adapters for another kind — and relay the answer in OpenAI's format, plain or streamed,
+//! settling the bill. On failure the request's `fallbacks` are tried in order; if all fail the
+//! first answer stands.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::adapters::{Outgoing, bridge};
 use crate::body::{RawObject, elements};
 use tollgate_core::providers::ProviderKind;
 use tollgate_governance::Ask;
@@ -17,12 +19,10 @@ use tollgate_governance::Ask;
 use crate::engine::Gateway;
 use crate::error::GatewayError;
 use crate::prompt::Prompt;
-use crate::translate;
 use crate::upstream::Exchange;
 
-/// Always asked of an OpenAI-compatible upstream when streaming, so the bill is exact; passed on
-/// to the client as it comes only if the client asked for it too.
-pub(crate) const INCLUDE_USAGE: &str = r#"{"include_usage":true}"#;
+/// The dialect this route's clients speak.
+const CLIENT: ProviderKind = ProviderKind::OpenAi;
 
 pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
     let request = RawObject::parse(&body)?;
@@ -129,43 +129,21 @@ async fn attempt(
     let prompt = Prompt::chat(body, request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     let include_usage = request.get("stream_options").is_some_and(|raw| RawObject::of(raw).bool("include_usage") == Some(true));
-    let upstream_body = match target.spec.kind {
-        ProviderKind::OpenAi => {
-            let name = serde_json::to_string(model).unwrap_or_default();
-            let mut changes = vec![("model", Some(name.as_str())), ("fallbacks", None)];
-            if stream {
-                changes.push(("stream_options", Some(INCLUDE_USAGE)));
-            }
-            // Without a limit of its own the request is held to the output it was reserved for,
-            // so no answer can cost more than its reservation.
-            let cap = max_out.to_string();
-            if !capped {
-                changes.push((target.spec.output_cap_member(), Some(cap.as_str())));
-            }
-            request.encode(&changes)
-        }
-        ProviderKind::Anthropic => {
-            // Translation needs the whole tree; only this path builds one.
-            // A body the parser refuses (nested deeper than it allows) is refused, never
-            // translated as if it were empty; nothing was sent, so nothing is charged.
-            let mut tree: Value = match serde_json::from_slice(body) {
-                Ok(tree) => tree,
-                Err(e) => {
-                    held.release(400);
-                    return Err(GatewayError::bad_request(format!("malformed JSON: {e}")).for_model(provider, model));
-                }
-            };
-            if let Some(o) = tree.as_object_mut() {
-                o.remove("fallbacks");
-            }
-            translate::chat_to_messages(&tree, model, max_out).to_string().into_bytes()
+    let out = Outgoing { upstream: target.spec.kind, model, max_out, capped, stream, output_cap: target.spec.output_cap_member() };
+    // A body the parser refuses for translation (nested deeper than it allows) is refused, never
+    // translated as if it were empty; nothing was sent, so nothing is charged.
+    let upstream_body = match bridge::upstream_body(CLIENT, request, body, &out) {
+        Ok(upstream_body) => upstream_body,
+        Err(e) => {
+            held.release(400);
+            return Err(GatewayError::bad_request(format!("malformed JSON: {e}")).for_model(provider, model));
         }
     };
     let exchange = Exchange {
         target,
         held,
         body: Bytes::from(upstream_body),
-        client: ProviderKind::OpenAi,
+        client: CLIENT,
         stream,
         include_usage,
         estimate: (prompt, shape.total_out()),

@@ -7,9 +7,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use tollgate_core::providers::ProviderKind;
 use tollgate_governance::Ask;
 
+use crate::adapters::{Adapted, Usage};
 use crate::engine::Gateway;
 use crate::error::{Failure, GatewayError, RequestType};
 use crate::prompt::Prompt;
@@ -32,15 +32,16 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let ask = Ask { provider, model, max_out: 0, stream: false };
     let prompt = Prompt::embeddings(body, input);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
-    if target.spec.kind != ProviderKind::OpenAi {
+    let adapter = target.spec.kind.adapter();
+    let Some(path) = adapter.embeddings_path() else {
         held.release(400);
         return Err(GatewayError::bad_request(format!("provider '{provider}' does not serve embeddings")).for_model(provider, model));
-    }
+    };
     request["model"] = json!(model);
     let body = Bytes::from(request.to_string());
     // A client that hangs up from here on leaves the guard to charge the reservation: the input
     // an embedding is billed for, as estimated.
-    let response = match post(&gw.0.http, &target, "/embeddings", &body, false, &[], Some(&held)).await {
+    let response = match post(&gw.0.http, &target, path, &body, false, &[], Some(&held)).await {
         Ok(response) => response,
         Err(failed) => return Err(failed.settle(held).for_model(provider, model)),
     };
@@ -54,7 +55,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         return Ok(json_response(status, bytes));
     }
     let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let used = parsed.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or_else(|| prompt.tokens());
-    held.answered(crate::usage::Usage::plain(used, 0), status);
+    let used = adapter.embedding_tokens(&parsed).unwrap_or_else(|| prompt.tokens());
+    held.answered(Usage::plain(used, 0), status);
     Ok(json_response(status, bytes))
 }

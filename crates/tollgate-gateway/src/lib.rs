@@ -3,8 +3,8 @@
 //! translates between their formats.
 //!
 //! Clients speak OpenAI's chat format (`/v1/chat/completions`) or Anthropic's Messages format
-//! (`/anthropic/v1/messages`); upstreams speak either (`ProviderKind`, in core), and `translate`
-//! bridges.
+//! (`/anthropic/v1/messages`); upstreams speak their kind's dialect (`ProviderKind`, in core),
+//! which its adapter (`adapters`, one file per kind) owns, and `adapters::bridge` joins the two.
 //!
 //! A chat request goes: parse → find the key (`keys`, the contract's header order) → governance
 //! authorizes (key, copy, provider, model) → the provider is found (`providers`) → governance
@@ -12,11 +12,11 @@
 //! provider (`upstream`) → settle the real usage (or, for an abandoned stream, the tokens
 //! delivered) on the `Held` guard → the usage writer persists counters and the request log.
 
+mod adapters;
 mod anthropic;
 mod anthropic_extras;
 mod body;
 mod chat;
-mod dialect;
 mod egress;
 mod embeddings;
 mod engine;
@@ -25,9 +25,7 @@ mod keys;
 mod models;
 mod prompt;
 mod providers;
-mod translate;
 mod upstream;
-mod usage;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -13,7 +13,7 @@ use tollgate_core::providers::{Provider, ProviderKey, ProviderKind, ProviderRule
 use tollgate_core::usage::GovernanceData;
 use tollgate_core::vkeys::Sealer;
 
-use crate::dialect;
+use crate::adapters::Adapted;
 
 /// An upstream provider, from the configuration.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ pub struct ProviderSpec {
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     /// The chat endpoint's URL, parsed on first use rather than on every request.
     pub chat_url: OnceLock<Option<reqwest::Url>>,
-    /// `api_key` as its header (`ProviderKind::auth_header`), built on first use.
+    /// `api_key` as its header (its kind's `Adapter::auth_header`), built on first use.
     pub auth_header: OnceLock<Option<(HeaderName, HeaderValue)>>,
     /// `output_cap_member`, decided from the base URL on first use.
     pub output_cap: OnceLock<&'static str>,
@@ -65,7 +65,7 @@ impl ProviderSpec {
     /// parsed once and kept.
     pub fn url(&self, path: &str) -> Option<reqwest::Url> {
         let parse = || reqwest::Url::parse(&format!("{}{path}", self.base_url.trim_end_matches('/'))).ok();
-        if path == dialect::chat_path(self.kind) {
+        if path == self.kind.adapter().chat_path() {
             return self.chat_url.get_or_init(parse).clone();
         }
         parse()

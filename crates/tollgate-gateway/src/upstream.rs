@@ -20,16 +20,11 @@ use tokio_util::task::TaskTracker;
 use tollgate_core::providers::ProviderKind;
 use tollgate_governance::Held;
 
+use crate::adapters::{Adapted, Adapter, Reframe, Seen, Usage, bridge};
 use crate::engine::Gateway;
 use crate::error::{Failure, GatewayError};
 use crate::prompt::{Prompt, count_tokens};
 use crate::providers::Target;
-use crate::translate::{self, stream::Reframe};
-use crate::usage::{Usage, usage_in};
-
-/// The Anthropic API version sent with every call to an Anthropic upstream.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-const ANTHROPIC_VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// Upstream statuses that a retry may cure.
 fn retryable(status: reqwest::StatusCode) -> bool {
@@ -59,10 +54,11 @@ pub async fn post(
     let url = spec.url(path).ok_or_else(|| {
         GatewayError::new(Failure::UpstreamUnavailable, format!("provider '{}' has a base URL that does not parse", spec.name))
     })?;
+    let adapter = spec.kind.adapter();
     // A picked key is made a header per request; the provider's own key once, and kept.
     let auth = match (&target.key, &spec.api_key) {
-        (Some(key), _) => Some(crate::dialect::auth_header(spec.kind, key)),
-        (None, Some(key)) => Some(spec.auth_header.get_or_init(|| crate::dialect::auth_header(spec.kind, key)).clone()),
+        (Some(key), _) => Some(adapter.auth_header(key)),
+        (None, Some(key)) => Some(spec.auth_header.get_or_init(|| adapter.auth_header(key)).clone()),
         (None, None) => None,
     };
     let auth = match auth {
@@ -93,8 +89,8 @@ pub async fn post(
         if let Some((name, value)) = &auth {
             headers.append(name, value.clone());
         }
-        if spec.kind == ProviderKind::Anthropic {
-            headers.append(ANTHROPIC_VERSION_HEADER, HeaderValue::from_static(ANTHROPIC_VERSION));
+        for (name, value) in adapter.fixed_headers() {
+            headers.append(name, value.clone());
         }
         for (name, value) in forwarded {
             headers.append(name, value.clone());
@@ -212,7 +208,8 @@ impl Exchange {
     async fn call(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
         let Exchange { target, held, body, client, stream, include_usage, estimate, forwarded } = self;
         let spec = &target.spec;
-        let response = match post(http, &target, crate::dialect::chat_path(spec.kind), &body, stream, &forwarded, Some(&held)).await {
+        let adapter = spec.kind.adapter();
+        let response = match post(http, &target, adapter.chat_path(), &body, stream, &forwarded, Some(&held)).await {
             Ok(response) => response,
             Err(failed) => return Err(failed.settle(held)),
         };
@@ -220,19 +217,19 @@ impl Exchange {
         if !(200..300).contains(&status) {
             let bytes = response.bytes().await.unwrap_or_default();
             held.upstream_failed(status);
-            let bytes = if spec.kind == client { bytes } else { Bytes::from(translate::error_body(client, status, &bytes).to_string()) };
+            let bytes = if spec.kind == client { bytes } else { Bytes::from(bridge::error_body(client, status, &bytes).to_string()) };
             return Ok(json_response(status, bytes));
         }
         if stream {
-            let reframe = translate::stream::reframe(spec.kind, client, include_usage);
-            return Ok(relay(response, Tap::new(held, spec.kind, estimate.0), reframe));
+            let reframe = bridge::reframe(spec.kind, client, include_usage);
+            return Ok(relay(response, Tap::new(held, adapter, estimate.0), reframe));
         }
         let Ok(bytes) = response.bytes().await else {
             held.unread(502);
             return Err(GatewayError::new(Failure::UpstreamError, "the provider's answer broke off"));
         };
         // A successful answer without usage data is charged at the estimate: never less than billed.
-        held.answered(usage_in(spec.kind, &bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1)), status);
+        held.answered(adapter.usage_in(&bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1)), status);
         if spec.kind == client {
             return Ok(json_response(status, bytes));
         }
@@ -240,7 +237,7 @@ impl Exchange {
         if !parsed.is_object() {
             return Err(GatewayError::new(Failure::UpstreamError, "the provider's answer is not JSON"));
         }
-        Ok(json_response(status, Bytes::from(translate::answer(spec.kind, &parsed).to_string())))
+        Ok(json_response(status, Bytes::from(bridge::answer(spec.kind, client, &parsed).to_string())))
     }
 }
 
@@ -294,88 +291,36 @@ pub(crate) fn json_response(status: u16, bytes: Bytes) -> Response {
     response
 }
 
-/// Watches a stream go by in the upstream's format: the usage it reports, else the text
-/// delivered. Dropped when the stream ends or the client leaves, it settles the reservation.
+/// Watches a stream go by in the upstream's format (its adapter reads each event): the usage it
+/// reports, else the text delivered. Dropped when the stream ends or the client leaves, it
+/// settles the reservation.
 #[derive(Debug)]
 struct Tap {
     held: Held,
-    upstream: ProviderKind,
-    input: Option<u64>,
-    output: Option<u64>,
-    /// Prompt-cache counts the stream reported (the other fields of `Usage` unused).
-    cache: Usage,
-    text: String,
+    upstream: &'static dyn Adapter,
+    seen: Seen,
     prompt: Prompt,
-    finished: bool,
 }
 
 impl Tap {
-    fn new(held: Held, upstream: ProviderKind, prompt: Prompt) -> Tap {
-        Tap { held, upstream, input: None, output: None, cache: Usage::default(), text: String::new(), prompt, finished: false }
+    fn new(held: Held, upstream: &'static dyn Adapter, prompt: Prompt) -> Tap {
+        Tap { held, upstream, seen: Seen::default(), prompt }
     }
 
     fn observe(&mut self, data: &str) {
-        if data.trim() == "[DONE]" {
-            self.finished = true;
-            return;
-        }
-        let Ok(event) = serde_json::from_str::<Value>(data) else { return };
-        match self.upstream {
-            ProviderKind::OpenAi => self.observe_chunk(&event),
-            ProviderKind::Anthropic => self.observe_event(&event),
-        }
-    }
-
-    fn observe_chunk(&mut self, chunk: &Value) {
-        if let Some(usage) = chunk.get("usage").and_then(|u| crate::usage::usage_from(ProviderKind::OpenAi, u)) {
-            (self.input, self.output) = (Some(usage.input), Some(usage.output));
-            self.cache.cached_input = usage.cached_input;
-        }
-        for delta in chunk.get("choices").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c.get("delta")) {
-            if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                self.text.push_str(text);
-            }
-            let calls = delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten();
-            for arguments in calls.filter_map(|c| c.pointer("/function/arguments").and_then(Value::as_str)) {
-                self.text.push_str(arguments);
-            }
-        }
-    }
-
-    fn observe_event(&mut self, event: &Value) {
-        let tokens = |at: &str| event.pointer(at).and_then(Value::as_u64);
-        match event.get("type").and_then(Value::as_str) {
-            Some("message_start") => {
-                self.input = tokens("/message/usage/input_tokens").or(self.input);
-                if let Some(usage) = event.pointer("/message/usage") {
-                    crate::usage::read_anthropic_cache(&mut self.cache, usage);
-                }
-            }
-            Some("content_block_delta") => {
-                let piece = event.pointer("/delta/text").or_else(|| event.pointer("/delta/partial_json")).and_then(Value::as_str);
-                self.text.push_str(piece.unwrap_or_default());
-            }
-            Some("message_delta") => {
-                if let Some(usage) = event.get("usage") {
-                    crate::usage::read_anthropic_cache(&mut self.cache, usage);
-                }
-                self.input = tokens("/usage/input_tokens").or(self.input);
-                self.output = tokens("/usage/output_tokens").or(self.output);
-            }
-            Some("message_stop") => self.finished = true,
-            _ => {}
-        }
+        self.upstream.observe(data, &mut self.seen);
     }
 }
 
 impl Drop for Tap {
     fn drop(&mut self) {
+        let seen = &self.seen;
         let usage = Usage {
-            input: self.input.unwrap_or_else(|| self.prompt.tokens()),
-            output: self.output.unwrap_or_else(|| count_tokens(&self.text)),
-            ..self.cache
+            input: seen.input.unwrap_or_else(|| self.prompt.tokens()),
+            output: seen.output.unwrap_or_else(|| count_tokens(&seen.text)),
+            ..seen.cache
         };
-        self.held.settle_stream(usage, if self.finished { 200 } else { 499 });
+        self.held.settle_stream(usage, if seen.finished { 200 } else { 499 });
     }
 }
 

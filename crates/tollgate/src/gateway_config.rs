@@ -102,7 +102,7 @@ fn provider(problems: &mut Vec<String>, at: &str, value: &toml::Value) -> Option
     };
     let mut spec = ProviderSpec {
         name: String::new(),
-        kind: ProviderKind::OpenAi,
+        kind: ProviderKind::default(),
         base_url: String::new(),
         api_key: None,
         models: Vec::new(),

@@ -1,6 +1,6 @@
 //! Translation between the OpenAI chat format and the Anthropic Messages format, so a client of
-//! either can use an upstream of either: requests here, plain answers and error bodies in `answer`, streams in
-//! `stream`. Pure functions over `serde_json` values; what has no counterpart is left out.
+//! either can use an upstream of either: requests here, plain answers and error types in `answer`,
+//! streams in `stream`. Pure functions over `serde_json` values; what has no counterpart is left out.
 
 pub mod answer;
 pub mod stream;
@@ -9,12 +9,12 @@ use serde_json::{Map, Value, json};
 
 use tollgate_core::providers::ProviderKind;
 
-pub use answer::{answer, error_body};
+use crate::adapters::Adapted;
 
 /// (prompt, output) tokens of a parsed answer, or of a stream chunk that reports usage; the
 /// prompt includes cached prompt tokens (as OpenAI's `prompt_tokens` does).
 pub fn usage_of(kind: ProviderKind, answer: &Value) -> Option<(u64, u64)> {
-    crate::usage::usage_from(kind, answer.get("usage")?).map(|u| (u.prompt(), u.output))
+    kind.adapter().usage_from(answer.get("usage")?).map(|u| (u.prompt(), u.output))
 }
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.

@@ -1,5 +1,5 @@
-//! Streams re-framed event by event for the client: verbatim when both sides speak one format,
-//! Anthropic events as OpenAI `chat.completion.chunk`s, or OpenAI chunks as Anthropic events.
+//! Streams re-framed event by event for the client: Anthropic events as OpenAI
+//! `chat.completion.chunk`s, or OpenAI chunks as Anthropic events.
 
 use std::collections::HashMap;
 
@@ -7,53 +7,17 @@ use serde_json::{Value, json};
 
 use super::answer::{created, openai_usage};
 use super::{finish_reason, stop_reason};
+use crate::adapters::{Reframe, Sse, Usage};
 use tollgate_core::providers::ProviderKind;
 
-/// One server-sent event for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sse {
-    /// The `event:` name (Anthropic clients dispatch on it; OpenAI streams have none).
-    pub event: Option<String>,
-    pub data: String,
+/// Anthropic events as OpenAI chunks, closed by the usage chunk if `include_usage`.
+pub fn to_openai(include_usage: bool) -> Box<dyn Reframe> {
+    Box::new(AnthropicToOpenAi { include_usage, ..AnthropicToOpenAi::default() })
 }
 
-impl Sse {
-    fn data(data: impl Into<String>) -> Sse {
-        Sse { event: None, data: data.into() }
-    }
-
-    /// An Anthropic event: its `type` is also its event name.
-    fn typed(kind: &str, mut data: Value) -> Sse {
-        data["type"] = json!(kind);
-        Sse { event: Some(kind.to_owned()), data: data.to_string() }
-    }
-}
-
-/// Turns each upstream event (name and data) into the events the client is sent.
-pub trait Reframe: Send {
-    fn reframe(&mut self, event: &str, data: &str) -> Vec<Sse>;
-}
-
-/// The reframer from the upstream's format to the client's.
-pub fn reframe(upstream: ProviderKind, client: ProviderKind, include_usage: bool) -> Box<dyn Reframe> {
-    match (upstream, client) {
-        (ProviderKind::Anthropic, ProviderKind::OpenAi) => Box::new(AnthropicToOpenAi { include_usage, ..AnthropicToOpenAi::default() }),
-        (ProviderKind::OpenAi, ProviderKind::Anthropic) => Box::new(OpenAiToAnthropic::default()),
-        (_, client) => Box::new(Verbatim { named: client == ProviderKind::Anthropic }),
-    }
-}
-
-/// Passes events on unchanged, with their names for an Anthropic client.
-#[derive(Debug)]
-struct Verbatim {
-    named: bool,
-}
-
-impl Reframe for Verbatim {
-    fn reframe(&mut self, event: &str, data: &str) -> Vec<Sse> {
-        let event = (self.named && !event.is_empty() && event != "message").then(|| event.to_owned());
-        vec![Sse { event, data: data.to_owned() }]
-    }
+/// OpenAI chunks as named Anthropic events.
+pub fn from_openai() -> Box<dyn Reframe> {
+    Box::new(OpenAiToAnthropic::default())
 }
 
 /// Anthropic events → OpenAI chunks: text and tool-input deltas as `delta`s, the stop reason as
@@ -244,9 +208,9 @@ impl Reframe for OpenAiToAnthropic {
 
 /// Cached prompt tokens of an Anthropic `usage` object (an OpenAI client counts them in `prompt_tokens`).
 fn cached(usage: Option<&Value>) -> u64 {
-    let mut tokens = crate::usage::Usage::default();
+    let mut tokens = Usage::default();
     if let Some(usage) = usage {
-        crate::usage::read_anthropic_cache(&mut tokens, usage);
+        crate::adapters::anthropic::read_cache(&mut tokens, usage);
     }
     tokens.prompt()
 }
@@ -265,7 +229,7 @@ mod tests {
 
     #[test]
     fn anthropic_events_become_openai_chunks_with_usage_and_done() {
-        let mut reframe = reframe(ProviderKind::Anthropic, ProviderKind::OpenAi, true);
+        let mut reframe = to_openai(true);
         let out = run(
             reframe.as_mut(),
             &[
@@ -300,7 +264,7 @@ mod tests {
 
     #[test]
     fn openai_chunks_become_named_anthropic_events() {
-        let mut reframe = reframe(ProviderKind::OpenAi, ProviderKind::Anthropic, false);
+        let mut reframe = from_openai();
         let chunk = |delta: Value, finish: Value| json!({"id": "c", "model": "g", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         let out = run(
             reframe.as_mut(),
@@ -337,13 +301,5 @@ mod tests {
         assert_eq!(events[5]["content_block"], json!({"type": "tool_use", "id": "call", "name": "f", "input": {}}));
         assert_eq!(events[8]["delta"]["stop_reason"], "tool_use");
         assert_eq!(events[8]["usage"], json!({"input_tokens": 3, "output_tokens": 4}));
-    }
-
-    #[test]
-    fn same_format_streams_pass_verbatim() {
-        let mut anthropic = reframe(ProviderKind::Anthropic, ProviderKind::Anthropic, false);
-        assert_eq!(anthropic.reframe("ping", "{}"), vec![Sse { event: Some("ping".into()), data: "{}".into() }]);
-        let mut openai = reframe(ProviderKind::OpenAi, ProviderKind::OpenAi, false);
-        assert_eq!(openai.reframe("message", "[DONE]"), vec![Sse::data("[DONE]")]);
     }
 }

@@ -1,18 +1,10 @@
 //! Plain (non-streamed) answers translated between the formats: an Anthropic message as an
-//! OpenAI `chat.completion` and back, and an upstream's error body in the client's error shape.
+//! OpenAI `chat.completion` and back, and Anthropic's error type for a status.
 
 use serde_json::{Value, json};
 
 use super::{arguments_object, assistant_message, finish_reason, stop_reason, text_of, usage_of};
 use tollgate_core::providers::ProviderKind;
-
-/// An upstream's answer in the other format (`upstream` names the answer's own format).
-pub fn answer(upstream: ProviderKind, answer: &Value) -> Value {
-    match upstream {
-        ProviderKind::Anthropic => message_to_completion(answer),
-        ProviderKind::OpenAi => completion_to_message(answer),
-    }
-}
 
 /// Anthropic's error `type` for an HTTP status.
 pub fn anthropic_error_type(status: u16) -> &'static str {
@@ -27,24 +19,6 @@ pub fn anthropic_error_type(status: u16) -> &'static str {
         504 => "timeout_error",
         529 => "overloaded_error",
         _ => "api_error",
-    }
-}
-
-/// An upstream's error body, re-shaped for a client of the other format. Both formats keep the
-/// message at `error.message`; a body without one is quoted as text.
-pub fn error_body(client: ProviderKind, status: u16, upstream: &[u8]) -> Value {
-    let parsed: Value = serde_json::from_slice(upstream).unwrap_or(Value::Null);
-    let message = match parsed.pointer("/error/message").and_then(Value::as_str) {
-        Some(message) => message.to_owned(),
-        None if upstream.is_empty() => format!("the provider answered with status {status}"),
-        None => String::from_utf8_lossy(upstream).into_owned(),
-    };
-    match client {
-        ProviderKind::Anthropic => json!({"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}),
-        ProviderKind::OpenAi => {
-            let kind = parsed.pointer("/error/type").and_then(Value::as_str).unwrap_or("upstream_error");
-            json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
-        }
     }
 }
 
@@ -133,17 +107,5 @@ mod tests {
             (out["stop_reason"].clone(), out["usage"].clone()),
             (json!("max_tokens"), json!({"input_tokens": 4, "output_tokens": 2}))
         );
-    }
-
-    #[test]
-    fn upstream_errors_are_reshaped_for_the_client() {
-        let openai = br#"{"error": {"message": "bad model", "type": "invalid_request_error"}}"#;
-        assert_eq!(
-            error_body(ProviderKind::Anthropic, 404, openai),
-            json!({"type": "error", "error": {"type": "not_found_error", "message": "bad model"}})
-        );
-        let anthropic = br#"{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}"#;
-        assert_eq!(error_body(ProviderKind::OpenAi, 529, anthropic)["error"]["type"], "overloaded_error");
-        assert_eq!(error_body(ProviderKind::OpenAi, 502, b"")["error"]["message"], "the provider answered with status 502");
     }
 }
