@@ -141,12 +141,12 @@ impl Adapter for Anthropic {
         request.encode(&changes)
     }
 
-    fn to_openai(&self, request: Value, model: &str) -> Value {
+    fn request_to_openai(&self, request: Value, model: &str) -> Value {
         translate::messages_to_chat(&request, model)
     }
 
     /// Anthropic requires `max_tokens`: the one reserved for is sent.
-    fn from_openai(&self, chat: Value, out: &Outgoing<'_>) -> Value {
+    fn request_from_openai(&self, chat: Value, out: &Outgoing<'_>) -> Value {
         translate::chat_to_messages(&chat, out.model, out.max_out)
     }
 

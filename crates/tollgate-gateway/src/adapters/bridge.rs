@@ -20,8 +20,8 @@ pub(crate) fn upstream_body(client: ProviderKind, request: &RawObject<'_>, body:
         return Ok(upstream.adapter().rewrite(request, out));
     }
     let tree: Value = serde_json::from_slice(body)?;
-    let chat = client.adapter().to_openai(tree, out.model);
-    Ok(upstream.adapter().from_openai(chat, out).to_string().into_bytes())
+    let chat = client.adapter().request_to_openai(tree, out.model);
+    Ok(upstream.adapter().request_from_openai(chat, out).to_string().into_bytes())
 }
 
 /// The client's headers that an upstream of its own dialect takes as they came.

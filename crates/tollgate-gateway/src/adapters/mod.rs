@@ -90,10 +90,10 @@ pub(crate) trait Adapter: Sync + std::fmt::Debug {
     fn rewrite(&self, request: &RawObject<'_>, out: &Outgoing<'_>) -> Vec<u8>;
 
     /// A request in this dialect as an OpenAI chat request for `model` (the pivot).
-    fn to_openai(&self, request: Value, model: &str) -> Value;
+    fn request_to_openai(&self, request: Value, model: &str) -> Value;
 
     /// An OpenAI chat request as this dialect's request for the upstream.
-    fn from_openai(&self, chat: Value, out: &Outgoing<'_>) -> Value;
+    fn request_from_openai(&self, chat: Value, out: &Outgoing<'_>) -> Value;
 
     /// A plain answer in this dialect as an OpenAI chat completion (`None`: it already is one).
     fn answer_to_openai(&self, answer: &Value) -> Option<Value>;

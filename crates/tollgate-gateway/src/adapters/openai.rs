@@ -103,14 +103,14 @@ impl Adapter for OpenAi {
         request.encode(&changes)
     }
 
-    fn to_openai(&self, mut request: Value, _model: &str) -> Value {
+    fn request_to_openai(&self, mut request: Value, _model: &str) -> Value {
         if let Some(o) = request.as_object_mut() {
             o.remove("fallbacks");
         }
         request
     }
 
-    fn from_openai(&self, mut chat: Value, out: &Outgoing<'_>) -> Value {
+    fn request_from_openai(&self, mut chat: Value, out: &Outgoing<'_>) -> Value {
         chat["model"] = json!(out.model);
         if let Some(o) = chat.as_object_mut() {
             o.remove("fallbacks");

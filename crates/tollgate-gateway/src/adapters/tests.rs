@@ -68,7 +68,9 @@ fn every_kind_reads_the_usage_and_the_end_of_a_stream_in_its_own_dialect() {
                 Some(r) => r.reframe("message", &data).into_iter().map(|e| e.data).collect(),
                 None => vec![data],
             };
-            events.iter().for_each(|e| adapter.observe(e, &mut seen));
+            for event in &events {
+                adapter.observe(event, &mut seen);
+            }
         }
         assert_eq!((seen.input, seen.output, seen.finished), (Some(7), Some(2), true), "{}", kind.name());
     }
@@ -80,10 +82,10 @@ fn every_kind_carries_a_request_to_its_dialect_and_back_without_gateway_members(
     for kind in ProviderKind::ALL {
         let adapter = kind.adapter();
         let out = Outgoing { upstream: kind, model: "m", max_out: 64, capped: false, stream: true, output_cap: "max_tokens" };
-        let own = adapter.from_openai(request.clone(), &out);
+        let own = adapter.request_from_openai(request.clone(), &out);
         assert_eq!(own["model"], "m", "{}: {own}", kind.name());
         assert!(own.get("fallbacks").is_none(), "{}: {own}", kind.name());
-        let back = adapter.to_openai(own, "m");
+        let back = adapter.request_to_openai(own, "m");
         assert_eq!(back.pointer("/messages/0/role"), Some(&json!("user")), "{}: {back}", kind.name());
         let text = back.pointer("/messages/0/content").map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned));
         assert!(text.is_some_and(|t| t.contains("hi")), "{}: {back}", kind.name());
