@@ -144,6 +144,7 @@ async fn under_load(
 }
 
 /// The run: catalogue, seeding, restart, then the measurements in the order the report lists them.
+#[expect(clippy::too_many_lines, reason = "one straight script, read top to bottom in the order of its report")]
 pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
     use reqwest::Method;
     let binary = spawn::tollgate_binary(options.tollgate_bin.as_deref())?;

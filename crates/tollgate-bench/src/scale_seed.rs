@@ -21,7 +21,7 @@ const CHUNK: usize = 10_000;
 
 /// The role names the catalogue step gives its roles; user `n` joins role `n % roles`.
 pub fn role_name(i: usize) -> String {
-    format!("scale-{i:04}")
+    format!("scale_{i:04}")
 }
 
 /// One user's writes: the user, the copy of its role's default, the copy's key and the audit
