@@ -8,6 +8,8 @@ mod procstat;
 mod report;
 mod results;
 mod scale;
+mod scale_http;
+mod scale_seed;
 mod setup;
 mod spawn;
 mod tables;
@@ -60,11 +62,22 @@ enum Command {
         exit_on_eof: bool,
     },
     /// Measure the governance snapshot at scale, in process over a SQLite store: full rebuild
-    /// time and memory, a one-user change applied in place, key look-up at 1k and 1M keys
+    /// time and memory, a one-user change applied in place, key look-up at 1k and 1M keys;
+    /// with `--http`, the real server over a seeded database through its API instead
     Scale {
         /// Users to seed, each with a copy and a key
         #[arg(long, default_value_t = 100_000)]
         users: usize,
+        /// Start `tollgate` over the seeded database and measure user creation, attach,
+        /// propagate, paged lists and inference p99 over HTTP
+        #[arg(long)]
+        http: bool,
+        /// With `--http`: users created through the API, eight at a time
+        #[arg(long, default_value_t = 1_000)]
+        added: usize,
+        /// With `--http`: the Tollgate binary (default: `tollgate` beside this binary)
+        #[arg(long)]
+        tollgate_bin: Option<std::path::PathBuf>,
     },
 }
 
@@ -80,7 +93,10 @@ async fn main() -> ExitCode {
             exit_when_parent_goes(exit_on_eof);
             forward::serve(&listen, &upstream, announce).await
         }
-        Some(Command::Scale { users }) => scale::run(users, say).await,
+        Some(Command::Scale { users, http: false, .. }) => scale::run(users, say).await,
+        Some(Command::Scale { users, http: true, added, tollgate_bin }) => {
+            scale_http::run(scale_http::Options { users, added, tollgate_bin }, say).await
+        }
         None => run(cli.options).await,
     };
     match outcome {

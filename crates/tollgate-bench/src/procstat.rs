@@ -28,6 +28,16 @@ fn status_kb(pid: u32, key: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("/proc/{pid}/status: no {key}"))
 }
 
+/// Resident set size now, in bytes.
+pub fn rss(pid: u32) -> Result<u64, String> {
+    status_kb(pid, "VmRSS")
+}
+
+/// The machine's load averages over 1, 5 and 15 minutes, as the kernel gives them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(|e| e.to_string(), |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
 /// Peak resident set size since start (or since [`reset_peak`]), in bytes.
 pub fn peak_rss(pid: u32) -> Result<u64, String> {
     status_kb(pid, "VmHWM")

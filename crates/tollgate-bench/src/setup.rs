@@ -85,7 +85,7 @@ impl Admin {
         Ok(Admin { http, base: format!("http://{addr}") })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, expect: u16) -> Result<Value, String> {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, expect: u16) -> Result<Value, String> {
         let mut request = self.http.request(method.clone(), format!("{}{path}", self.base)).basic_auth("admin", Some(ADMIN_PASSWORD));
         if let Some(body) = body {
             request = request.json(&body);

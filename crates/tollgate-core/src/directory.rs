@@ -129,6 +129,8 @@ pub trait DirectoryStore: Send + Sync {
     async fn get_role(&self, id: i64) -> Result<Option<Role>, StoreError>;
     async fn role_by_name(&self, name: &str) -> Result<Option<Role>, StoreError>;
     async fn role_member_ids(&self, role_id: i64) -> Result<Vec<String>, StoreError>;
+    /// The role's members, read in one query (ordered by id).
+    async fn role_members(&self, role_id: i64) -> Result<Vec<User>, StoreError>;
     /// The profile a role provisions to its members, if any.
     async fn role_default_profile(&self, role_id: i64) -> Result<Option<ProfileId>, StoreError>;
     /// Profiles the role is attached to.

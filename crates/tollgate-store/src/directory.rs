@@ -219,6 +219,15 @@ impl DirectoryStore for SqlStore {
         rows.iter().map(copy_from_row).collect()
     }
 
+    async fn role_members(&self, role_id: i64) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(&format!("{USER_SELECT} WHERE u.role_id = $1 ORDER BY u.id"))
+            .bind(role_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     async fn copies_of_profile(&self, profile_id: ProfileId) -> Result<Vec<UserCopy>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {COPY_COLUMNS} FROM user_access_profiles WHERE parent_profile_id = $1 ORDER BY id"))
             .bind(profile_id.0)

@@ -15,11 +15,13 @@ use crate::copies::{PropagateField, UserCopy, budget_lines};
 use crate::directory::Write;
 use crate::error::CoreError;
 use crate::ids::ProfileId;
+use crate::ids::Sequence;
 use crate::ports::{Store, StoreError};
 use crate::profile::{AccessProfile, Policy};
 use crate::services::MAX_WRITE_ATTEMPTS;
 use crate::services::directory::user_not_found;
-use crate::services::provision::{plan_copy, plan_uncopy, user_entry};
+use crate::services::provision::{plan_copy_as, plan_uncopy, user_entry};
+use crate::users::User;
 use crate::vkeys::Sealer;
 
 /// Body of `POST …/{profile_id}/roles`.
@@ -108,6 +110,9 @@ impl std::fmt::Debug for AssignmentService {
     }
 }
 
+/// Copies planned between two yields of the worker when many members get one at once.
+const YIELD_EVERY: usize = 128;
+
 fn profile_not_found(id: ProfileId) -> CoreError {
     CoreError::NotFound(format!("access profile {id} not found"))
 }
@@ -147,6 +152,7 @@ impl AssignmentService {
             let mut applied: HashSet<String> = HashSet::new();
             let holders: HashSet<String> = self.store.copies_of_profile(profile_id).await?.into_iter().map(|c| c.user_id).collect();
             let mut seen = HashSet::new();
+            let mut newcomers: Vec<(User, i64)> = Vec::new();
             for role_id in req.role_ids.iter().copied().filter(|r| seen.insert(*r)) {
                 self.store.get_role(role_id).await?.ok_or_else(|| CoreError::NotFound(format!("role {role_id} not found")))?;
                 plan.push(Write::Attach { profile_id, role_id, is_default: req.is_default });
@@ -155,12 +161,20 @@ impl AssignmentService {
                 if !req.apply_to_existing {
                     continue;
                 }
-                for user_id in self.store.role_member_ids(role_id).await? {
-                    if holders.contains(&user_id) || !applied.insert(user_id.clone()) {
-                        continue;
+                for user in self.store.role_members(role_id).await? {
+                    if !holders.contains(&user.id) && applied.insert(user.id.clone()) {
+                        newcomers.push((user, role_id));
                     }
-                    let user = self.store.get_user(&user_id).await?.ok_or_else(|| user_not_found(&user_id))?;
-                    plan.extend(plan_copy(self.store.as_ref(), &self.sealer, actor, &user, &template, Some(role_id)).await?);
+                }
+            }
+            let wanted = u32::try_from(newcomers.len()).map_err(|_| CoreError::invalid("role_ids", "too many members at once"))?;
+            let ids = if wanted == 0 { Vec::new() } else { self.store.next_ids(Sequence::UserCopy, wanted).await? };
+            for (n, ((user, role_id), id)) in newcomers.iter().zip(ids).enumerate() {
+                plan.extend(plan_copy_as(&self.sealer, actor, user, &template, Some(*role_id), id)?);
+                if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                    // Sealing a hundred thousand keys is seconds of CPU: let the worker's
+                    // other tasks (inference requests) run between slices of it.
+                    tokio::task::yield_now().await;
                 }
             }
             if !template.is_active {

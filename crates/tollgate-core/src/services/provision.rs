@@ -74,8 +74,21 @@ pub(crate) async fn plan_copy(
     template: &AccessProfile,
     source_role_id: Option<i64>,
 ) -> Result<Vec<Write>, CoreError> {
-    let now = crate::clock::now();
     let id = store.next_ids(Sequence::UserCopy, 1).await?.first().copied().ok_or_else(|| CoreError::Internal("no copy id".into()))?;
+    plan_copy_as(sealer, actor, user, template, source_role_id, id)
+}
+
+/// [`plan_copy`] with the copy's id already drawn, so a use case giving many users a copy draws
+/// all their ids in one step.
+pub(crate) fn plan_copy_as(
+    sealer: &Sealer,
+    actor: &Principal,
+    user: &User,
+    template: &AccessProfile,
+    source_role_id: Option<i64>,
+    id: i64,
+) -> Result<Vec<Write>, CoreError> {
+    let now = crate::clock::now();
     let copy = UserCopy::from_template(id, &user.id, template, source_role_id, now);
     let (key_write, key) = new_key(sealer, &user.id, Some(id), format!("{} · {}", template.name, user.email), None, now)?;
     let metadata = json!({"copy_id": id, "source_role_id": source_role_id, "virtual_key_id": key.id});
