@@ -83,6 +83,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // As Tollgate does, so the scale run's resident memory is the server's.
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::Mock { port, chunk_delay_ms, exit_on_eof }) => {

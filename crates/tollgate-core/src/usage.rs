@@ -34,13 +34,19 @@ impl KeyRecord {
 
     /// Why the key refuses every request at `now`, if it does; inactive wins over expired.
     pub fn blocked_at(&self, now: DateTime<Utc>) -> Option<KeyBlock> {
-        if !self.is_active {
-            Some(KeyBlock::Inactive)
-        } else if self.expires_at.is_some_and(|at| at <= now) {
-            Some(KeyBlock::Expired)
-        } else {
-            None
-        }
+        key_block(self.is_active, self.expires_at, now)
+    }
+}
+
+/// Why a key with this state refuses every request at `now`, if it does; inactive wins over
+/// expired.
+pub fn key_block(is_active: bool, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<KeyBlock> {
+    if !is_active {
+        Some(KeyBlock::Inactive)
+    } else if expires_at.is_some_and(|at| at <= now) {
+        Some(KeyBlock::Expired)
+    } else {
+        None
     }
 }
 
@@ -53,11 +59,15 @@ pub enum KeyBlock {
     Expired,
 }
 
-/// Everything governance decisions read, loaded in one consistent pass.
+/// Takes each user copy of a full load as it is read (in no particular order), so that a load
+/// never holds every parsed copy at once.
+pub type CopySink<'a> = dyn FnMut(UserCopy) + Send + 'a;
+
+/// Everything governance decisions read, loaded in one consistent pass; the copies go to the
+/// load's `CopySink` as they are read.
 #[derive(Debug, Clone, Default)]
 pub struct GovernanceData {
     pub keys: Vec<KeyRecord>,
-    pub copies: Vec<UserCopy>,
     pub overrides: Vec<BudgetOverride>,
     /// Providers managed through the API, with their keys' sealed secrets.
     pub providers: Vec<Provider>,
@@ -125,12 +135,19 @@ pub struct RequestLog {
 
 #[async_trait]
 pub trait UsageStore: Send + Sync {
-    async fn load_governance(&self) -> Result<GovernanceData, StoreError>;
+    /// Everything governance reads, in one consistent pass; each copy goes to `copies`.
+    async fn load_governance(&self, copies: &mut CopySink<'_>) -> Result<GovernanceData, StoreError>;
     /// The keys, copies and overrides of just `users`. The default reads everything and keeps
     /// theirs.
     async fn load_users(&self, users: &[String]) -> Result<UsersData, StoreError> {
-        let all = self.load_governance().await?;
-        let copies: Vec<UserCopy> = all.copies.into_iter().filter(|c| users.contains(&c.user_id)).collect();
+        let mut copies: Vec<UserCopy> = Vec::new();
+        let all = self
+            .load_governance(&mut |c: UserCopy| {
+                if users.contains(&c.user_id) {
+                    copies.push(c);
+                }
+            })
+            .await?;
         let overrides = all.overrides.into_iter().filter(|o| copies.iter().any(|c| c.id == o.copy_id)).collect();
         let keys = all.keys.into_iter().filter(|k| users.contains(&k.user_id)).collect();
         Ok(UsersData { users: users.to_vec(), keys, copies, overrides })

@@ -40,7 +40,7 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
     let probe = Ask { provider: "", model: "", max_out: 0, stream: false };
     let user = match governor.authorize(&snapshot, key, &probe, now) {
         Err(e) if e.kind == DenialKind::ProviderBlocked => {
-            key.and_then(|k| snapshot.key(&tollgate_core::auth::sha256(k))).map_or("", |k| k.user_id.as_str())
+            key.and_then(|k| snapshot.key(&tollgate_core::auth::sha256(k))).map_or("", |k| &*k.user_id)
         }
         Err(e) => return Err(e.into()),
         Ok(access) => access.user_id,
@@ -48,21 +48,21 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
     let mut ids = BTreeSet::new();
     let mut providers = BTreeSet::new();
     let mut served;
-    for copy in snapshot.copies(user).iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now)) {
-        for config in &copy.policy.provider_configs {
-            providers.insert(config.provider_name.clone());
-            if wanted.is_some_and(|w| w != config.provider_name) {
+    for copy in snapshot.copies(user).iter().filter(|c| c.live_at(now)) {
+        for config in &copy.configs {
+            providers.insert(config.provider.to_string());
+            if wanted.is_some_and(|w| w != &*config.provider) {
                 continue;
             }
             // Every model: those the provider serves, from the API-managed provider of that name
             // if there is one (it takes precedence, as when a request is routed), else the file's.
-            let models: &[String] = if config.allows_every_model() {
-                served = gw.provider(&config.provider_name);
-                served.as_ref().map_or(&[], |p| p.models.as_slice())
+            if config.models.every {
+                served = gw.provider(&config.provider);
+                let models = served.as_ref().map_or(&[][..], |p| p.models.as_slice());
+                ids.extend(models.iter().filter(|m| *m != "*").map(|m| (config.provider.to_string(), m.clone())));
             } else {
-                &config.allowed_models
-            };
-            ids.extend(models.iter().filter(|m| *m != "*").map(|m| (config.provider_name.clone(), m.clone())));
+                ids.extend(config.models.listed.iter().filter(|m| &***m != "*").map(|m| (config.provider.to_string(), m.to_string())));
+            }
         }
     }
     if let Some(w) = wanted

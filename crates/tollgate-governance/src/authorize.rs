@@ -5,13 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tollgate_core::auth::sha256;
-use tollgate_core::profile::{Budget, ProviderConfig, RateLimit};
 use tollgate_core::usage::KeyBlock;
-use tollgate_core::windows::Period;
 
 use crate::counters::{Claim, LineKind, Scope};
 use crate::denial::{Denial, DenialKind};
-use crate::snapshot::{GovernedCopy, Lines, Snapshot};
+use crate::snapshot::{BudgetLine, GovernedCopy, ProviderGrant, RateLine, Snapshot};
 
 /// Who may make the request, and under which copy and provider config, borrowed from the
 /// snapshot the decision was made on (nothing shared is counted up and down per request).
@@ -45,18 +43,17 @@ pub fn authorize<'s>(
     }
     // Judged over the user's copies in place (oldest first), without collecting them.
     let copies = snapshot.copies(&record.user_id);
-    let active = || copies.iter().filter(|c| c.is_active && c.expires_at.is_none_or(|at| at > now));
+    let active = || copies.iter().filter(|c| c.live_at(now));
     if active().next().is_none() {
         return Err(refused(DenialKind::AccessBlocked));
     }
-    let config_of = |c: &GovernedCopy| c.policy.provider_configs.iter().position(|p| p.provider_name == provider);
-    if !active().any(|c| config_of(c).is_some()) {
+    if !active().any(|c| c.config_of(provider).is_some()) {
         return Err(refused(DenialKind::ProviderBlocked));
     }
     let (copy, config_at) = active()
         .find_map(|c| {
-            let at = config_of(c)?;
-            c.policy.provider_configs[at].allows_model(model).then_some((c, at))
+            let at = c.config_of(provider)?;
+            c.configs[at].models.allows(model).then_some((c, at))
         })
         .ok_or_else(|| refused(DenialKind::ModelBlocked))?;
     Ok(Access { user_id: &record.user_id, key_id: &record.id, copy, config_at })
@@ -82,99 +79,62 @@ impl Estimate {
 
 impl Access<'_> {
     /// The provider config that governs the request.
-    pub fn config(&self) -> &ProviderConfig {
-        &self.copy.policy.provider_configs[self.config_at]
+    pub fn config(&self) -> &ProviderGrant {
+        &self.copy.configs[self.config_at]
     }
 
     /// True when any budget line applies, so the request needs a price.
     pub fn has_budgets(&self) -> bool {
-        !self.config().budgets.is_empty() || !self.copy.policy.budgets.is_empty()
+        !self.config().level.budgets.is_empty() || !self.copy.profile.budgets.is_empty()
     }
 
     /// The lines the request must fit into: rate limits (provider config first, then profile),
     /// then budgets (provider config first, then profile), each with its own window.
     pub fn claims(&self, estimate: Estimate, now: DateTime<Utc>) -> Vec<Claim> {
-        let policy = &self.copy.policy;
-        let aligned = policy.calendar_aligned;
-        let config = self.config();
-        let no_lines = Lines::default();
-        let config_lines = self.copy.configs.get(self.config_at).unwrap_or(&no_lines);
-        let levels =
-            [(config.rate_limit.as_ref(), config_lines, Scope::Provider), (policy.rate_limit.as_ref(), &self.copy.profile, Scope::Profile)];
+        let levels = [(&self.config().level, Scope::Provider), (&self.copy.profile, Scope::Profile)];
         let mut claims = Vec::with_capacity(6);
-        for (limit, lines, scope) in levels {
-            if let Some(limit) = limit {
-                rate_claims(&mut claims, limit, lines, scope, (aligned, self.copy.created_at), (estimate, self.copy.id));
+        for (level, scope) in levels {
+            for (side, kind) in [(&level.tokens, LineKind::Tokens), (&level.requests, LineKind::Requests)] {
+                if let Some(side) = side {
+                    claims.push(self.rate_claim(side, kind, scope, estimate));
+                }
             }
         }
-        for (budgets, lines, scope) in
-            [(&config.budgets, config_lines, Scope::Provider), (&policy.budgets, &self.copy.profile, Scope::Profile)]
-        {
-            for (at, budget) in budgets.iter().enumerate() {
-                let line = lines.budgets.get(at).cloned().unwrap_or_else(|| Arc::from(budget.id.0.as_str()));
-                claims.push(budget_claim(self.copy, budget, line, scope, aligned, estimate, now));
+        for (level, scope) in levels {
+            for budget in &level.budgets {
+                claims.push(self.budget_claim(budget, scope, estimate, now));
             }
         }
         claims
     }
-}
 
-fn rate_claims(
-    out: &mut Vec<Claim>,
-    limit: &RateLimit,
-    lines: &Lines,
-    scope: Scope,
-    (aligned, anchor): (bool, DateTime<Utc>),
-    (estimate, copy): (Estimate, i64),
-) {
-    if let (Some(max), Some(window)) = (limit.token_max_limit, limit.token_reset_duration) {
-        out.push(Claim {
-            line: lines.tokens.clone().unwrap_or_else(|| Arc::from(format!("{}:t", limit.id.0))),
-            kind: LineKind::Tokens,
-            limit: max,
-            period: Period::from(window),
-            calendar_aligned: aligned,
-            anchor,
-            estimate: estimate.of(LineKind::Tokens),
+    fn rate_claim(&self, side: &RateLine, kind: LineKind, scope: Scope, estimate: Estimate) -> Claim {
+        Claim {
+            line: Arc::clone(&side.line),
+            kind,
+            limit: side.limit,
+            period: side.period,
+            calendar_aligned: self.copy.calendar_aligned,
+            anchor: self.copy.created_at,
+            estimate: estimate.of(kind),
             scope,
-            copy,
-        });
+            copy: self.copy.id,
+        }
     }
-    if let (Some(max), Some(window)) = (limit.request_max_limit, limit.request_reset_duration) {
-        out.push(Claim {
-            line: lines.requests.clone().unwrap_or_else(|| Arc::from(format!("{}:r", limit.id.0))),
-            kind: LineKind::Requests,
-            limit: max,
-            period: Period::from(window),
-            calendar_aligned: aligned,
-            anchor,
-            estimate: estimate.of(LineKind::Requests),
-            scope,
-            copy,
-        });
-    }
-}
 
-fn budget_claim(
-    copy: &GovernedCopy,
-    budget: &Budget,
-    line: Arc<str>,
-    scope: Scope,
-    aligned: bool,
-    estimate: Estimate,
-    now: DateTime<Utc>,
-) -> Claim {
-    let grant = copy.override_of(&budget.id).filter(|o| o.is_active(budget, aligned, now));
-    let limit = budget.max_limit.micros() + grant.map_or(0, |g| g.amount.micros());
-    Claim {
-        line,
-        kind: LineKind::Budget,
-        limit: u64::try_from(limit).unwrap_or(0),
-        period: tollgate_core::overrides::period_of(budget),
-        calendar_aligned: aligned,
-        anchor: budget.last_reset,
-        estimate: estimate.of(LineKind::Budget),
-        scope,
-        copy: copy.id,
+    fn budget_claim(&self, budget: &BudgetLine, scope: Scope, estimate: Estimate, now: DateTime<Utc>) -> Claim {
+        let grant = self.copy.active_override(budget, now);
+        let limit = budget.limit.micros() + grant.map_or(0, |g| g.amount.micros());
+        Claim {
+            line: Arc::clone(&budget.line),
+            kind: LineKind::Budget,
+            limit: u64::try_from(limit).unwrap_or(0),
+            period: budget.period,
+            calendar_aligned: self.copy.calendar_aligned,
+            anchor: budget.anchor,
+            estimate: estimate.of(LineKind::Budget),
+            scope,
+            copy: self.copy.id,
+        }
     }
 }

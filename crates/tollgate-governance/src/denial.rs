@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use std::fmt;
-use tollgate_core::copies::UserCopy;
 use tollgate_core::windows::Period;
 
 use crate::counters::{LineKind, Scope, Shortfall};
+use crate::snapshot::GovernedCopy;
 
 /// The rule that refused, in the order the checks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,8 +51,8 @@ pub struct CopyRef {
 }
 
 impl CopyRef {
-    pub fn of(copy: &UserCopy) -> CopyRef {
-        CopyRef { copy_id: copy.id, profile_id: copy.parent_profile_id.map(|p| p.0), name: copy.name.clone() }
+    pub fn of(copy: &GovernedCopy) -> CopyRef {
+        CopyRef { copy_id: copy.id, profile_id: copy.profile_id.map(|p| p.0), name: copy.name.to_string() }
     }
 }
 

@@ -12,8 +12,30 @@ use tollgate_core::usage::{ChangeScope, GovernanceData, UsageStore};
 use crate::counters::{Counters, line_of};
 use crate::freshness::Freshness;
 use crate::pricing::Pricing;
-use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::writer::{OpenUsageStore, UsageWriter, WriterHandle};
+use crate::snapshot::{SharedSnapshot, Snapshot, SnapshotBuilder};
+use crate::writer::{OpenUsageStore, UsageWriter, WriterHandle, lower_own_priority};
+
+/// Reads everything and builds the snapshot of it on a thread of its own, at the usage writer's
+/// lower priority, so a full rebuild (a second or more at 100k users) never holds a request
+/// worker; the read itself runs on this runtime's I/O.
+async fn load_and_build(store: Arc<dyn UsageStore>) -> Result<(GovernanceData, Snapshot), String> {
+    let runtime = tokio::runtime::Handle::current();
+    let (built_tx, built) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("snapshot-build".to_owned())
+        .spawn(move || {
+            lower_own_priority("snapshot rebuilds");
+            let result = runtime.block_on(async move {
+                let mut builder = SnapshotBuilder::default();
+                let mut data = store.load_governance(&mut |c| builder.copy(c)).await.map_err(|e| e.to_string())?;
+                let snapshot = builder.finish(std::mem::take(&mut data.keys), std::mem::take(&mut data.overrides));
+                Ok((data, snapshot))
+            });
+            let _ = built_tx.send(result);
+        })
+        .map_err(|e| format!("snapshot build thread: {e}"))?;
+    built.await.map_err(|_| "snapshot build thread ended without a result".to_owned())?
+}
 
 /// Told the governance data on every reload, for state a surface derives from the same read
 /// (the inference surface's API-managed providers).
@@ -147,11 +169,13 @@ impl Governor {
     /// generation is read first, so the data read covers every write it counts.
     async fn rebuild(&self, fresh: &mut Freshness) -> Result<(), String> {
         let generation = self.0.store.generation().await.map_err(|e| e.to_string())?;
-        let data = self.0.store.load_governance().await.map_err(|e| e.to_string())?;
+        let (data, snapshot) = load_and_build(Arc::clone(&self.0.store)).await?;
         for hook in &self.0.on_reload {
             hook(&data);
         }
-        self.0.snapshot.store(Snapshot::build(data));
+        let old = self.0.snapshot.swap(snapshot);
+        // Freeing a whole snapshot (100k users: tens of milliseconds) is no request's work.
+        tokio::task::spawn_blocking(move || drop(old));
         fresh.rebuilt(generation);
         Ok(())
     }

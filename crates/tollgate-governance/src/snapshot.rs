@@ -3,17 +3,20 @@
 //! one for a few users (copy-on-write, one small shard per touched key or user), and swapped as a
 //! unit (`ArcSwap`).
 
+mod copy;
+mod intern;
 mod shards;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
 use tollgate_core::copies::UserCopy;
-use tollgate_core::ids::BudgetId;
 use tollgate_core::overrides::BudgetOverride;
-use tollgate_core::profile::{Budget, RateLimit};
-use tollgate_core::usage::{GovernanceData, KeyRecord, UsersData};
+use tollgate_core::usage::{KeyBlock, KeyRecord, UsersData, key_block};
 
+pub use copy::{BudgetLine, GovernedCopy, Level, McpGrants, Models, ProviderGrant, RateLine};
+use intern::Interner;
 use shards::{Shards, key_shard, user_shard};
 
 /// Governance state at one instant.
@@ -21,73 +24,43 @@ use shards::{Shards, key_shard, user_shard};
 pub struct Snapshot {
     /// Keys by the SHA-256 of their value (decoded from the stored hex once, here), sharded by
     /// the hash's first byte.
-    keys: Shards<[u8; 32], Arc<KeyRecord>>,
+    keys: Shards<[u8; 32], Arc<GovernedKey>>,
     /// What each user holds, sharded by a hash of the user id.
     users: Shards<Arc<str>, Arc<Holdings>>,
+}
+
+/// A virtual key as the hot path reads it (one per live value: a rotated key's previous value
+/// in its grace period is a second entry).
+#[derive(Debug, PartialEq)]
+pub struct GovernedKey {
+    pub id: Box<str>,
+    /// Shared with the user's entry in the snapshot.
+    pub user_id: Arc<str>,
+    pub is_active: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// For a previous value only: the end of its grace period.
+    pub value_expires_at: Option<DateTime<Utc>>,
+}
+
+impl GovernedKey {
+    /// Whether the presented value still opens the key at `now` (see `KeyRecord::value_live_at`).
+    pub fn value_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.value_expires_at.is_none_or(|end| now < end)
+    }
+
+    /// Why the key refuses every request at `now`, if it does.
+    pub fn blocked_at(&self, now: DateTime<Utc>) -> Option<KeyBlock> {
+        key_block(self.is_active, self.expires_at, now)
+    }
 }
 
 /// One user's part of the snapshot.
 #[derive(Debug, Default, PartialEq)]
 pub struct Holdings {
     /// Copies, oldest first.
-    pub copies: Vec<Arc<GovernedCopy>>,
+    pub copies: Vec<GovernedCopy>,
     /// The hashes of the user's keys, so that a change to the user finds the keys to replace.
     key_hashes: Vec<[u8; 32]>,
-}
-
-/// A user's copy as the hot path reads it, with the counter line names of its budgets and rate
-/// limits made once per snapshot, so a request's claims share them instead of making their own,
-/// and the overrides on its budgets.
-#[derive(Debug, PartialEq)]
-pub struct GovernedCopy {
-    pub copy: UserCopy,
-    /// Lines of the profile-level budgets and rate limit.
-    pub profile: Lines,
-    /// Lines of each provider config, in the policy's order.
-    pub configs: Vec<Lines>,
-    /// Overrides on this copy's budgets (a copy has a few at most).
-    pub overrides: Vec<BudgetOverride>,
-}
-
-impl std::ops::Deref for GovernedCopy {
-    type Target = UserCopy;
-
-    fn deref(&self) -> &UserCopy {
-        &self.copy
-    }
-}
-
-impl GovernedCopy {
-    pub fn new(copy: UserCopy, overrides: Vec<BudgetOverride>) -> GovernedCopy {
-        let profile = Lines::of(&copy.policy.budgets, copy.policy.rate_limit.as_ref());
-        let configs = copy.policy.provider_configs.iter().map(|p| Lines::of(&p.budgets, p.rate_limit.as_ref())).collect();
-        GovernedCopy { copy, profile, configs, overrides }
-    }
-
-    /// The override on one of this copy's budgets, if any.
-    pub fn override_of(&self, budget: &BudgetId) -> Option<&BudgetOverride> {
-        self.overrides.iter().find(|o| o.budget_id == *budget)
-    }
-}
-
-/// Counter line names of one level of a policy: a budget's line is its id, a rate limit's are
-/// `<id>:t` (tokens) and `<id>:r` (requests).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Lines {
-    /// One per budget, in order.
-    pub budgets: Vec<Arc<str>>,
-    pub tokens: Option<Arc<str>>,
-    pub requests: Option<Arc<str>>,
-}
-
-impl Lines {
-    fn of(budgets: &[Budget], rate_limit: Option<&RateLimit>) -> Lines {
-        Lines {
-            budgets: budgets.iter().map(|b| Arc::from(b.id.0.as_str())).collect(),
-            tokens: rate_limit.map(|r| Arc::from(format!("{}:t", r.id.0))),
-            requests: rate_limit.map(|r| Arc::from(format!("{}:r", r.id.0))),
-        }
-    }
 }
 
 /// A key's value hash as stored (hex) decoded; `None` for a malformed one, which no presented
@@ -96,33 +69,77 @@ fn decoded(hash: &str) -> Option<[u8; 32]> {
     <[u8; 32]>::try_from(hex::decode(hash).ok()?).ok()
 }
 
-/// Each user's holdings, from keys, copies (oldest first) and overrides read together.
-fn holdings_of(
-    keys: &[([u8; 32], Arc<KeyRecord>)],
-    copies: Vec<UserCopy>,
-    overrides: Vec<BudgetOverride>,
-) -> hashbrown::HashMap<String, Holdings> {
-    let mut by_copy: hashbrown::HashMap<i64, Vec<BudgetOverride>> = hashbrown::HashMap::new();
-    for o in overrides {
-        by_copy.entry(o.copy_id).or_default().push(o);
-    }
-    let mut users: hashbrown::HashMap<String, Holdings> = hashbrown::HashMap::new();
-    for copy in copies {
-        let overrides = by_copy.remove(&copy.id).unwrap_or_default();
-        let user = users.entry_ref(copy.user_id.as_str()).or_default();
-        user.copies.push(Arc::new(GovernedCopy::new(copy, overrides)));
-    }
-    for (hash, key) in keys {
-        users.entry_ref(key.user_id.as_str()).or_default().key_hashes.push(*hash);
-    }
-    for held in users.values_mut() {
-        held.key_hashes.sort_unstable();
-    }
-    users
+/// Makes a snapshot's parts from copies as a load reads them, then its keys and overrides.
+#[derive(Debug, Default)]
+pub struct SnapshotBuilder {
+    interner: Interner,
+    users: hashbrown::HashMap<Arc<str>, Holdings>,
 }
 
-fn decoded_keys(keys: Vec<KeyRecord>) -> Vec<([u8; 32], Arc<KeyRecord>)> {
-    keys.into_iter().filter_map(|k| Some((decoded(&k.value_hash)?, Arc::new(k)))).collect()
+/// The user's shared id and holdings, made empty if it had none.
+fn held_by<'m>(users: &'m mut hashbrown::HashMap<Arc<str>, Holdings>, user: &str) -> (Arc<str>, &'m mut Holdings) {
+    let id = users.get_key_value(user).map_or_else(|| Arc::from(user), |(id, _)| Arc::clone(id));
+    let held = users.entry(Arc::clone(&id)).or_default();
+    (id, held)
+}
+
+/// Keys and users' holdings, compact, ready to be placed in shards.
+struct Parts {
+    keys: Vec<([u8; 32], Arc<GovernedKey>)>,
+    users: hashbrown::HashMap<Arc<str>, Holdings>,
+}
+
+impl SnapshotBuilder {
+    /// Takes one copy (in any order: each user's copies are put oldest first at the end).
+    pub fn copy(&mut self, mut copy: UserCopy) {
+        let user = std::mem::take(&mut copy.user_id);
+        let copy = GovernedCopy::new(copy, &mut self.interner);
+        held_by(&mut self.users, &user).1.copies.push(copy);
+    }
+
+    /// The snapshot of the copies taken, `keys` and the `overrides` on those copies' budgets.
+    pub fn finish(self, keys: Vec<KeyRecord>, overrides: Vec<BudgetOverride>) -> Snapshot {
+        let parts = self.parts(keys, overrides);
+        Snapshot {
+            keys: Shards::build(parts.keys.into_iter().map(|(hash, key)| (key_shard(&hash), hash, key))),
+            users: Shards::build(parts.users.into_iter().map(|(user, held)| (user_shard(&user), user, Arc::new(held)))),
+        }
+    }
+
+    fn parts(self, keys: Vec<KeyRecord>, overrides: Vec<BudgetOverride>) -> Parts {
+        let mut users = self.users;
+        if !overrides.is_empty() {
+            let mut by_copy: hashbrown::HashMap<i64, Vec<BudgetOverride>> = hashbrown::HashMap::new();
+            for grant in overrides {
+                by_copy.entry(grant.copy_id).or_default().push(grant);
+            }
+            for copy in users.values_mut().flat_map(|held| held.copies.iter_mut()) {
+                copy.overrides = by_copy.remove(&copy.id).unwrap_or_default();
+            }
+        }
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let hash = decoded(&k.value_hash)?;
+                let (user_id, held) = held_by(&mut users, &k.user_id);
+                held.key_hashes.push(hash);
+                let key = GovernedKey {
+                    id: k.id.into_boxed_str(),
+                    user_id,
+                    is_active: k.is_active,
+                    expires_at: k.expires_at,
+                    value_expires_at: k.value_expires_at,
+                };
+                Some((hash, Arc::new(key)))
+            })
+            .collect();
+        for held in users.values_mut() {
+            held.key_hashes.sort_unstable();
+            held.copies.sort_unstable_by_key(|c| c.id);
+            held.copies.shrink_to_fit();
+        }
+        Parts { keys, users }
+    }
 }
 
 impl Snapshot {
@@ -130,23 +147,18 @@ impl Snapshot {
     pub fn line_owners(&self) -> hashbrown::HashMap<&str, i64> {
         let mut owners = hashbrown::HashMap::new();
         for copy in self.users.iter().flat_map(|(_, held)| held.copies.iter()) {
-            for lines in std::iter::once(&copy.profile).chain(&copy.configs) {
-                for line in lines.budgets.iter().chain(&lines.tokens).chain(&lines.requests) {
-                    owners.insert(&**line, copy.id);
-                }
+            for line in copy.levels().flat_map(Level::lines) {
+                owners.insert(&**line, copy.id);
             }
         }
         owners
     }
 
-    /// The snapshot of `data` (its providers are the inference surface's to read).
-    pub fn build(data: GovernanceData) -> Snapshot {
-        let keys = decoded_keys(data.keys);
-        let users = holdings_of(&keys, data.copies, data.overrides);
-        Snapshot {
-            keys: Shards::build(keys.into_iter().map(|(hash, key)| (key_shard(&hash), hash, key))),
-            users: Shards::build(users.into_iter().map(|(user, held)| (user_shard(&user), Arc::from(user), Arc::new(held)))),
-        }
+    /// The snapshot of these keys, copies (oldest first) and overrides.
+    pub fn of(keys: Vec<KeyRecord>, copies: Vec<UserCopy>, overrides: Vec<BudgetOverride>) -> Snapshot {
+        let mut builder = SnapshotBuilder::default();
+        copies.into_iter().for_each(|c| builder.copy(c));
+        builder.finish(keys, overrides)
     }
 
     /// This snapshot with `data.users`' keys, copies and overrides replaced by those in `data`:
@@ -154,8 +166,9 @@ impl Snapshot {
     /// else is shared with `self`.
     pub fn with_users(&self, data: UsersData) -> Snapshot {
         let mut next = self.clone();
-        let keys = decoded_keys(data.keys);
-        let mut users = holdings_of(&keys, data.copies, data.overrides);
+        let mut builder = SnapshotBuilder::default();
+        data.copies.into_iter().for_each(|c| builder.copy(c));
+        let mut parts = builder.parts(data.keys, data.overrides);
         for user in &data.users {
             if let Some(old) = self.holdings(user) {
                 for hash in &old.key_hashes {
@@ -163,12 +176,12 @@ impl Snapshot {
                 }
             }
             let shard = user_shard(user);
-            match users.remove(user.as_str()) {
-                Some(held) => next.users.insert(shard, Arc::from(user.as_str()), Arc::new(held)),
+            match parts.users.remove_entry(user.as_str()) {
+                Some((id, held)) => next.users.insert(shard, id, Arc::new(held)),
                 None => next.users.remove(shard, user.as_str()),
             }
         }
-        for (hash, key) in keys {
+        for (hash, key) in parts.keys {
             // A key moved to a user outside `data.users` would leave a stale hash there; keys
             // never change hands, so the only case is a key listed under its own user.
             next.keys.insert(key_shard(&hash), hash, key);
@@ -177,12 +190,12 @@ impl Snapshot {
     }
 
     /// The key whose value hashes to `hash`.
-    pub fn key(&self, hash: &[u8; 32]) -> Option<&KeyRecord> {
+    pub fn key(&self, hash: &[u8; 32]) -> Option<&GovernedKey> {
         self.keys.get(key_shard(hash), hash).map(Arc::as_ref)
     }
 
     /// The user's copies, oldest first (none for an unknown user).
-    pub fn copies(&self, user: &str) -> &[Arc<GovernedCopy>] {
+    pub fn copies(&self, user: &str) -> &[GovernedCopy] {
         self.holdings(user).map_or(&[][..], |h| h.copies.as_slice())
     }
 
@@ -207,7 +220,7 @@ impl Snapshot {
 }
 
 /// Every key by hash and every user's holdings, each list sorted.
-pub type Contents<'s> = (Vec<(&'s [u8; 32], &'s KeyRecord)>, Vec<(&'s str, &'s Holdings)>);
+pub type Contents<'s> = (Vec<(&'s [u8; 32], &'s GovernedKey)>, Vec<(&'s str, &'s Holdings)>);
 
 /// The current snapshot, shared by every request.
 #[derive(Debug, Clone)]
@@ -229,6 +242,11 @@ impl SharedSnapshot {
     /// Swaps in `snapshot`.
     pub fn store(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
+    }
+
+    /// Swaps in `snapshot` and gives back the one it replaced.
+    pub fn swap(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        self.current.swap(Arc::new(snapshot))
     }
 }
 

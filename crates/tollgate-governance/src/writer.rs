@@ -140,7 +140,7 @@ impl UsageWriter {
         std::thread::Builder::new()
             .name("usage-writer".to_owned())
             .spawn(move || {
-                lower_own_priority();
+                lower_own_priority("usage writes");
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(e) => {
@@ -197,12 +197,14 @@ impl WriterHandle {
 
 /// Lowers the calling thread's priority to `WRITER_NICE`. Linux keeps a nice value per thread, and
 /// threads started from this one inherit it; elsewhere the call would lower the whole process, so
-/// it is not made.
-fn lower_own_priority() {
+/// it is not made. `what` names the work, for the warning if it cannot.
+pub(crate) fn lower_own_priority(what: &str) {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), WRITER_NICE) {
-        tracing::warn!(error = %e, "usage writer keeps normal priority");
+        tracing::warn!(error = %e, "{what} keep normal priority");
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = what;
 }
 
 async fn run(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>, pending: Arc<Mutex<Batch>>, close: Arc<Notify>, full: Arc<Notify>) {

@@ -4,6 +4,7 @@
 mod admin;
 mod api_keys;
 mod audit;
+mod bulk;
 mod directory;
 mod journal;
 mod plan;

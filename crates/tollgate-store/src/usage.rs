@@ -7,17 +7,17 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, Row};
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 use tollgate_core::services::providers::ProviderStore;
-use tollgate_core::usage::{GovernanceData, KeyRecord, OpenReservation, RequestLog, UsageRow, UsageStore, UsersData};
+use tollgate_core::usage::{CopySink, GovernanceData, KeyRecord, OpenReservation, RequestLog, UsageRow, UsageStore, UsersData};
 
+use crate::bulk::{self, KEY_FIELDS, KeyRow};
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
 use crate::sql::Arg;
-use crate::{SqlStore, map_err, parse_opt_ts, parse_ts, ts};
+use crate::{SqlStore, map_err, parse_ts, ts};
 
 /// Most rows per multi-row statement (at most 11 parameters each, well under both databases' limits).
 const ROWS_PER_STATEMENT: usize = 128;
@@ -220,29 +220,21 @@ impl SqlStore {
     }
 }
 
-const KEY_RECORD_COLUMNS: &str = "id, value_hash, name, user_id, is_active, expires_at, previous_value_hash, previous_value_expires_at";
-
-/// The records of one key row: its current value, and a rotated key's previous value, which
-/// opens it until its grace period ends (`now` decides which previous values still count).
+/// The records of one key row (see `KeyRow::records`).
 fn key_records(r: &sqlx::any::AnyRow, now: DateTime<Utc>, into: &mut Vec<KeyRecord>) -> Result<(), StoreError> {
-    let current = KeyRecord {
-        id: r.try_get("id").map_err(map_err)?,
-        value_hash: r.try_get("value_hash").map_err(map_err)?,
-        name: r.try_get("name").map_err(map_err)?,
-        user_id: r.try_get("user_id").map_err(map_err)?,
-        is_active: r.try_get::<i64, _>("is_active").map_err(map_err)? != 0,
-        expires_at: parse_opt_ts(r.try_get("expires_at").map_err(map_err)?)?,
-        value_expires_at: None,
-    };
-    let previous: Option<String> = r.try_get("previous_value_hash").map_err(map_err)?;
-    let grace_end = parse_opt_ts(r.try_get("previous_value_expires_at").map_err(map_err)?)?;
-    if let (Some(hash), Some(end)) = (previous, grace_end)
-        && end > now
-    {
-        into.push(KeyRecord { value_hash: hash, value_expires_at: Some(end), ..current.clone() });
-    }
-    into.push(current);
-    Ok(())
+    let text = |col: &str| r.try_get::<String, _>(col).map_err(map_err);
+    let opt = |col: &str| r.try_get::<Option<String>, _>(col).map_err(map_err);
+    let row = KeyRow(
+        text("id")?,
+        text("value_hash")?,
+        text("name")?,
+        text("user_id")?,
+        r.try_get("is_active").map_err(map_err)?,
+        opt("expires_at")?,
+        opt("previous_value_hash")?,
+        opt("previous_value_expires_at")?,
+    );
+    row.records(now, into)
 }
 
 /// The key records of `rows` (see `key_records`).
@@ -257,27 +249,20 @@ fn all_key_records(rows: &[sqlx::any::AnyRow]) -> Result<Vec<KeyRecord>, StoreEr
 
 #[async_trait]
 impl UsageStore for SqlStore {
-    async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
+    async fn load_governance(&self, copies: &mut CopySink<'_>) -> Result<GovernanceData, StoreError> {
         // One read transaction, so keys, copies and overrides agree with each other.
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let key_rows = sqlx::query(&format!("SELECT {KEY_RECORD_COLUMNS} FROM virtual_keys")).fetch_all(&mut *tx).await.map_err(map_err)?;
-        let keys = all_key_records(&key_rows)?;
-        // Row by row: each stored policy is parsed and its text dropped before the next arrives,
-        // so a full read never holds every row's text and every parsed copy at once.
-        let copy_query = format!("SELECT {COPY_COLUMNS} FROM user_access_profiles ORDER BY id");
-        let mut copy_rows = sqlx::query(&copy_query).fetch(&mut *tx);
-        let mut copies = Vec::new();
-        while let Some(row) = copy_rows.try_next().await.map_err(map_err)? {
-            copies.push(copy_from_row(&row)?);
-        }
-        drop(copy_rows);
+        // In chunks: each is parsed and its copies handed on before the next arrives, so a full
+        // read never holds every row's text or every parsed copy at once.
+        let keys = bulk::all_keys(&mut *tx, self.backend(), tollgate_core::clock::now()).await?;
+        bulk::each_copy(&mut *tx, self.backend(), copies).await?;
         let override_rows =
             sqlx::query(&format!("SELECT {OVERRIDE_COLUMNS} FROM budget_overrides")).fetch_all(&mut *tx).await.map_err(map_err)?;
         let overrides = override_rows.iter().map(override_from_row).collect::<Result<Vec<_>, _>>()?;
         tx.commit().await.map_err(map_err)?;
         let providers = self.list_providers().await?;
         let provider_keys = self.sealed_provider_keys().await?;
-        Ok(GovernanceData { keys, copies, overrides, providers, provider_keys })
+        Ok(GovernanceData { keys, overrides, providers, provider_keys })
     }
 
     async fn load_users(&self, users: &[String]) -> Result<UsersData, StoreError> {
@@ -287,7 +272,7 @@ impl UsageStore for SqlStore {
         for ids in users.chunks(ROWS_PER_STATEMENT) {
             let list = placeholders(ids.len());
             let queries = [
-                format!("SELECT {KEY_RECORD_COLUMNS} FROM virtual_keys WHERE user_id IN ({list})"),
+                format!("SELECT {} FROM virtual_keys WHERE user_id IN ({list})", KEY_FIELDS.join(", ")),
                 format!("SELECT {COPY_COLUMNS} FROM user_access_profiles WHERE user_id IN ({list}) ORDER BY id"),
                 format!(
                     "SELECT {OVERRIDE_COLUMNS} FROM budget_overrides WHERE copy_id IN \

@@ -8,7 +8,7 @@ use tollgate_core::ids::BudgetId;
 use tollgate_core::money::Money;
 use tollgate_core::overrides::{BudgetOverride, OverrideMode};
 use tollgate_core::profile::Policy;
-use tollgate_core::usage::{GovernanceData, KeyRecord, UsersData};
+use tollgate_core::usage::{KeyRecord, UsersData};
 
 use super::Snapshot;
 
@@ -69,10 +69,10 @@ struct Rows {
 }
 
 impl Rows {
-    fn all(&self) -> GovernanceData {
+    fn all(&self) -> Snapshot {
         let mut copies = self.copies.clone();
         copies.sort_by_key(|c| c.id);
-        GovernanceData { keys: self.keys.clone(), copies, overrides: self.overrides.clone(), ..GovernanceData::default() }
+        Snapshot::of(self.keys.clone(), copies, self.overrides.clone())
     }
 
     fn of(&self, users: &[&str]) -> UsersData {
@@ -103,7 +103,7 @@ fn start() -> Rows {
 #[test]
 fn a_snapshot_changed_user_by_user_equals_a_full_rebuild_of_the_same_data() {
     let mut rows = start();
-    let mut snapshot = Snapshot::build(rows.all());
+    let mut snapshot = rows.all();
     // A sequence of changes, each applied to its users only.
     let steps: Vec<(Vec<&str>, Change)> = vec![
         (
@@ -136,21 +136,21 @@ fn a_snapshot_changed_user_by_user_equals_a_full_rebuild_of_the_same_data() {
     for (users, change) in steps {
         change(&mut rows);
         snapshot = snapshot.with_users(rows.of(&users));
-        assert_eq!(snapshot.contents(), Snapshot::build(rows.all()).contents(), "after changing {users:?}");
+        assert_eq!(snapshot.contents(), rows.all().contents(), "after changing {users:?}");
     }
     assert!(snapshot.key(&sha256("sk-ann-1")).is_none(), "a deleted key is gone at once");
     assert!(snapshot.key(&sha256("sk-cyd-1")).is_none(), "a deleted user's key is gone at once");
     assert!(snapshot.copies("cyd").is_empty());
-    assert_eq!(snapshot.key(&sha256("sk-eve-1")).map(|k| k.user_id.as_str()), Some("eve"), "a new user's key works at once");
+    assert_eq!(snapshot.key(&sha256("sk-eve-1")).map(|k| &*k.user_id), Some("eve"), "a new user's key works at once");
     assert_eq!(snapshot.copies("dee").len(), 2);
-    assert!(snapshot.copies("dee")[1].override_of(&BudgetId("b-11".into())).is_some());
+    assert!(snapshot.copies("dee")[1].overrides.iter().any(|o| o.budget_id == BudgetId("b-11".into())));
     assert_eq!(snapshot.size(), (5, 5), "keys ann-2, bob-1, dee-1, eve-1, fay-1; users ann, bob, dee, eve, fay");
 }
 
 #[test]
 fn changing_one_user_leaves_every_other_users_part_shared() {
     let rows = start();
-    let before = Snapshot::build(rows.all());
+    let before = rows.all();
     let mut changed = rows.clone();
     changed.keys.push(key("ann", 2, true));
     let after = before.with_users(changed.of(&["ann"]));
@@ -159,8 +159,22 @@ fn changing_one_user_leaves_every_other_users_part_shared() {
         assert!(old.zip(new).is_some_and(|(o, n)| std::ptr::eq(o, n)), "{user}'s holdings are the same allocation");
     }
     let bob = sha256("sk-bob-1");
-    assert!(std::ptr::eq(before.key(&bob).unwrap_or(&key("x", 0, true)), after.key(&bob).unwrap_or(&key("y", 0, true))));
+    assert!(before.key(&bob).zip(after.key(&bob)).is_some_and(|(old, new)| std::ptr::eq(old, new)), "bob's key is the same allocation");
     assert_eq!(before.copies("ann").len(), 1, "the old snapshot is unchanged for requests still reading it");
     assert!(before.key(&sha256("sk-ann-2")).is_none());
     assert!(after.key(&sha256("sk-ann-2")).is_some());
+}
+
+#[test]
+fn copies_of_one_template_share_their_names_and_grants_but_keep_their_own_lines() {
+    let mut rows = start();
+    rows.copies.push(copy(12, "ann", true));
+    let snapshot = rows.all();
+    let (ann, bob) = (&snapshot.copies("ann")[0], &snapshot.copies("bob")[0]);
+    assert!(std::sync::Arc::ptr_eq(&ann.mcp, &bob.mcp), "equal MCP grants are one allocation");
+    let ann_key = snapshot.key(&sha256("sk-ann-1")).map(|k| std::sync::Arc::clone(&k.user_id));
+    assert!(ann_key.is_some_and(|user| snapshot.copies("ann").len() == 2 && &*user == "ann"));
+    assert_ne!(ann.profile.budgets[0].line, bob.profile.budgets[0].line, "each copy counts on its own lines");
+    assert_eq!(&*ann.profile.budgets[0].line, "b-1");
+    assert_eq!(ann.profile.budgets[0].limit, Money::from_micros(1_000_000).unwrap_or(Money::ZERO));
 }

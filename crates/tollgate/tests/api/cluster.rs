@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use serde_json::json;
 use tollgate_core::ports::StoreError;
-use tollgate_core::usage::{GovernanceData, OpenReservation, RequestLog, UsageRow, UsageStore};
+use tollgate_core::usage::{CopySink, GovernanceData, OpenReservation, RequestLog, UsageRow, UsageStore};
 use tollgate_governance::counters::{Claim, Counters, LineKind, RedisCounters, Scope};
 use tollgate_testkit::mock::MockUpstream;
 use tollgate_testkit::{Backend, TestApp};
@@ -161,7 +161,7 @@ struct NoUsage;
 
 #[async_trait]
 impl UsageStore for NoUsage {
-    async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
+    async fn load_governance(&self, _: &mut CopySink<'_>) -> Result<GovernanceData, StoreError> {
         Ok(GovernanceData::default())
     }
     async fn load_usage(&self, _: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError> {

@@ -91,4 +91,28 @@ with_mock_upstream! { started;
         assert_eq!(until(app, &key, 401, period).await, 401, "and the deletion too");
         replica.stop().await;
     }
+
+    async fn a_fresh_instance_reads_every_copy_and_key_across_chunks_whatever_their_names_hold(app, mock) {
+        let _ = mock;
+        // Quotes, a backslash, a newline and non-ASCII in the template's name: the full load
+        // reads copies as JSON text the database puts together, so each must survive quoting.
+        let name = "Ünïcode \"quoted\" back\\slash\nnew line";
+        let body = json!({"name": name, "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock", "odd \"model\" ü"]}]});
+        let profile = create_profile(app, body).await;
+        let role = create_role(app, "many").await;
+        attach_default(app, profile, role).await;
+        // More users than one chunk holds (about a hundred copies or keys each).
+        let mut users = Vec::new();
+        for n in 0..300 {
+            users.push(create_user(app, &format!("user{n}@example.com"), Some(role)).await);
+        }
+        let replica = app.start_replica(&config(mock)).await;
+        for user in [&users[0], &users[150], &users[299]] {
+            let key = reveal_key(app, user).await;
+            assert_eq!(status(&replica, &key).await, 200, "a fresh load knows the key and its copy");
+        }
+        let copy = app.admin().get(&format!("/api/governance/users/{}/access-profiles", users[7])).await;
+        assert!(copy.body.contains("Ünïcode"), "the copy's name is stored as given: {}", copy.body);
+        replica.stop().await;
+    }
 }

@@ -5,7 +5,7 @@
 
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
-use tollgate_core::usage::{GovernanceData, RequestLog, UsageRow};
+use tollgate_core::usage::{CopySink, GovernanceData, RequestLog, UsageRow};
 
 use super::*;
 use crate::counters::tests as contract;
@@ -16,7 +16,7 @@ struct Stored(Mutex<Vec<UsageRow>>);
 
 #[async_trait]
 impl UsageStore for Stored {
-    async fn load_governance(&self) -> Result<GovernanceData, StoreError> {
+    async fn load_governance(&self, _: &mut CopySink<'_>) -> Result<GovernanceData, StoreError> {
         Ok(GovernanceData::default())
     }
     async fn load_usage(&self, _: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError> {
