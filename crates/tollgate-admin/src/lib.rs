@@ -1,10 +1,12 @@
 //! Tollgate's management API: thin axum handlers over the core services, the error envelope,
-//! deny-by-default authentication and the generated OpenAPI document.
+//! deny-by-default authentication, the generated OpenAPI document, and the middleware stack
+//! every surface's routes are served in.
 
 mod auth;
 mod dto;
 pub mod error;
 mod extract;
+mod frame;
 pub mod openapi;
 mod routes;
 
@@ -12,9 +14,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tollgate_core::ports::Store;
 use tollgate_core::services::api_keys::ApiKeyService;
 use tollgate_core::services::assignments::AssignmentService;
@@ -27,11 +29,12 @@ use tollgate_core::services::profiles::ProfileService;
 use tollgate_core::services::providers::ProviderService;
 use tollgate_core::usage::ChangeScope;
 use tollgate_core::vkeys::Sealer;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::Layer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::{ApiError, REQUEST_ID};
+use crate::error::ApiError;
+pub use crate::frame::{Frame, FrameFuture};
 
 /// Largest request body accepted, in bytes (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -113,17 +116,18 @@ pub fn router(state: AdminState) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
 }
 
-/// The one middleware stack over every route of every surface: a request id (set if absent,
-/// echoed back), a tracing span, the id in scope for error bodies and logs, NUL characters in the
-/// path refused, errors from lower layers put in the envelope, and a handler's panic caught as a
-/// 500 without detail.
-pub fn stack(routes: Router) -> Router {
-    // Three layers rather than six: `Router::layer` wraps each around every route as a boxed
-    // service, so every layer costs a clone and a drop per request (decision 126).
-    routes
-        .layer(CatchPanicLayer::custom(|_| ApiError::from(tollgate_core::CoreError::Internal("handler panicked".into())).into_response()))
-        .layer(middleware::from_fn(request_frame))
-        .layer(TraceLayer::new_for_http())
+/// Every surface's routes as served: the one middleware stack around the finished router.
+pub type Stacked =
+    tower_http::trace::Trace<Frame<Router>, tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>>;
+
+/// The one middleware stack over every route of every surface: a tracing span, then the request
+/// frame (a request id set if absent and echoed back, the id in scope for error bodies and logs,
+/// NUL characters in the path refused, errors from lower layers put in the envelope, a panic
+/// caught as a 500 without detail). Applied once around the whole router, as tower services of
+/// known types: `Router::layer` would wrap each layer around every route as a boxed service,
+/// cloned and dropped per request (decision 126).
+pub fn stack(routes: Router) -> Stacked {
+    TraceLayer::new_for_http().layer(Frame::new(routes))
 }
 
 /// Runs the change hook after a successful write, with the scope the handler gave (everything if
@@ -143,53 +147,4 @@ async fn announce_changes(axum::extract::State(state): axum::extract::State<Admi
 
 async fn unknown_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-}
-
-const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
-
-/// The request's frame: its id (the caller's `x-request-id`, or a new UUID) set on the request,
-/// in scope while it runs so error bodies and logs can name it, and echoed on the answer; a path
-/// or query with an encoded NUL character refused (no store can hold it: Postgres refuses it);
-/// errors from below the handlers put in the envelope.
-async fn request_frame(mut request: Request, next: Next) -> Response {
-    let id = if let Some(given) = request.headers().get(&X_REQUEST_ID) {
-        given.clone()
-    } else {
-        let made = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("-"));
-        request.headers_mut().insert(X_REQUEST_ID, made.clone());
-        made
-    };
-    let scoped = id.to_str().unwrap_or("-").to_owned();
-    let uri = request.uri();
-    let has_nul = |part: &str| part.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%00"));
-    let mut response = if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
-        REQUEST_ID
-            .scope(scoped, async { ApiError::bad_request("the path and query must not contain NUL characters").into_response() })
-            .await
-    } else {
-        REQUEST_ID.scope(scoped, async { envelope_for_plain_errors(next.run(request).await) }).await
-    };
-    response.headers_mut().insert(X_REQUEST_ID, id);
-    response
-}
-
-/// Wraps error answers produced outside our handlers (wrong method, body over the limit, …)
-/// in the envelope, so every error a client sees has the same shape.
-fn envelope_for_plain_errors(response: Response) -> Response {
-    let status = response.status();
-    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == HeaderValue::from_static("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
-    let error = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(status, "method_not_allowed", "method not allowed on this route"),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", error::too_large_message()),
-        s if s.is_server_error() => ApiError::from(tollgate_core::CoreError::Internal(format!("plain {s} from a lower layer"))),
-        s => ApiError::new(s, "invalid_request", s.canonical_reason().unwrap_or("request refused")),
-    };
-    let mut fixed = error.into_response();
-    if let Some(allow) = response.headers().get(header::ALLOW) {
-        fixed.headers_mut().insert(header::ALLOW, allow.clone());
-    }
-    fixed
 }

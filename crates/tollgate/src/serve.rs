@@ -9,9 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::BoxError;
+use axum::body::HttpBody;
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
+use axum::http::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -40,8 +42,16 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains the open connections.
-pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// Serves `app` (every surface's routes in their middleware stack) on `listener` until `shutdown`
+/// completes, then drains the open connections.
+pub async fn serve<S, B>(listener: TcpListener, app: S, limits: ConnectionLimits, shutdown: impl Future<Output = ()> + Send + 'static)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let stopping = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -67,7 +77,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
         };
         // Small streamed chunks must leave at once, not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let service = router.clone().map_request(move |mut request: Request<Incoming>| {
+        let service = app.clone().map_request(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
@@ -83,15 +93,18 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
     connections.wait().await;
 }
 
-async fn serve_connection<S>(
+async fn serve_connection<S, B>(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     service: S,
     header_read_timeout: Duration,
     stopping: CancellationToken,
 ) where
-    S: tower::Service<Request<Incoming>, Response = axum::response::Response, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: HttpBody + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);

@@ -165,9 +165,9 @@ impl Server {
     /// stops the rotation scheduler and the gateway's tasks, and closes the pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let rotation = RotationTask::start(self.rotation, self.rotation_every, self.state.on_change.clone());
-        // Every surface's routes under the one middleware stack.
-        let router = tollgate_admin::stack(tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway)));
-        crate::serve::serve(self.listener, router, self.limits, shutdown).await;
+        // Every surface's routes under the one middleware stack, applied once around them all.
+        let app = tollgate_admin::stack(tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway)));
+        crate::serve::serve(self.listener, app, self.limits, shutdown).await;
         rotation.shutdown().await;
         // Calls still in flight settle first, then governance drains what they charged.
         let (gateway_tasks, governor_tasks) = self.tasks;

@@ -19,7 +19,7 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use hashbrown::HashMap;
-use redis::{Script, ScriptInvocation, Value};
+use redis::{Cmd, Script, Value};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -183,12 +183,13 @@ impl RedisCounters {
         format!("{}:{reservation}", self.instance)
     }
 
-    /// Runs a script over the lines of `claims`. If it answers that lines are missing (`{2, line
-    /// index, …}`: Redis lost them, and the script changed nothing), rebuilds those from stored
-    /// usage and runs it once more. Costs nothing while every line is there.
-    async fn run_on_lines(&self, call: &ScriptInvocation<'_>, claims: &[Claim], now: DateTime<Utc>) -> Result<Vec<i64>, Trouble> {
+    /// Runs `call`, an `EVALSHA` of `script` over the lines of `claims`. If it answers that lines
+    /// are missing (`{2, line index, …}`: Redis lost them, and the script changed nothing),
+    /// rebuilds those from stored usage and runs it once more. Costs nothing while every line is
+    /// there.
+    async fn run_on_lines(&self, script: &Script, call: &Cmd, claims: &[Claim], now: DateTime<Utc>) -> Result<Vec<i64>, Trouble> {
         for attempt in 0..2 {
-            let reply: Value = call.invoke_async(&mut self.connection.clone()).await.map_err(Trouble::Redis)?;
+            let reply = self.connection.clone().evalsha(script, call).await.map_err(Trouble::Redis)?;
             let numbers = integers(&reply);
             let Some((2, missing)) = numbers.split_first() else { return Ok(numbers) };
             if attempt > 0 {
@@ -208,16 +209,18 @@ impl RedisCounters {
         now: DateTime<Utc>,
     ) -> Result<Vec<LineValue>, Trouble> {
         let (at, member) = (claims.first().map_or(0, |c| bucket(c.copy)), self.member(reservation));
-        let mut call = SETTLE.prepare_invoke();
-        call.key(self.keys.index(at)).key(self.keys.record(at, &member)).key(self.keys.marker(at, &member)).arg(&member);
+        // The command is built in place: keys, then arguments (see settle.lua).
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(SETTLE.get_hash()).arg(3 + claims.len());
+        call.arg(self.keys.index(at)).arg(self.keys.record(at, &member)).arg(self.keys.marker(at, &member));
         for claim in claims {
-            call.key(self.line_key(claim))
-                .arg(claim.estimate)
-                .arg(actual.of(claim.kind))
-                .arg(micros(claim.window_start(now)))
-                .arg(expires_at(claim, now));
+            call.arg(self.line_key(claim));
         }
-        let numbers = self.run_on_lines(&call, claims, now).await?;
+        call.arg(&member);
+        for claim in claims {
+            call.arg(claim.estimate).arg(actual.of(claim.kind)).arg(micros(claim.window_start(now))).arg(expires_at(claim, now));
+        }
+        let numbers = self.run_on_lines(&SETTLE, &call, claims, now).await?;
         let values: Vec<LineValue> = claims
             .iter()
             .zip(numbers.get(1..).unwrap_or_default().chunks(2))
@@ -250,17 +253,21 @@ impl Counters for RedisCounters {
             return Ok(id);
         };
         let (at, member) = (bucket(first.copy), self.member(id));
-        let mut call = RESERVE.prepare_invoke();
-        call.key(self.keys.index(at)).key(self.keys.record(at, &member)).arg(now.timestamp_millis()).arg(&member);
+        // The command is built in place: keys, then arguments (see reserve.lua).
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(RESERVE.get_hash()).arg(2 + claims.len()).arg(self.keys.index(at)).arg(self.keys.record(at, &member));
         for claim in claims {
-            call.key(self.line_key(claim))
-                .arg(claim.limit)
+            call.arg(self.line_key(claim));
+        }
+        call.arg(now.timestamp_millis()).arg(&member);
+        for claim in claims {
+            call.arg(claim.limit)
                 .arg(claim.estimate)
                 .arg(micros(claim.window_start(now)))
                 .arg(expires_at(claim, now))
                 .arg(kind_letter(claim.kind));
         }
-        let numbers = self.run_on_lines(&call, claims, now).await.map_err(|e| {
+        let numbers = self.run_on_lines(&RESERVE, &call, claims, now).await.map_err(|e| {
             tracing::error!(error = %e, "redis counters cannot be used; refusing the request");
             Refusal::Unavailable
         })?;

@@ -10,13 +10,15 @@
 -- or {2, line index, ...} when lines are missing (Redis lost them): then nothing is changed, and
 -- the caller rebuilds them from stored usage and asks again. A missing line is never taken as
 -- empty, or a Redis that lost its data would serve every budget again from zero.
+-- A line is read once and written once (one HSET); its expiry is set only when it differs from
+-- the one it was last given (`exp`), which is once per window.
 local lines = #KEYS - 2
 local missing = {2}
 local denied = {}
 local read = {}
 for i = 1, lines do
   -- A line always has a window start: one without is missing.
-  read[i] = redis.call('HMGET', KEYS[2 + i], 'start', 'used', 'reserved')
+  read[i] = redis.call('HMGET', KEYS[2 + i], 'start', 'used', 'reserved', 'exp')
   if not read[i][1] then
     missing[#missing + 1] = i
   end
@@ -51,16 +53,22 @@ end
 local record = {}
 for i = 1, lines do
   local at = 2 + (i - 1) * 5
-  local key = KEYS[2 + i]
-  if windows[i] ~= read[i][1] then
-    redis.call('HSET', key, 'start', windows[i], 'used', 0)
+  local key, line = KEYS[2 + i], read[i]
+  local expires = ARGV[at + 4]
+  local fields = {'reserved', string.format('%d', (tonumber(line[3]) or 0) + tonumber(ARGV[at + 2]))}
+  if windows[i] ~= line[1] then
+    fields[3], fields[4], fields[5], fields[6] = 'start', windows[i], 'used', 0
   end
-  redis.call('HINCRBY', key, 'reserved', ARGV[at + 2])
+  local renew = tonumber(expires) > 0 and line[4] ~= expires
+  if renew then
+    fields[#fields + 1], fields[#fields + 2] = 'exp', expires
+  end
+  redis.call('HSET', key, unpack(fields))
+  if renew then
+    redis.call('PEXPIREAT', key, expires)
+  end
   record[#record + 1] = key
   record[#record + 1] = ARGV[at + 2] .. ':' .. windows[i] .. ':' .. ARGV[at + 5]
-  if tonumber(ARGV[at + 4]) > 0 then
-    redis.call('PEXPIREAT', key, ARGV[at + 4])
-  end
 end
 if lines > 0 then
   redis.call('HSET', KEYS[2], unpack(record))

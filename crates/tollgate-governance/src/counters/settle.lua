@@ -8,9 +8,14 @@
 --       current window (µs), when the line may expire (ms, after its window ends; 0: never).
 -- Returns {1, used, window start, ...} per line, or {2, line index, ...} when lines are missing
 -- (Redis lost them): then nothing is changed, and the caller rebuilds them and asks again.
+-- A line is read once and written at most once; its expiry is set only when it differs from the
+-- one it was last given (`exp`), as in reserve.lua.
+local lines = #KEYS - 3
 local missing = {2}
-for i = 1, #KEYS - 3 do
-  if redis.call('EXISTS', KEYS[3 + i]) == 0 then
+local read = {}
+for i = 1, lines do
+  read[i] = redis.call('HMGET', KEYS[3 + i], 'start', 'used', 'reserved', 'exp')
+  if not read[i][1] then
     missing[#missing + 1] = i
   end
 end
@@ -29,25 +34,36 @@ else
   redis.call('DEL', KEYS[2], KEYS[3])
 end
 local out = {1}
-for i = 1, #KEYS - 3 do
-  local key, at = KEYS[3 + i], 1 + (i - 1) * 4
-  if live == 1 and redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[at + 1]) < 0 then
-    redis.call('HSET', key, 'reserved', 0)
+for i = 1, lines do
+  local key, at, line = KEYS[3 + i], 1 + (i - 1) * 4, read[i]
+  local fields = {}
+  if live == 1 then
+    local reserved = (tonumber(line[3]) or 0) - tonumber(ARGV[at + 1])
+    fields[1], fields[2] = 'reserved', string.format('%d', math.max(0, reserved))
   end
-  local window, start = tonumber(redis.call('HGET', key, 'start')), tonumber(ARGV[at + 3])
-  if window < start then
-    redis.call('HSET', key, 'start', ARGV[at + 3], 'used', 0)
-    window = start
-  end
+  local window, used, start = tonumber(line[1]), tonumber(line[2]) or 0, tonumber(ARGV[at + 3])
   local charge = math.max(0, tonumber(ARGV[at + 2]) - (swept[key] or 0))
-  if charge > 0 then
-    out[#out + 1] = redis.call('HINCRBY', key, 'used', string.format('%d', charge))
-  else
-    out[#out + 1] = tonumber(redis.call('HGET', key, 'used')) or 0
+  if window < start then
+    -- Kept as text: Lua would print a number of microseconds in exponent form.
+    window, used = start, charge
+    fields[#fields + 1], fields[#fields + 2] = 'start', ARGV[at + 3]
+    fields[#fields + 1], fields[#fields + 2] = 'used', string.format('%d', used)
+  elseif charge > 0 then
+    used = used + charge
+    fields[#fields + 1], fields[#fields + 2] = 'used', string.format('%d', used)
   end
+  local expires = ARGV[at + 4]
+  local renew = tonumber(expires) > 0 and line[4] ~= expires
+  if renew then
+    fields[#fields + 1], fields[#fields + 2] = 'exp', expires
+  end
+  if #fields > 0 then
+    redis.call('HSET', key, unpack(fields))
+  end
+  if renew then
+    redis.call('PEXPIREAT', key, expires)
+  end
+  out[#out + 1] = used
   out[#out + 1] = window
-  if tonumber(ARGV[at + 4]) > 0 then
-    redis.call('PEXPIREAT', key, ARGV[at + 4])
-  end
 end
 return out

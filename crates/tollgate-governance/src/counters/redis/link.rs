@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisFuture, RedisResult, Script, ServerErrorKind, Value};
 
 /// How long one Redis call may take before the request it serves is refused (fail closed).
 pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -59,6 +59,18 @@ impl Link {
             .set_number_of_retries(2);
         let connection = client.get_connection_manager_with_config(config).await.map_err(|e| format!("redis: {e}"))?;
         Ok(Link::One(connection))
+    }
+
+    /// Sends `call`, an `EVALSHA` of `script`; if Redis does not know the script (it restarted, or
+    /// this node never ran it), loads it and sends the call once more.
+    pub(super) async fn evalsha(&mut self, script: &Script, call: &Cmd) -> RedisResult<Value> {
+        match call.query_async(self).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script.prepare_invoke().load_async(self).await?;
+                call.query_async(self).await
+            }
+            other => other,
+        }
     }
 }
 
