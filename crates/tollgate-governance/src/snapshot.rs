@@ -157,7 +157,9 @@ impl Snapshot {
     /// The snapshot of these keys, copies (oldest first) and overrides.
     pub fn of(keys: Vec<KeyRecord>, copies: Vec<UserCopy>, overrides: Vec<BudgetOverride>) -> Snapshot {
         let mut builder = SnapshotBuilder::default();
-        copies.into_iter().for_each(|c| builder.copy(c));
+        for copy in copies {
+            builder.copy(copy);
+        }
         builder.finish(keys, overrides)
     }
 
@@ -167,7 +169,9 @@ impl Snapshot {
     pub fn with_users(&self, data: UsersData) -> Snapshot {
         let mut next = self.clone();
         let mut builder = SnapshotBuilder::default();
-        data.copies.into_iter().for_each(|c| builder.copy(c));
+        for copy in data.copies {
+            builder.copy(copy);
+        }
         let mut parts = builder.parts(data.keys, data.overrides);
         for user in &data.users {
             if let Some(old) = self.holdings(user) {

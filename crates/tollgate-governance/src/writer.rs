@@ -297,7 +297,10 @@ mod tests {
 
     #[async_trait::async_trait]
     impl UsageStore for Counting {
-        async fn load_governance(&self) -> Result<tollgate_core::usage::GovernanceData, tollgate_core::ports::StoreError> {
+        async fn load_governance(
+            &self,
+            _: &mut tollgate_core::usage::CopySink<'_>,
+        ) -> Result<tollgate_core::usage::GovernanceData, tollgate_core::ports::StoreError> {
             Err(tollgate_core::ports::StoreError::Backend("not used".into()))
         }
         async fn load_usage(&self, _: Option<chrono::DateTime<Utc>>) -> Result<Vec<UsageRow>, tollgate_core::ports::StoreError> {

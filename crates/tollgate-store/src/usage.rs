@@ -254,8 +254,8 @@ impl UsageStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // In chunks: each is parsed and its copies handed on before the next arrives, so a full
         // read never holds every row's text or every parsed copy at once.
-        let keys = bulk::all_keys(&mut *tx, self.backend(), tollgate_core::clock::now()).await?;
-        bulk::each_copy(&mut *tx, self.backend(), copies).await?;
+        let keys = bulk::all_keys(&mut tx, self.backend(), tollgate_core::clock::now()).await?;
+        bulk::each_copy(&mut tx, self.backend(), copies).await?;
         let override_rows =
             sqlx::query(&format!("SELECT {OVERRIDE_COLUMNS} FROM budget_overrides")).fetch_all(&mut *tx).await.map_err(map_err)?;
         let overrides = override_rows.iter().map(override_from_row).collect::<Result<Vec<_>, _>>()?;
