@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::copies::UserCopy;
@@ -229,12 +230,15 @@ impl DirectoryStore for SqlStore {
     }
 
     async fn copies_of_profile(&self, profile_id: ProfileId) -> Result<Vec<UserCopy>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COPY_COLUMNS} FROM user_access_profiles WHERE parent_profile_id = $1 ORDER BY id"))
-            .bind(profile_id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        rows.iter().map(copy_from_row).collect()
+        // Parsed as the rows arrive: a template's copies can number 100k, and parsing them all
+        // after one fetch would hold the worker (and the requests queued on it) for that long.
+        let text = format!("SELECT {COPY_COLUMNS} FROM user_access_profiles WHERE parent_profile_id = $1 ORDER BY id");
+        let mut rows = sqlx::query(&text).bind(profile_id.0).fetch(&self.pool);
+        let mut copies = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(map_err)? {
+            copies.push(copy_from_row(&row)?);
+        }
+        Ok(copies)
     }
 
     async fn keys_of_user(&self, user_id: &str) -> Result<Vec<VirtualKey>, StoreError> {

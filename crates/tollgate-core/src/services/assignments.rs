@@ -350,7 +350,12 @@ impl AssignmentService {
             let now = crate::clock::now();
             let mut plan = Vec::new();
             let mut affected = Vec::new();
-            for copy in &selected {
+            for (n, copy) in selected.iter().enumerate() {
+                if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                    // Propagating to a hundred thousand copies is a second or more of CPU: let
+                    // the worker's other tasks (inference requests) run between slices of it.
+                    tokio::task::yield_now().await;
+                }
                 let (policy, changes) = copy.propagated(&template, &req.fields, req.reset_usage, now);
                 let resets = !changes.reset_budgets.is_empty() || !changes.reset_rate_limits.is_empty();
                 if policy == copy.policy && !resets {
