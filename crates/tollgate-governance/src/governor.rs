@@ -142,7 +142,7 @@ impl Governor {
         let governor = Governor(Arc::new(inner));
         governor.rebuild(&mut *governor.0.freshness.lock().await).await?;
         // After the snapshot: it names the copy owning each line the counters take up.
-        adopt_stored_usage(&governor.snapshot(), governor.0.store.as_ref(), governor.0.counters.as_ref(), None).await?;
+        adopt_stored_usage(governor.snapshot(), governor.0.store.as_ref(), governor.0.counters.as_ref(), None).await?;
         let sweeper = tokio::spawn(sweep_and_prune(governor.clone(), settings.log_retention_days));
         let reloader = tokio::spawn(reload_periodically(governor.clone()));
         let counters = governor.0.counters.clone();
@@ -245,7 +245,7 @@ impl Governor {
         // begins at its reset. The margin covers a write that committed while the last look ran.
         let started = tollgate_core::clock::now();
         let since = self.0.adopted_at.lock().map_or(None, |at| Some(*at - chrono::Duration::minutes(1)));
-        match adopt_stored_usage(&self.snapshot(), self.0.store.as_ref(), self.0.counters.as_ref(), since).await {
+        match adopt_stored_usage(self.snapshot(), self.0.store.as_ref(), self.0.counters.as_ref(), since).await {
             Ok(()) => {
                 if let Ok(mut at) = self.0.adopted_at.lock() {
                     *at = (*at).max(started);
@@ -264,19 +264,40 @@ impl Governor {
 /// Offers stored line values (those of windows begun after `since`, or all) to the counters,
 /// which keep whichever window is newer, each with the user copy that owns it in `snapshot`.
 async fn adopt_stored_usage(
-    snapshot: &Snapshot,
+    snapshot: Arc<Snapshot>,
     store: &dyn UsageStore,
     counters: &dyn Counters,
     since: Option<DateTime<Utc>>,
 ) -> Result<(), String> {
     let rows = store.load_usage(since).await.map_err(|e| e.to_string())?;
-    let owners = if rows.is_empty() { hashbrown::HashMap::new() } else { snapshot.line_owners() };
-    for row in rows {
-        let (line, kind, used, window_start) = line_of(&row);
-        counters.adopt(&line, owners.get(line.as_str()).copied(), kind, used, window_start).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Naming each line's owner walks every line of the snapshot (400k at 100k users) and a write
+    // that zeroed 100k lines offers as many rows: off the request workers.
+    let offers = tokio::task::spawn_blocking(move || {
+        let owners = snapshot.line_owners();
+        rows.iter()
+            .map(|row| {
+                let (line, kind, used, window_start) = line_of(row);
+                let owner = owners.get(line.as_str()).copied();
+                (line, owner, kind, used, window_start)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| format!("naming the owners of stored lines: {e}"))?;
+    for (n, (line, owner, kind, used, window_start)) in offers.into_iter().enumerate() {
+        if n % ADOPT_BETWEEN_YIELDS == ADOPT_BETWEEN_YIELDS - 1 {
+            tokio::task::yield_now().await;
+        }
+        counters.adopt(&line, owner, kind, used, window_start).await?;
     }
     Ok(())
 }
+
+/// Stored lines offered to the counters between two yields of the worker.
+const ADOPT_BETWEEN_YIELDS: usize = 128;
 
 async fn reload_periodically(governor: Governor) {
     let mut tick = tokio::time::interval(RELOAD_EVERY);
