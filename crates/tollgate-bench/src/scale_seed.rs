@@ -4,16 +4,14 @@
 
 use std::time::Instant;
 
-use serde_json::json;
-use tollgate_core::audit::{AuditAction, NewAuditEntry};
-use tollgate_core::auth::sha256_hex;
-use tollgate_core::copies::UserCopy;
+use tollgate_core::auth::Principal;
 use tollgate_core::directory::{DirectoryStore, Write};
 use tollgate_core::ids::Sequence;
 use tollgate_core::ports::ProfileStore;
 use tollgate_core::profile::AccessProfile;
+use tollgate_core::services::plan_copy_as;
 use tollgate_core::users::User;
-use tollgate_core::vkeys::{Sealer, VirtualKey, generate_value, mask};
+use tollgate_core::vkeys::Sealer;
 use tollgate_store::SqlStore;
 
 /// Users written per transaction (so progress shows and no transaction grows without bound).
@@ -28,49 +26,19 @@ pub fn role_name(i: usize) -> String {
 /// entry of the assignment — what `POST /api/governance/users` with a `role_id` writes.
 fn user_plan(sealer: &Sealer, n: usize, copy_id: i64, role_id: i64, template: &AccessProfile) -> Result<Vec<Write>, String> {
     let now = tollgate_core::clock::now();
-    let email = format!("seeded-{n:06}@scale.example");
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         name: format!("Seeded {n}"),
-        email: email.clone(),
+        email: format!("seeded-{n:06}@scale.example"),
         role_id: Some(role_id),
         role: None,
         created_at: now,
         updated_at: now,
     };
-    let copy = UserCopy::from_template(copy_id, &user.id, template, Some(role_id), now);
-    let value = generate_value();
-    let key = VirtualKey {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: format!("{} · {email}", template.name),
-        description: None,
-        value_masked: mask(value.expose()),
-        user_id: user.id.clone(),
-        copy_id: Some(copy_id),
-        is_active: true,
-        expires_at: None,
-        rotated_at: None,
-        previous_value_expires_at: None,
-        created_at: now,
-        updated_at: now,
-    };
-    let metadata = json!({"copy_id": copy_id, "source_role_id": role_id, "virtual_key_id": key.id});
-    let audit = NewAuditEntry {
-        profile_id: Some(template.id),
-        user_id: Some(user.id.clone()),
-        actor: "admin".to_owned(),
-        action: AuditAction::Assign,
-        previous_values: None,
-        new_values: None,
-        metadata: Some(metadata.to_string()),
-        created_at: now,
-    };
-    let key_write = Write::InsertKey {
-        value_hash: sha256_hex(value.expose()),
-        value_sealed: sealer.seal(value.expose()).map_err(|e| e.to_string())?,
-        key,
-    };
-    Ok(vec![Write::InsertUser(user), Write::InsertCopy(copy), key_write, Write::Audit(audit)])
+    let admin = Principal::Admin { username: "admin".to_owned() };
+    let mut plan = plan_copy_as(sealer, &admin, &user, template, Some(role_id), copy_id).map_err(|e| e.to_string())?;
+    plan.insert(0, Write::InsertUser(user));
+    Ok(plan)
 }
 
 /// Writes `users` users over the catalogue's `roles` roles (each with a default profile).

@@ -29,13 +29,19 @@ impl KeyRecord {
     /// Whether the presented value still opens the key at `now`: the current value always does,
     /// a previous one until its grace period ends (then it is unknown, as a revoked value is).
     pub fn value_live_at(&self, now: DateTime<Utc>) -> bool {
-        self.value_expires_at.is_none_or(|end| now < end)
+        value_live(self.value_expires_at, now)
     }
 
     /// Why the key refuses every request at `now`, if it does; inactive wins over expired.
     pub fn blocked_at(&self, now: DateTime<Utc>) -> Option<KeyBlock> {
         key_block(self.is_active, self.expires_at, now)
     }
+}
+
+/// Whether a key value whose grace period ends at `value_expires_at` (`None`: the current value)
+/// still opens its key at `now`.
+pub fn value_live(value_expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    value_expires_at.is_none_or(|end| now < end)
 }
 
 /// Why a key with this state refuses every request at `now`, if it does; inactive wins over

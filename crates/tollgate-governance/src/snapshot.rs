@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use tollgate_core::copies::UserCopy;
 use tollgate_core::overrides::BudgetOverride;
-use tollgate_core::usage::{KeyBlock, KeyRecord, UsersData, key_block};
+use tollgate_core::usage::{KeyBlock, KeyRecord, UsersData, key_block, value_live};
 
 pub use copy::{BudgetLine, GovernedCopy, Level, McpGrants, Models, ProviderGrant, RateLine};
 use intern::Interner;
@@ -45,7 +45,7 @@ pub struct GovernedKey {
 impl GovernedKey {
     /// Whether the presented value still opens the key at `now` (see `KeyRecord::value_live_at`).
     pub fn value_live_at(&self, now: DateTime<Utc>) -> bool {
-        self.value_expires_at.is_none_or(|end| now < end)
+        value_live(self.value_expires_at, now)
     }
 
     /// Why the key refuses every request at `now`, if it does.

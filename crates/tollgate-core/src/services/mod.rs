@@ -10,6 +10,7 @@ pub mod models;
 pub mod profiles;
 pub mod providers;
 mod provision;
+pub use provision::plan_copy_as;
 pub mod rotation;
 pub mod throttle;
 

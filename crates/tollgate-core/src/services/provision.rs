@@ -79,8 +79,8 @@ pub(crate) async fn plan_copy(
 }
 
 /// [`plan_copy`] with the copy's id already drawn, so a use case giving many users a copy draws
-/// all their ids in one step.
-pub(crate) fn plan_copy_as(
+/// all their ids in one step (the scale benchmark seeds users with it too).
+pub fn plan_copy_as(
     sealer: &Sealer,
     actor: &Principal,
     user: &User,
