@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod input;
 pub mod lifecycle;
+pub mod mcp;
 pub mod money;
 pub mod overrides;
 pub mod paging;
