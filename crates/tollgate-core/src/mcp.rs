@@ -138,6 +138,17 @@ pub enum McpEndpoint {
     },
 }
 
+impl std::fmt::Debug for McpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            McpEndpoint::Http { url, .. } => f.debug_struct("Http").field("url", url).finish_non_exhaustive(),
+            McpEndpoint::Stdio { command, args, .. } => {
+                f.debug_struct("Stdio").field("command", command).field("args", args).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
 impl McpClientSpec {
     /// The price of one call of `tool`.
     pub fn price_of(&self, tool: &str) -> Money {
