@@ -139,6 +139,28 @@ pub struct RequestLog {
     pub streamed: bool,
 }
 
+/// One MCP tool call as audited: who called which tool of which client under which copy, how it
+/// ended, how long it took, how big its arguments and result were (never their contents) and
+/// what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallLog {
+    pub created_at: DateTime<Utc>,
+    pub user_id: Option<String>,
+    pub virtual_key_id: Option<String>,
+    pub copy_id: Option<i64>,
+    pub profile_id: Option<i64>,
+    /// The client's `client_id`.
+    pub client_id: String,
+    /// The tool's own (upstream) name.
+    pub tool: String,
+    /// `ok`, `tool_error`, `denied`, `rate_limited`, `budget`, `upstream_failure`.
+    pub outcome: String,
+    pub latency_ms: u64,
+    pub argument_bytes: u64,
+    pub result_bytes: u64,
+    pub cost: Money,
+}
+
 #[async_trait]
 pub trait UsageStore: Send + Sync {
     /// Everything governance reads, in one consistent pass; each copy goes to `copies`.
@@ -182,15 +204,16 @@ pub trait UsageStore: Send + Sync {
         });
         Ok(rows)
     }
-    /// Persists the latest value of each given line and the log lines, in one transaction.
-    async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError>;
+    /// Persists the latest value of each given line, the request-log lines and the tool-call
+    /// audit rows, in one transaction.
+    async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog], tool_calls: &[ToolCallLog]) -> Result<(), StoreError>;
     /// Records reservations open across a flush and forgets those since settled, in one
     /// transaction.
     async fn journal(&self, opened: &[OpenReservation], closed: &[String]) -> Result<(), StoreError>;
     /// Charges every recorded reservation (left by a crash) onto its lines, in the window it was
     /// reserved in, and forgets them, in one transaction; returns how many there were.
     async fn charge_journal(&self) -> Result<usize, StoreError>;
-    /// Deletes request-log lines older than `before`; returns how many.
+    /// Deletes request-log lines and tool-call rows older than `before`; returns how many.
     async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Closes what the store holds open (its connections); a store shared with others keeps them.
     async fn close(&self) {}

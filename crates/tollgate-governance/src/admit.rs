@@ -14,6 +14,7 @@ use crate::governor::Governor;
 use crate::held::Held;
 use crate::pricing::{Price, UnpricedModels};
 use crate::snapshot::Snapshot;
+use crate::writer::LogLine;
 
 /// What a surface read from a request, before governance.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +89,7 @@ impl Governor {
             latency_ms: 0,
             streamed: ask.stream,
         };
-        Ok(Held::new(self.clone(), reservation, price, (reserved, ask.max_out), claims, log))
+        Ok(Held::new(self.clone(), reservation, price, (reserved, ask.max_out), claims, LogLine::Request(log)))
     }
 }
 

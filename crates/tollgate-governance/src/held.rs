@@ -7,6 +7,8 @@ use std::time::Instant;
 use tollgate_core::money::Money;
 use tollgate_core::usage::RequestLog;
 
+use crate::writer::LogLine;
+
 use crate::authorize::Estimate;
 use crate::counters::{Actual, Claim};
 use crate::governor::Governor;
@@ -31,8 +33,9 @@ pub struct Held {
     /// The request may have reached the provider (set before every attempt).
     sent: AtomicBool,
     started: Instant,
-    /// The request's log line, completed and handed to the writer when the reservation settles.
-    log: Option<RequestLog>,
+    /// The request's log line (or a tool call's audit row), completed and handed to the writer
+    /// when the reservation settles.
+    log: Option<LogLine>,
 }
 
 impl std::fmt::Debug for Held {
@@ -48,7 +51,7 @@ impl Held {
         price: Option<Price>,
         (estimate, max_out): (Estimate, u64),
         request_lines: Vec<Claim>,
-        log: RequestLog,
+        log: LogLine,
     ) -> Held {
         Held {
             governor,
@@ -125,16 +128,52 @@ impl Held {
 
     fn end(&mut self, actual: Actual, used: Usage, cost: Money, status: u16) {
         let Some(id) = self.reservation.take() else { return };
-        let log = self.log.take().map(|log| RequestLog {
-            prompt_tokens: used.prompt(),
-            completion_tokens: used.output,
-            cost,
-            status,
-            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            ..log
+        let latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let log = self.log.take().map(|log| match log {
+            LogLine::Request(log) => LogLine::Request(RequestLog {
+                prompt_tokens: used.prompt(),
+                completion_tokens: used.output,
+                cost,
+                status,
+                latency_ms,
+                ..log
+            }),
+            LogLine::ToolCall(mut call) => {
+                call.latency_ms = latency_ms;
+                call.cost = cost;
+                if status == 499 {
+                    "abandoned".clone_into(&mut call.outcome);
+                }
+                LogLine::ToolCall(call)
+            }
         });
         let writer = self.governor.0.writer.clone();
         self.governor.0.counters.settle(id, actual, tollgate_core::clock::now(), Box::new(move |values| writer.record(values, log)));
+    }
+
+    /// A tool call ended: `ran` when the tool may have run upstream (an answer, also an error
+    /// answer from the tool, or a call lost after it was sent), which charges its price; otherwise
+    /// (the upstream refused the call without running it) one request and nothing on budgets.
+    /// `outcome` and `result_bytes` complete the call's audit row.
+    pub fn tool_finished(mut self, ran: bool, outcome: &str, result_bytes: u64) {
+        if let Some(LogLine::ToolCall(call)) = &mut self.log {
+            outcome.clone_into(&mut call.outcome);
+            call.result_bytes = result_bytes;
+        }
+        if ran {
+            self.charge_reservation(200);
+        } else {
+            self.settle(None, 200);
+        }
+    }
+
+    /// A tool call that never reached its upstream (not connected): released, and its audit row
+    /// records `outcome`.
+    pub fn tool_not_sent(mut self, outcome: &str) {
+        if let Some(LogLine::ToolCall(call)) = &mut self.log {
+            outcome.clone_into(&mut call.outcome);
+        }
+        self.end(Actual::default(), Usage::default(), Money::ZERO, 503);
     }
 
     /// Settles what a stream consumed when it ends or is abandoned.

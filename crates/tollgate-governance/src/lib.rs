@@ -18,6 +18,7 @@ pub mod held;
 mod journal;
 pub mod pricing;
 pub mod snapshot;
+pub mod tools;
 pub mod usage;
 mod writer;
 
@@ -26,4 +27,5 @@ pub use authorize::{Access, Estimate};
 pub use denial::{CopyRef, Denial, DenialKind};
 pub use governor::{Governor, GovernorSettings, GovernorTasks, OnReload};
 pub use held::Held;
+pub use tools::{KeyAccess, ToolAsk, authorize_key};
 pub use writer::OpenUsageStore;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
-use tollgate_core::usage::{RequestLog, UsageRow, UsageStore};
+use tollgate_core::usage::{RequestLog, ToolCallLog, UsageRow, UsageStore};
 
 use crate::counters::{Counters, LineValue, row};
 use crate::journal::Journal;
@@ -21,15 +21,23 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// so a burst of traffic cannot grow it without bound (about 2 MB of pending lines at most).
 pub const FLUSH_AT_LOGS: usize = 4096;
 
+/// A line of the request log, or a row of the tool-call audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogLine {
+    Request(RequestLog),
+    ToolCall(ToolCallLog),
+}
+
 /// Settled usage waiting for the next flush, shared between requests and the writer task.
 #[derive(Debug, Default)]
 struct Batch {
     lines: HashMap<Arc<str>, LineValue>,
     logs: Vec<RequestLog>,
+    tool_calls: Vec<ToolCallLog>,
 }
 
 impl Batch {
-    fn add(&mut self, values: Vec<LineValue>, log: Option<RequestLog>) {
+    fn add(&mut self, values: Vec<LineValue>, log: Option<LogLine>) {
         for value in values {
             match self.lines.get_mut(&*value.line) {
                 Some(kept) => {
@@ -42,11 +50,15 @@ impl Batch {
                 }
             }
         }
-        self.logs.extend(log);
+        match log {
+            Some(LogLine::Request(log)) => self.logs.push(log),
+            Some(LogLine::ToolCall(call)) => self.tool_calls.push(call),
+            None => {}
+        }
     }
 
     fn is_empty(&self) -> bool {
-        self.lines.is_empty() && self.logs.is_empty()
+        self.lines.is_empty() && self.logs.is_empty() && self.tool_calls.is_empty()
     }
 
     /// Empties a written batch for reuse, keeping its capacity (within reason) so the next one
@@ -54,6 +66,7 @@ impl Batch {
     fn clear(&mut self) {
         self.lines.clear();
         self.logs.clear();
+        self.tool_calls.clear();
         if self.logs.capacity() > 2 * FLUSH_AT_LOGS {
             self.logs = Vec::new();
         }
@@ -73,6 +86,9 @@ impl Batch {
         let newer = std::mem::take(&mut self.logs);
         self.logs = older.logs;
         self.logs.extend(newer);
+        let newer = std::mem::take(&mut self.tool_calls);
+        self.tool_calls = older.tool_calls;
+        self.tool_calls.extend(newer);
     }
 }
 
@@ -167,10 +183,10 @@ impl UsageWriter {
         Ok((UsageWriter { pending, full }, WriterHandle { close, done: Done::Thread(done) }))
     }
 
-    pub fn record(&self, values: Vec<LineValue>, log: Option<RequestLog>) {
+    pub fn record(&self, values: Vec<LineValue>, log: Option<LogLine>) {
         if let Ok(mut batch) = self.pending.lock() {
             batch.add(values, log);
-            if batch.logs.len() == FLUSH_AT_LOGS {
+            if batch.logs.len() == FLUSH_AT_LOGS || batch.tool_calls.len() == FLUSH_AT_LOGS {
                 self.full.notify_one();
             }
         } else {
@@ -239,7 +255,7 @@ async fn flush(store: &dyn UsageStore, counters: &dyn Counters, pending: &Mutex<
         return;
     }
     let rows: Vec<UsageRow> = taken.lines.values().map(row).collect();
-    match store.write_usage(&rows, &taken.logs).await {
+    match store.write_usage(&rows, &taken.logs, &taken.tool_calls).await {
         Ok(()) => {
             taken.clear();
             *spare = taken;
@@ -306,7 +322,12 @@ mod tests {
         async fn load_usage(&self, _: Option<chrono::DateTime<Utc>>) -> Result<Vec<UsageRow>, tollgate_core::ports::StoreError> {
             Ok(Vec::new())
         }
-        async fn write_usage(&self, _: &[UsageRow], logs: &[RequestLog]) -> Result<(), tollgate_core::ports::StoreError> {
+        async fn write_usage(
+            &self,
+            _: &[UsageRow],
+            logs: &[RequestLog],
+            _: &[ToolCallLog],
+        ) -> Result<(), tollgate_core::ports::StoreError> {
             #[cfg(target_os = "linux")]
             let nice = rustix::process::getpriority_process(None).ok();
             #[cfg(not(target_os = "linux"))]
@@ -349,11 +370,11 @@ mod tests {
         let (writer, handle) = UsageWriter::spawn(Arc::new(Counting(tx)), Arc::new(crate::counters::MemoryCounters::new()));
         tokio::task::yield_now().await; // the first tick (at once) finds nothing to write
         for _ in 0..FLUSH_AT_LOGS - 1 {
-            writer.record(Vec::new(), Some(log_line()));
+            writer.record(Vec::new(), Some(LogLine::Request(log_line())));
         }
         let early = tokio::time::timeout(FLUSH_EVERY / 5, written.recv()).await;
         assert!(early.is_err(), "a batch short of full waits for the tick");
-        writer.record(Vec::new(), Some(log_line()));
+        writer.record(Vec::new(), Some(LogLine::Request(log_line())));
         let flushed = tokio::time::timeout(FLUSH_EVERY / 5, written.recv()).await;
         assert_eq!(flushed.ok().flatten().map(|w| w.logs), Some(FLUSH_AT_LOGS), "the full batch is written before the tick");
         handle.close().await;
@@ -368,7 +389,7 @@ mod tests {
         tokio::task::yield_now().await; // the first tick (at once) finds nothing to write
         for round in 1..=4 {
             for _ in 0..round * 10 {
-                writer.record(Vec::new(), Some(log_line()));
+                writer.record(Vec::new(), Some(LogLine::Request(log_line())));
             }
             tokio::time::sleep(FLUSH_EVERY).await;
             assert_eq!(written.recv().await.map(|w| w.logs), Some(round * 10), "round {round} writes its own lines and no others");
@@ -387,7 +408,7 @@ mod tests {
         let (writer, handle) =
             UsageWriter::spawn_on_own_thread(open, Arc::new(crate::counters::MemoryCounters::new())).await.expect("starts");
         for _ in 0..3 {
-            writer.record(Vec::new(), Some(log_line()));
+            writer.record(Vec::new(), Some(LogLine::Request(log_line())));
         }
         handle.close().await;
         let mut flushes = Vec::new();

@@ -1,5 +1,5 @@
 //! `UsageStore` on SQL: the governance data the gateway loads, usage rows it rebuilds counters
-//! from, and the batched writes of usage and request logs.
+//! from, and the batched writes of usage, request logs and tool-call rows.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -12,7 +12,9 @@ use sqlx::{Arguments, Row};
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 use tollgate_core::services::providers::ProviderStore;
-use tollgate_core::usage::{CopySink, GovernanceData, KeyRecord, OpenReservation, RequestLog, UsageRow, UsageStore, UsersData};
+use tollgate_core::usage::{
+    CopySink, GovernanceData, KeyRecord, OpenReservation, RequestLog, ToolCallLog, UsageRow, UsageStore, UsersData,
+};
 
 use crate::bulk::{self, KEY_FIELDS, KeyRow};
 use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_from_row};
@@ -121,6 +123,28 @@ fn add_log<'q>(args: &mut AnyArguments<'q>, log: &'q RequestLog, created_at: &'q
         let _ = args.add(n);
     }
     for n in [i64::from(log.status), count(log.latency_ms), i64::from(log.streamed)] {
+        let _ = args.add(n);
+    }
+}
+
+const TOOL_CALL_INSERT: &str = "INSERT INTO mcp_tool_calls (created_at, user_id, virtual_key_id, copy_id, profile_id, \
+     client_id, tool, outcome, latency_ms, argument_bytes, result_bytes, cost) VALUES ";
+
+/// Values per tool-call row.
+const TOOL_CALL_WIDTH: usize = 12;
+
+/// Appends one tool-call audit row's values.
+fn add_tool_call<'q>(args: &mut AnyArguments<'q>, call: &'q ToolCallLog, created_at: &'q str) {
+    // Adding a plain integer or string to the argument buffer cannot fail.
+    let _ = args.add(created_at);
+    let _ = args.add(call.user_id.as_deref());
+    let _ = args.add(call.virtual_key_id.as_deref());
+    let _ = args.add(call.copy_id);
+    let _ = args.add(call.profile_id);
+    for text in [call.client_id.as_str(), call.tool.as_str(), call.outcome.as_str()] {
+        let _ = args.add(text);
+    }
+    for n in [count(call.latency_ms), count(call.argument_bytes), count(call.result_bytes), call.cost.micros()] {
         let _ = args.add(n);
     }
 }
@@ -332,7 +356,7 @@ impl UsageStore for SqlStore {
 
     /// Lines never go back: a value from an older window than the stored one is ignored (a reset
     /// or another instance got there first), and within one window the larger value stands.
-    async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog]) -> Result<(), StoreError> {
+    async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog], tool_calls: &[ToolCallLog]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         self.upsert_usage(&mut tx, rows).await?;
         let stamps: Vec<String> = logs.iter().map(|log| ts(log.created_at)).collect();
@@ -343,6 +367,16 @@ impl UsageStore for SqlStore {
                 add_log(&mut args, log, stamp);
             }
             let text = multi_row_text((self.backend, LOG_INSERT, "", size, LOG_WIDTH));
+            sqlx::query_with(&text, args).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        let stamps: Vec<String> = tool_calls.iter().map(|call| ts(call.created_at)).collect();
+        let mut calls = tool_calls.iter().zip(&stamps);
+        for size in statement_sizes(tool_calls.len()) {
+            let mut args = AnyArguments::default();
+            for (call, stamp) in calls.by_ref().take(size) {
+                add_tool_call(&mut args, call, stamp);
+            }
+            let text = multi_row_text((self.backend, TOOL_CALL_INSERT, "", size, TOOL_CALL_WIDTH));
             sqlx::query_with(&text, args).execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
@@ -357,9 +391,14 @@ impl UsageStore for SqlStore {
     }
 
     async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM request_logs WHERE created_at < $1").bind(ts(before)).execute(&self.pool).await.map_err(map_err)?;
-        Ok(done.rows_affected())
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut done = 0;
+        for table in ["request_logs", "mcp_tool_calls"] {
+            let text = format!("DELETE FROM {table} WHERE created_at < $1");
+            done += sqlx::query(&text).bind(ts(before)).execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(done)
     }
 
     /// Closes the usage writer's own pool; a shared one stays open for its owner to close.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use serde_json::json;
 use tollgate_core::ports::StoreError;
-use tollgate_core::usage::{CopySink, GovernanceData, OpenReservation, RequestLog, UsageRow, UsageStore};
+use tollgate_core::usage::{CopySink, GovernanceData, OpenReservation, RequestLog, ToolCallLog, UsageRow, UsageStore};
 use tollgate_governance::counters::{Claim, Counters, LineKind, RedisCounters, Scope};
 use tollgate_testkit::mock::MockUpstream;
 use tollgate_testkit::{Backend, TestApp};
@@ -167,7 +167,7 @@ impl UsageStore for NoUsage {
     async fn load_usage(&self, _: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError> {
         Ok(Vec::new())
     }
-    async fn write_usage(&self, _: &[UsageRow], _: &[RequestLog]) -> Result<(), StoreError> {
+    async fn write_usage(&self, _: &[UsageRow], _: &[RequestLog], _: &[ToolCallLog]) -> Result<(), StoreError> {
         Ok(())
     }
     async fn journal(&self, _: &[OpenReservation], _: &[String]) -> Result<(), StoreError> {

@@ -36,7 +36,7 @@ on_both_backends! {
             UsageRow::Budget { id: "b-kept".into(), used: dollars(5), window_start: now },
             UsageRow::Tokens { id: "rl-1".into(), used: 100, window_start: now },
         ];
-        store.write_usage(&seeded, &[]).await.unwrap_or_else(|e| panic!("seed written: {e}"));
+        store.write_usage(&seeded, &[], &[]).await.unwrap_or_else(|e| panic!("seed written: {e}"));
         // 300 more budget lines make the budget upsert span several statements.
         let mut batch: Vec<UsageRow> =
             (0..300).map(|i| UsageRow::Budget { id: format!("b-{i}"), used: dollars(i), window_start: now }).collect();
@@ -53,7 +53,7 @@ on_both_backends! {
             UsageRow::Requests { id: "rl-2".into(), used: 4, window_start: earlier },
         ]);
         let logs: Vec<RequestLog> = (0..300).map(log).collect();
-        store.write_usage(&batch, &logs).await.unwrap_or_else(|e| panic!("the flush is written: {e}"));
+        store.write_usage(&batch, &logs, &[]).await.unwrap_or_else(|e| panic!("the flush is written: {e}"));
 
         let stored = store.load_usage(None).await.unwrap_or_else(|e| panic!("usage loads: {e}"));
         let budget = |id: &str| {
@@ -95,7 +95,7 @@ on_both_backends! {
         let writer = SqlStore::for_usage_writer(url).unwrap_or_else(|e| panic!("writer's store: {e}"));
         let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_default();
         let row = UsageRow::Budget { id: "b-own-pool".into(), used: dollars(4), window_start: now };
-        writer.write_usage(std::slice::from_ref(&row), &[log(41)]).await.unwrap_or_else(|e| panic!("written: {e}"));
+        writer.write_usage(std::slice::from_ref(&row), &[log(41)], &[]).await.unwrap_or_else(|e| panic!("written: {e}"));
         UsageStore::close(&writer).await;
         let stored = main.load_usage(None).await.unwrap_or_else(|e| panic!("the main pool still reads: {e}"));
         assert!(stored.contains(&row), "the main pool sees the writer's row");
@@ -116,7 +116,7 @@ on_both_backends! {
             UsageRow::Tokens { id: "rl-2".into(), used: 9, window_start: now },
             UsageRow::Requests { id: "rl-2".into(), used: 1, window_start: now },
         ]);
-        store.write_usage(&rows, &[]).await.unwrap_or_else(|e| panic!("seed written: {e}"));
+        store.write_usage(&rows, &[], &[]).await.unwrap_or_else(|e| panic!("seed written: {e}"));
         // More ids than one statement takes, some without a row.
         let budgets: Vec<String> = (150..300).map(|i| format!("b-{i}")).collect();
         let mut loaded = store.load_lines(&budgets, &["rl-1".to_owned(), "rl-9".to_owned()]).await.unwrap_or_else(|e| panic!("{e}"));
@@ -151,7 +151,7 @@ on_both_backends! {
         let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_default();
         let earlier = now - TimeDelta::days(1);
         store
-            .write_usage(&[UsageRow::Budget { id: "b-1".into(), used: dollars(2), window_start: now }], &[])
+            .write_usage(&[UsageRow::Budget { id: "b-1".into(), used: dollars(2), window_start: now }], &[], &[])
             .await
             .unwrap_or_else(|e| panic!("seed written: {e}"));
         let open = |id: &str, budget: i64, requests: u64, window| OpenReservation {

@@ -22,7 +22,7 @@ impl UsageStore for Stored {
     async fn load_usage(&self, _: Option<DateTime<Utc>>) -> Result<Vec<UsageRow>, StoreError> {
         Ok(self.0.lock().map(|rows| rows.clone()).unwrap_or_default())
     }
-    async fn write_usage(&self, rows: &[UsageRow], _: &[RequestLog]) -> Result<(), StoreError> {
+    async fn write_usage(&self, rows: &[UsageRow], _: &[RequestLog], _: &[tollgate_core::usage::ToolCallLog]) -> Result<(), StoreError> {
         if let Ok(mut kept) = self.0.lock() {
             kept.extend(rows.iter().cloned());
         }
