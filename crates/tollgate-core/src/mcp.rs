@@ -205,6 +205,45 @@ pub struct McpCatalog {
     pub virtual_mcps: Vec<VirtualMcpSpec>,
 }
 
+/// The state of one MCP client's upstream connection, as the management API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum McpConnectionState {
+    /// Connecting or reconnecting; no tools served yet.
+    Connecting,
+    Connected,
+    /// Could not connect or lost the connection; `reason` says why.
+    Error,
+    Disabled,
+}
+
+/// A tool an upstream offers, as the management API lists it (its own name, not prefixed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct McpToolInfo {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What the MCP surface reports about one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct McpClientStatus {
+    pub state: McpConnectionState,
+    /// Why the client is in `error`; never holds a header value or an environment secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub tools: Vec<McpToolInfo>,
+}
+
+/// The port through which the management API reads and nudges the running MCP surface (the
+/// binary plugs the surface in; without one, every client reads as connecting with no tools).
+pub trait McpRuntime: Send + Sync {
+    /// The state and tools of a client; `None` when the surface does not know the client (yet).
+    fn status(&self, client_id: &str) -> Option<McpClientStatus>;
+    /// Drops and re-opens a client's connection; false when the surface does not know it.
+    fn reconnect(&self, client_id: &str) -> bool;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

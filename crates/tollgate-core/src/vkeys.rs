@@ -56,6 +56,27 @@ pub struct VirtualKeySummary {
 }
 
 /// A fresh key value: the prefix and a random UUID.
+/// Headers that may carry a virtual key on a governed route, in the order they are tried.
+pub const KEY_HEADER_NAMES: [&str; 5] = ["x-bf-vk", "authorization", "x-api-key", "x-goog-api-key", "api-key"];
+
+/// The first header value that is a virtual key (`sk-bf-…`, prefix case-insensitive; on
+/// `authorization` after `Bearer `), given each header's value by its index in `KEY_HEADER_NAMES`.
+pub fn presented_key<'a>(value_of: impl Fn(usize) -> Option<&'a str>) -> Option<&'a str> {
+    KEY_HEADER_NAMES.iter().enumerate().find_map(|(at, name)| {
+        let value = value_of(at)?.trim();
+        let value = if *name == "authorization" {
+            let (scheme, rest) = value.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return None;
+            }
+            rest.trim()
+        } else {
+            value
+        };
+        value.get(..VIRTUAL_KEY_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(VIRTUAL_KEY_PREFIX)).map(|_| value)
+    })
+}
+
 pub fn generate_value() -> Secret {
     Secret::new(format!("{VIRTUAL_KEY_PREFIX}{}", uuid::Uuid::new_v4()))
 }

@@ -2,6 +2,7 @@
 //! throw-away Postgres database, and offers role-typed clients (`admin`, `with_key`, `anonymous`).
 #![expect(clippy::expect_used, clippy::panic, reason = "a test harness whose setup fails must stop the test loudly")]
 
+pub mod mcp_fixture;
 pub mod mock;
 
 use std::net::SocketAddr;

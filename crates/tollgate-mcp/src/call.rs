@@ -1,0 +1,108 @@
+//! One governed tool call, whichever way it arrives (`tools/call` on `/mcp`, or the REST
+//! execution route): the tool is looked up in the caller's grant, admitted by governance (request
+//! limit, price on the budgets), called upstream, settled, and audited — refused calls too.
+
+use std::sync::Arc;
+
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use tollgate_core::mcp::split_tool_name;
+use tollgate_core::money::Money;
+use tollgate_core::usage::ToolCallLog;
+use tollgate_governance::snapshot::Snapshot;
+use tollgate_governance::{DenialKind, ToolAsk, authorize_key};
+
+use crate::McpSurface;
+use crate::grant::Grant;
+use crate::upstream::CallError;
+
+/// Who is calling, as admission found them: the snapshot it decided on, the key presented, and
+/// the tools the request may reach (after headers and slug).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub snapshot: Arc<Snapshot>,
+    pub key: String,
+    pub grant: Grant,
+}
+
+/// The answer of a call refused or failed before the tool answered: a tool result marked as an
+/// error, naming why (a caller's agent reads it; it is not a protocol error).
+pub fn refusal(why: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!("Tool execution failed: {why}"))])
+}
+
+impl McpSurface {
+    /// Calls `exposed` (`<client>-<tool>`) for `caller` with `arguments`, governed and audited.
+    pub async fn call(&self, caller: &Caller, exposed: &str, arguments: Option<JsonObject>) -> CallToolResult {
+        let catalog = self.0.upstreams.catalog();
+        let found = split_tool_name(exposed).and_then(|(client, tool)| catalog.clients.iter().find(|c| c.name == client).map(|c| (c, tool)));
+        let Some((client, tool)) = found.filter(|(c, tool)| caller.grant.allows(&c.client_id, tool)) else {
+            return refusal(&format!("tool '{exposed}' is not available to this virtual key"));
+        };
+        let now = tollgate_core::clock::now();
+        let Ok(access) = authorize_key(&caller.snapshot, Some(&caller.key), now) else {
+            return refusal("the virtual key is no longer valid");
+        };
+        // The oldest live copy that grants the tool governs the call.
+        let Some(copy) = access.copies.iter().copied().find(|c| Grant::of(&[&c.mcp], &catalog).allows(&client.client_id, tool)) else {
+            return refusal(&format!("tool '{exposed}' is not available to this virtual key"));
+        };
+        let argument_bytes = arguments.as_ref().map_or(0, |a| serde_json::to_vec(a).map_or(0, |v| v.len()));
+        let ask = ToolAsk {
+            client_id: &client.client_id,
+            exposed,
+            tool,
+            price: client.price_of(tool),
+            argument_bytes: u64::try_from(argument_bytes).unwrap_or(u64::MAX),
+        };
+        let held = match self.0.governor.admit_tool(&access, copy, &ask, now).await {
+            Ok(held) => held,
+            Err(denial) => {
+                let outcome = match denial.kind {
+                    DenialKind::BudgetExceeded => "budget",
+                    DenialKind::RequestLimited | DenialKind::TokenLimited | DenialKind::RateLimited => "rate_limited",
+                    _ => "denied",
+                };
+                self.0.governor.record_tool_call(ToolCallLog {
+                    created_at: now,
+                    user_id: Some(access.user_id.to_owned()),
+                    virtual_key_id: Some(access.key_id.to_owned()),
+                    copy_id: Some(copy.id),
+                    profile_id: copy.profile_id.map(|p| p.0),
+                    client_id: client.client_id.clone(),
+                    tool: tool.to_owned(),
+                    outcome: outcome.to_owned(),
+                    latency_ms: 0,
+                    argument_bytes: ask.argument_bytes,
+                    result_bytes: 0,
+                    cost: Money::ZERO,
+                });
+                return refusal(&denial.to_string());
+            }
+        };
+        let Some(link) = self.0.upstreams.link(&client.client_id) else {
+            held.tool_not_sent("upstream_failure");
+            return refusal(&format!("MCP client '{}' is not connected", client.name));
+        };
+        held.mark_sent();
+        match link.call(tool, arguments, self.0.settings.call_timeout).await {
+            Ok(result) => {
+                let size = serde_json::to_vec(&result.content).map_or(0, |v| v.len());
+                let outcome = if result.is_error == Some(true) { "tool_error" } else { "ok" };
+                held.tool_finished(true, outcome, u64::try_from(size).unwrap_or(u64::MAX));
+                result
+            }
+            Err(CallError::NotConnected(why)) => {
+                held.tool_not_sent("upstream_failure");
+                refusal(&why)
+            }
+            Err(CallError::Lost(why)) => {
+                held.tool_finished(true, "upstream_failure", 0);
+                refusal(&format!("the upstream did not answer: {why}"))
+            }
+            Err(CallError::Refused(why)) => {
+                held.tool_finished(false, "tool_error", 0);
+                refusal(&why)
+            }
+        }
+    }
+}

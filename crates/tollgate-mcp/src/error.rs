@@ -1,0 +1,74 @@
+//! The MCP surface's one error table: refusals at admission (before any JSON-RPC is read) are
+//! plain HTTP answers in the Bifrost envelope, mapped here once from governance's `DenialKind`
+//! or the surface's own `Refusal`. Refusals of a single tool call are tool results instead
+//! (`call::refusal`).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tollgate_governance::{Denial, DenialKind};
+
+/// Why admission refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Denied(DenialKind, String),
+    /// The slug names a Virtual MCP or client the caller is not granted.
+    AccessDenied,
+    /// No Virtual MCP or client has that slug.
+    UnknownSlug,
+    /// A malformed request (a body that is not a JSON-RPC message, a REST call without a tool).
+    Invalid(String),
+}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Refusal {
+        Refusal::Denied(denial.kind, denial.to_string())
+    }
+}
+
+impl Refusal {
+    /// The table: status and `type`.
+    pub fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            Refusal::Denied(kind, _) => match kind {
+                DenialKind::KeyRequired => (StatusCode::UNAUTHORIZED, "virtual_key_required"),
+                DenialKind::KeyNotFound => (StatusCode::UNAUTHORIZED, "virtual_key_not_found"),
+                DenialKind::KeyInactive | DenialKind::KeyExpired => (StatusCode::FORBIDDEN, "virtual_key_blocked"),
+                DenialKind::CountersUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "counters_unavailable"),
+                DenialKind::BudgetExceeded => (StatusCode::PAYMENT_REQUIRED, "budget_exceeded"),
+                DenialKind::TokenLimited | DenialKind::RequestLimited | DenialKind::RateLimited => {
+                    (StatusCode::TOO_MANY_REQUESTS, "request_limited")
+                }
+                DenialKind::AccessBlocked | DenialKind::ProviderBlocked | DenialKind::ModelBlocked | DenialKind::ModelUnpriced => {
+                    (StatusCode::FORBIDDEN, "access_blocked")
+                }
+            },
+            Refusal::AccessDenied => (StatusCode::FORBIDDEN, "access_denied"),
+            Refusal::UnknownSlug => (StatusCode::NOT_FOUND, "not_found"),
+            Refusal::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Refusal::Denied(_, message) | Refusal::Invalid(message) => message.clone(),
+            Refusal::AccessDenied => "access_denied".into(),
+            Refusal::UnknownSlug => "no Virtual MCP or MCP client has this endpoint".into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_type();
+        let body = json!({
+            "type": kind,
+            "is_bifrost_error": false,
+            "status_code": status.as_u16(),
+            "error": {"type": kind, "message": self.message()},
+            "extra_fields": {"request_type": "mcp"},
+        });
+        (status, Json(body)).into_response()
+    }
+}

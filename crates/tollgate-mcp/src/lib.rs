@@ -1,0 +1,100 @@
+//! Tollgate's MCP surface: it keeps the upstream MCP clients connected (`upstream`, through the
+//! official Rust SDK `rmcp`), serves `/mcp` and `/mcp/{slug}` to callers holding a virtual key,
+//! and asks governance — never the inference surface — who the caller is and whether a call may
+//! run (`tollgate-governance`).
+//!
+//! A request goes: admission reads the key and computes the caller's grant once (`admission`,
+//! `grant`; refusals are HTTP answers in the Bifrost envelope, `error`) → rmcp reads the JSON-RPC
+//! message and calls the server (`server`) → `tools/list` shows the granted tools of connected
+//! clients; `tools/call` is admitted by governance (request limit, tool price on budgets), called
+//! upstream and settled, with an audit row either way (`call`).
+
+mod admission;
+mod call;
+mod error;
+mod grant;
+mod server;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+use tollgate_core::mcp::McpCatalog;
+use tollgate_governance::Governor;
+
+pub use call::Caller;
+pub use error::Refusal;
+pub use grant::{Grant, Tools};
+pub use upstream::{Link, State, Status, Upstreams};
+
+/// Settings of the MCP surface.
+#[derive(Debug, Clone)]
+pub struct McpSettings {
+    /// Longest wait for one tool call's answer.
+    pub call_timeout: Duration,
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        McpSettings { call_timeout: Duration::from_mins(1) }
+    }
+}
+
+/// The MCP surface, shared by every request.
+#[derive(Debug, Clone)]
+pub struct McpSurface(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    governor: Governor,
+    upstreams: Upstreams,
+    settings: McpSettings,
+    /// Ends the rmcp service's work when the server stops.
+    stop: CancellationToken,
+}
+
+impl McpSurface {
+    pub fn new(governor: Governor, settings: McpSettings) -> McpSurface {
+        McpSurface(Arc::new(Inner { governor, upstreams: Upstreams::default(), settings, stop: CancellationToken::new() }))
+    }
+
+    /// Installs the MCP clients and Virtual MCPs of a governance reload: clients whose settings
+    /// changed reconnect, removed ones are dropped, the rest keep their connection.
+    pub fn install(&self, catalog: McpCatalog) {
+        self.0.upstreams.install(catalog);
+    }
+
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.0.upstreams
+    }
+
+    /// Stops every upstream connection and child process.
+    pub fn shutdown(&self) {
+        self.0.stop.cancel();
+        self.0.upstreams.shutdown();
+    }
+}
+
+/// The MCP routes: `/mcp` and `/mcp/{slug}` (streamable HTTP, answered as JSON; notifications
+/// get 202; `GET` is 405, as no server-initiated stream is offered).
+pub fn router(surface: McpSurface) -> Router {
+    let gate = server::Gate(surface.clone());
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_sse_keep_alive(None)
+        // Every request is authenticated by its virtual key, so the Host check that protects
+        // unauthenticated local servers from DNS rebinding has nothing to add here.
+        .disable_allowed_hosts()
+        .with_cancellation_token(surface.0.stop.child_token());
+    let service = StreamableHttpService::new(move || Ok(gate.clone()), Arc::new(NeverSessionManager::default()), config);
+    Router::new()
+        .route_service("/mcp", service.clone())
+        .route_layer(from_fn_with_state(surface.clone(), admission::admit))
+        .merge(Router::new().route_service("/mcp/{slug}", service).route_layer(from_fn_with_state(surface, admission::admit_slug)))
+}
