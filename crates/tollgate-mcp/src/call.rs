@@ -12,6 +12,7 @@ use tollgate_governance::snapshot::Snapshot;
 use tollgate_governance::{DenialKind, ToolAsk, authorize_key};
 
 use crate::McpSurface;
+use crate::error::Refusal;
 use crate::grant::Grant;
 use crate::upstream::CallError;
 
@@ -31,20 +32,27 @@ pub fn refusal(why: &str) -> CallToolResult {
 }
 
 impl McpSurface {
-    /// Calls `exposed` (`<client>-<tool>`) for `caller` with `arguments`, governed and audited.
+    /// Calls `exposed` (`<client>-<tool>`) for `caller` with `arguments`, governed and audited;
+    /// a refused call (not granted, denied by governance, upstream down) is a tool result marked
+    /// as an error naming why, as MCP callers expect.
     pub async fn call(&self, caller: &Caller, exposed: &str, arguments: Option<JsonObject>) -> CallToolResult {
+        self.execute(caller, exposed, arguments).await.unwrap_or_else(|refused| refusal(&refused.message()))
+    }
+
+    /// The governed call, with a refusal kept as a value for surfaces that answer it in HTTP.
+    pub async fn execute(&self, caller: &Caller, exposed: &str, arguments: Option<JsonObject>) -> Result<CallToolResult, Refusal> {
+        let not_granted = || Refusal::ToolNotGranted(format!("tool '{exposed}' is not available to this virtual key"));
         let catalog = self.0.upstreams.catalog();
-        let found = split_tool_name(exposed).and_then(|(client, tool)| catalog.clients.iter().find(|c| c.name == client).map(|c| (c, tool)));
+        let found =
+            split_tool_name(exposed).and_then(|(client, tool)| catalog.clients.iter().find(|c| c.name == client).map(|c| (c, tool)));
         let Some((client, tool)) = found.filter(|(c, tool)| caller.grant.allows(&c.client_id, tool)) else {
-            return refusal(&format!("tool '{exposed}' is not available to this virtual key"));
+            return Err(not_granted());
         };
         let now = tollgate_core::clock::now();
-        let Ok(access) = authorize_key(&caller.snapshot, Some(&caller.key), now) else {
-            return refusal("the virtual key is no longer valid");
-        };
+        let access = authorize_key(&caller.snapshot, Some(&caller.key), now)?;
         // The oldest live copy that grants the tool governs the call.
         let Some(copy) = access.copies.iter().copied().find(|c| Grant::of(&[&c.mcp], &catalog).allows(&client.client_id, tool)) else {
-            return refusal(&format!("tool '{exposed}' is not available to this virtual key"));
+            return Err(not_granted());
         };
         let argument_bytes = arguments.as_ref().map_or(0, |a| serde_json::to_vec(a).map_or(0, |v| v.len()));
         let ask = ToolAsk {
@@ -76,12 +84,12 @@ impl McpSurface {
                     result_bytes: 0,
                     cost: Money::ZERO,
                 });
-                return refusal(&denial.to_string());
+                return Err(denial.into());
             }
         };
         let Some(link) = self.0.upstreams.link(&client.client_id) else {
             held.tool_not_sent("upstream_failure");
-            return refusal(&format!("MCP client '{}' is not connected", client.name));
+            return Err(Refusal::Upstream(format!("MCP client '{}' is not connected", client.name)));
         };
         held.mark_sent();
         match link.call(tool, arguments, self.0.settings.call_timeout).await {
@@ -89,19 +97,19 @@ impl McpSurface {
                 let size = serde_json::to_vec(&result.content).map_or(0, |v| v.len());
                 let outcome = if result.is_error == Some(true) { "tool_error" } else { "ok" };
                 held.tool_finished(true, outcome, u64::try_from(size).unwrap_or(u64::MAX));
-                result
+                Ok(result)
             }
             Err(CallError::NotConnected(why)) => {
                 held.tool_not_sent("upstream_failure");
-                refusal(&why)
+                Err(Refusal::Upstream(why))
             }
             Err(CallError::Lost(why)) => {
                 held.tool_finished(true, "upstream_failure", 0);
-                refusal(&format!("the upstream did not answer: {why}"))
+                Err(Refusal::Upstream(format!("the upstream did not answer: {why}")))
             }
             Err(CallError::Refused(why)) => {
                 held.tool_finished(false, "tool_error", 0);
-                refusal(&why)
+                Ok(CallToolResult::error(vec![ContentBlock::text(why)]))
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The MCP surface's one error table: refusals at admission (before any JSON-RPC is read) are
 //! plain HTTP answers in the Bifrost envelope, mapped here once from governance's `DenialKind`
-//! or the surface's own `Refusal`. Refusals of a single tool call are tool results instead
-//! (`call::refusal`).
+//! or the surface's own `Refusal`. On `/mcp` a refused tool call is a tool result instead
+//! (`call::refusal`); the REST execution route answers it here too.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -19,6 +19,10 @@ pub enum Refusal {
     UnknownSlug,
     /// A malformed request (a body that is not a JSON-RPC message, a REST call without a tool).
     Invalid(String),
+    /// The tool is not in the caller's grant (or does not exist).
+    ToolNotGranted(String),
+    /// The client is not connected or did not answer.
+    Upstream(String),
 }
 
 impl From<Denial> for Refusal {
@@ -47,12 +51,16 @@ impl Refusal {
             Refusal::AccessDenied => (StatusCode::FORBIDDEN, "access_denied"),
             Refusal::UnknownSlug => (StatusCode::NOT_FOUND, "not_found"),
             Refusal::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Refusal::ToolNotGranted(_) => (StatusCode::FORBIDDEN, "tool_blocked"),
+            Refusal::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failure"),
         }
     }
 
-    fn message(&self) -> String {
+    pub fn message(&self) -> String {
         match self {
-            Refusal::Denied(_, message) | Refusal::Invalid(message) => message.clone(),
+            Refusal::Denied(_, message) | Refusal::Invalid(message) | Refusal::ToolNotGranted(message) | Refusal::Upstream(message) => {
+                message.clone()
+            }
             Refusal::AccessDenied => "access_denied".into(),
             Refusal::UnknownSlug => "no Virtual MCP or MCP client has this endpoint".into(),
         }

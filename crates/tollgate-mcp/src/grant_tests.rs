@@ -16,7 +16,7 @@ fn client(id: &str, tools: ToolSelection) -> McpClientSpec {
         tools_to_execute: tools,
         allow_on_all_virtual_keys: false,
         tool_sync_interval: None,
-        tool_pricing: Default::default(),
+        tool_pricing: std::collections::BTreeMap::default(),
         disabled: false,
     }
 }
@@ -48,7 +48,8 @@ fn only(names: &[&str]) -> Tools {
 
 #[test]
 fn a_whole_server_and_one_included_tool_of_another_are_exactly_what_is_granted() {
-    let copy = McpGrants { servers: servers(&["a"]), tool_overrides: vec![rule("b", "one", OverrideAction::Include)], ..McpGrants::default() };
+    let copy =
+        McpGrants { servers: servers(&["a"]), tool_overrides: vec![rule("b", "one", OverrideAction::Include)], ..McpGrants::default() };
     let grant = Grant::of(&[&copy], &catalog());
     assert!(grant.allows("a", "anything"));
     assert!(grant.allows("b", "one"));
@@ -69,7 +70,8 @@ fn an_exclude_removes_a_tool_a_virtual_mcp_brought_in_the_same_copy() {
 
 #[test]
 fn an_exclude_in_one_copy_does_not_take_away_what_another_copy_grants() {
-    let first = McpGrants { servers: servers(&["a"]), tool_overrides: vec![rule("a", "secret", OverrideAction::Exclude)], ..McpGrants::default() };
+    let first =
+        McpGrants { servers: servers(&["a"]), tool_overrides: vec![rule("a", "secret", OverrideAction::Exclude)], ..McpGrants::default() };
     let second = McpGrants { tool_overrides: vec![rule("a", "secret", OverrideAction::Include)], ..McpGrants::default() };
     assert!(!Grant::of(&[&first], &catalog()).allows("a", "secret"));
     assert!(Grant::of(&[&first, &second], &catalog()).allows("a", "secret"));
@@ -85,7 +87,8 @@ fn a_disabled_virtual_mcp_grants_nothing() {
 
 #[test]
 fn a_clients_own_tool_list_bounds_every_grant() {
-    let copy = McpGrants { servers: servers(&["c"]), tool_overrides: vec![rule("c", "z", OverrideAction::Include)], ..McpGrants::default() };
+    let copy =
+        McpGrants { servers: servers(&["c"]), tool_overrides: vec![rule("c", "z", OverrideAction::Include)], ..McpGrants::default() };
     let grant = Grant::of(&[&copy], &catalog());
     assert_eq!(grant.clients.get("c"), Some(&only(&["x", "y"])));
 }
@@ -112,7 +115,8 @@ fn a_client_open_to_all_keys_is_granted_whole_unless_a_copy_names_it() {
 
 #[test]
 fn headers_narrow_by_client_name_and_by_tool_with_wildcards_but_never_widen() {
-    let copy = McpGrants { servers: servers(&["a"]), tool_overrides: vec![rule("b", "one", OverrideAction::Include)], ..McpGrants::default() };
+    let copy =
+        McpGrants { servers: servers(&["a"]), tool_overrides: vec![rule("b", "one", OverrideAction::Include)], ..McpGrants::default() };
     let cat = catalog();
     let mut by_client = Grant::of(&[&copy], &cat);
     by_client.narrow_by_headers(Some("a_name, c_name"), None, &cat);

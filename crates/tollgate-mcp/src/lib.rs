@@ -13,6 +13,8 @@ mod admission;
 mod call;
 mod error;
 mod grant;
+mod rest;
+mod runtime;
 mod server;
 mod upstream;
 
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
+use axum::routing::post;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -52,24 +55,27 @@ pub struct McpSurface(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     governor: Governor,
-    upstreams: Upstreams,
+    upstreams: Arc<Upstreams>,
     settings: McpSettings,
     /// Ends the rmcp service's work when the server stops.
     stop: CancellationToken,
 }
 
 impl McpSurface {
-    pub fn new(governor: Governor, settings: McpSettings) -> McpSurface {
-        McpSurface(Arc::new(Inner { governor, upstreams: Upstreams::default(), settings, stop: CancellationToken::new() }))
+    /// A surface over `upstreams`, which governance's reload hook keeps current
+    /// (`Upstreams::on_reload`) and which exists before the governor does.
+    pub fn new(governor: Governor, upstreams: Arc<Upstreams>, settings: McpSettings) -> McpSurface {
+        McpSurface(Arc::new(Inner { governor, upstreams, settings, stop: CancellationToken::new() }))
     }
 
-    /// Installs the MCP clients and Virtual MCPs of a governance reload: clients whose settings
-    /// changed reconnect, removed ones are dropped, the rest keep their connection.
+    /// Installs MCP clients and Virtual MCPs directly (tests and tools; the server installs
+    /// what each governance reload reads): changed clients reconnect, removed ones are dropped,
+    /// the rest keep their connection.
     pub fn install(&self, catalog: McpCatalog) {
         self.0.upstreams.install(catalog);
     }
 
-    pub fn upstreams(&self) -> &Upstreams {
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
         &self.0.upstreams
     }
 
@@ -81,7 +87,8 @@ impl McpSurface {
 }
 
 /// The MCP routes: `/mcp` and `/mcp/{slug}` (streamable HTTP, answered as JSON; notifications
-/// get 202; `GET` is 405, as no server-initiated stream is offered).
+/// get 202; `GET` is 405, as no server-initiated stream is offered), and the REST execution
+/// route `/v1/mcp/tool/execute`; every one admitted by the caller's virtual key first.
 pub fn router(surface: McpSurface) -> Router {
     let gate = server::Gate(surface.clone());
     let config = StreamableHttpServerConfig::default()
@@ -93,8 +100,10 @@ pub fn router(surface: McpSurface) -> Router {
         .disable_allowed_hosts()
         .with_cancellation_token(surface.0.stop.child_token());
     let service = StreamableHttpService::new(move || Ok(gate.clone()), Arc::new(NeverSessionManager::default()), config);
+    let rest = Router::new().route("/v1/mcp/tool/execute", post(rest::execute)).with_state(surface.clone());
     Router::new()
         .route_service("/mcp", service.clone())
+        .merge(rest)
         .route_layer(from_fn_with_state(surface.clone(), admission::admit))
         .merge(Router::new().route_service("/mcp/{slug}", service).route_layer(from_fn_with_state(surface, admission::admit_slug)))
 }

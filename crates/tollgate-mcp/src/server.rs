@@ -59,14 +59,22 @@ impl ServerHandler for Gate {
             .with_server_info(Implementation::new("tollgate", env!("CARGO_PKG_VERSION")))
     }
 
-    async fn list_tools(&self, _: Option<PaginatedRequestParams>, context: RequestContext<RoleServer>) -> Result<ListToolsResult, ErrorData> {
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
         let caller = caller(&context)?;
         Ok(ListToolsResult::with_all_items(self.0.tools_of(&caller)))
     }
 
     async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
         let caller = caller(&context)?;
-        let result = if request.name.is_empty() { refusal("a tool name is required") } else { self.0.call(&caller, &request.name, request.arguments).await };
+        let result = if request.name.is_empty() {
+            refusal("a tool name is required")
+        } else {
+            self.0.call(&caller, &request.name, request.arguments).await
+        };
         Ok(CallToolResponse::Complete(result))
     }
 }

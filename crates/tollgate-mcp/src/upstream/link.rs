@@ -166,7 +166,8 @@ impl Link {
                 let mut custom = std::collections::HashMap::new();
                 for (name, value) in headers {
                     let name = http::HeaderName::try_from(name.as_str()).map_err(|_| format!("header name '{name}' is not valid"))?;
-                    let value = http::HeaderValue::try_from(value.as_str()).map_err(|_| format!("the value of header '{name}' is not valid"))?;
+                    let value =
+                        http::HeaderValue::try_from(value.as_str()).map_err(|_| format!("the value of header '{name}' is not valid"))?;
                     custom.insert(name, value);
                 }
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
