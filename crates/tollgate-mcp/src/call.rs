@@ -31,6 +31,11 @@ pub fn refusal(why: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(format!("Tool execution failed: {why}"))])
 }
 
+/// A name as audited: at most 200 characters (a caller may send anything).
+fn clipped(name: &str) -> String {
+    name.chars().take(200).collect()
+}
+
 impl McpSurface {
     /// Calls `exposed` (`<client>-<tool>`) for `caller` with `arguments`, governed and audited;
     /// a refused call (not granted, denied by governance, upstream down) is a tool result marked
@@ -41,18 +46,38 @@ impl McpSurface {
 
     /// The governed call, with a refusal kept as a value for surfaces that answer it in HTTP.
     pub async fn execute(&self, caller: &Caller, exposed: &str, arguments: Option<JsonObject>) -> Result<CallToolResult, Refusal> {
-        let not_granted = || Refusal::ToolNotGranted(format!("tool '{exposed}' is not available to this virtual key"));
+        let now = tollgate_core::clock::now();
+        let access = authorize_key(&caller.snapshot, Some(&caller.key), now)?;
         let catalog = self.0.upstreams.catalog();
         let found =
             split_tool_name(exposed).and_then(|(client, tool)| catalog.clients.iter().find(|c| c.name == client).map(|c| (c, tool)));
-        let Some((client, tool)) = found.filter(|(c, tool)| caller.grant.allows(&c.client_id, tool)) else {
-            return Err(not_granted());
-        };
-        let now = tollgate_core::clock::now();
-        let access = authorize_key(&caller.snapshot, Some(&caller.key), now)?;
         // The oldest live copy that grants the tool governs the call.
-        let Some(copy) = access.copies.iter().copied().find(|c| Grant::of(&[&c.mcp], &catalog).allows(&client.client_id, tool)) else {
-            return Err(not_granted());
+        let governing = found.filter(|(c, tool)| caller.grant.allows(&c.client_id, tool)).and_then(|(client, tool)| {
+            let copy = access.copies.iter().copied().find(|c| Grant::of(&[&c.mcp], &catalog).allows(&client.client_id, tool))?;
+            Some((client, tool, copy))
+        });
+        let Some((client, tool, copy)) = governing else {
+            // Refused before governance: audited with what the caller named (cut short).
+            let (client_id, tool) = match (found, split_tool_name(exposed)) {
+                (Some((client, tool)), _) => (client.client_id.clone(), tool),
+                (None, Some((client, tool))) => (client.to_owned(), tool),
+                (None, None) => (String::new(), exposed),
+            };
+            self.0.governor.record_tool_call(ToolCallLog {
+                created_at: now,
+                user_id: Some(access.user_id.to_owned()),
+                virtual_key_id: Some(access.key_id.to_owned()),
+                copy_id: None,
+                profile_id: None,
+                client_id: clipped(&client_id),
+                tool: clipped(tool),
+                outcome: "denied".to_owned(),
+                latency_ms: 0,
+                argument_bytes: 0,
+                result_bytes: 0,
+                cost: Money::ZERO,
+            });
+            return Err(Refusal::ToolNotGranted(format!("tool '{}' is not available to this virtual key", clipped(exposed))));
         };
         let argument_bytes = arguments.as_ref().map_or(0, |a| serde_json::to_vec(a).map_or(0, |v| v.len()));
         let ask = ToolAsk {
