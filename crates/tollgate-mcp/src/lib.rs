@@ -24,6 +24,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::post;
+use tower_http::limit::RequestBodyLimitLayer;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -86,6 +87,9 @@ impl McpSurface {
     }
 }
 
+/// The largest MCP request body: a JSON-RPC message or a REST tool call (arguments included).
+pub const MAX_MCP_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// The MCP routes: `/mcp` and `/mcp/{slug}` (streamable HTTP, answered as JSON; notifications
 /// get 202; `GET` is 405, as no server-initiated stream is offered), and the REST execution
 /// route `/v1/mcp/tool/execute`; every one admitted by the caller's virtual key first.
@@ -106,4 +110,6 @@ pub fn router(surface: McpSurface) -> Router {
         .merge(rest)
         .route_layer(from_fn_with_state(surface.clone(), admission::admit))
         .merge(Router::new().route_service("/mcp/{slug}", service).route_layer(from_fn_with_state(surface, admission::admit_slug)))
+        // rmcp reads a whole body before parsing it: the cap keeps a flood from filling memory.
+        .layer(RequestBodyLimitLayer::new(MAX_MCP_BODY_BYTES))
 }
