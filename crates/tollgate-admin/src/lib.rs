@@ -24,6 +24,7 @@ use tollgate_core::services::auth::AuthService;
 use tollgate_core::services::directory::DirectoryService;
 use tollgate_core::services::keys::KeyService;
 use tollgate_core::services::lifecycle::LifecycleService;
+use tollgate_core::services::mcp::McpService;
 use tollgate_core::services::models::{ModelService, ModelSources};
 use tollgate_core::services::profiles::ProfileService;
 use tollgate_core::services::providers::ProviderService;
@@ -68,6 +69,8 @@ pub struct AdminState {
     pub keys: KeyService,
     pub lifecycle: LifecycleService,
     pub providers: ProviderService,
+    /// MCP clients and Virtual MCPs; the binary adds its rules and the running MCP surface.
+    pub mcp: McpService,
     /// Lists models; built here without the config file's providers and the pricing catalog,
     /// which the binary adds (`ModelService::new` with its `ModelSources`).
     pub models: ModelService,
@@ -92,6 +95,7 @@ impl AdminState {
             lifecycle: LifecycleService::new(store.clone(), AssignmentService::new(store.clone(), sealer.clone())),
             keys: KeyService::new(store.clone(), sealer.clone()),
             providers: ProviderService::new(store.clone(), sealer.clone()),
+            mcp: McpService::new(store.clone(), sealer.clone()),
             models: ModelService::new(store.clone(), ModelSources::default()),
             store,
             auth,

@@ -8,8 +8,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Deprecated, PathItem};
 
 use crate::routes::{
-    ApiKeyDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc, SystemDoc, UserDoc,
-    UserProfileDoc, VirtualKeyDoc,
+    ApiKeyDoc, McpDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc, SystemDoc,
+    UserDoc, UserProfileDoc, VirtualKeyDoc,
 };
 
 #[derive(OpenApi)]
@@ -32,8 +32,12 @@ pub(crate) async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
 }
 
 /// Canonical path prefixes and the deprecated prefixes that serve the same operations.
-const ALIASES: [(&str, &str); 3] =
-    [(PROFILES_CANONICAL, PROFILES_ALIAS), ("/api/governance/rbac/", "/api/"), ("/api/governance/users", "/api/users")];
+const ALIASES: [(&str, &str); 4] = [
+    (PROFILES_CANONICAL, PROFILES_ALIAS),
+    ("/api/governance/rbac/", "/api/"),
+    ("/api/governance/users", "/api/users"),
+    ("/api/mcp/virtual-mcps", "/api/mcp/tool-groups"),
+];
 
 /// The document served at `/openapi.json` (built once).
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -55,6 +59,7 @@ fn build() -> utoipa::openapi::OpenApi {
     doc.merge(VirtualKeyDoc::openapi());
     doc.merge(ProviderDoc::openapi());
     doc.merge(ModelDoc::openapi());
+    doc.merge(McpDoc::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme("BasicAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     components.add_security_scheme("ManagementBearerAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));

@@ -146,8 +146,7 @@ pub(crate) fn updated(
         }
     }
     for (i, o) in next.policy.mcp_tool_overrides.iter().enumerate() {
-        let whole = next.policy.mcp_servers.iter().any(|s| s.mcp_server_id == o.mcp_client_id);
-        if o.action == OverrideAction::Exclude && whole {
+        if o.action == OverrideAction::Exclude && next.policy.grants_server_whole(&o.mcp_client_id) {
             p.add(
                 format!("mcp_tool_overrides[{i}]"),
                 "cannot exclude a tool of an MCP server that mcp_servers grants whole; grant the wanted tools with include instead",

@@ -64,6 +64,7 @@ pub enum Sequence {
     ApiKey,
     Role,
     UserCopy,
+    VirtualMcp,
 }
 
 impl Sequence {
@@ -74,6 +75,7 @@ impl Sequence {
             Sequence::ApiKey => "api_key",
             Sequence::Role => "role",
             Sequence::UserCopy => "user_copy",
+            Sequence::VirtualMcp => "virtual_mcp",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod input;
 pub mod lifecycle;
 pub mod mcp;
+pub mod mcp_clients;
 pub mod money;
 pub mod overrides;
 pub mod paging;

@@ -9,6 +9,7 @@ use crate::api_key::ApiKey;
 use crate::audit::{AuditLog, AuditQuery, NewAuditEntry, NewVersion, ProfileVersion};
 use crate::directory::DirectoryStore;
 use crate::ids::{ApiKeyId, ProfileId, Sequence};
+use crate::mcp_clients::McpStore;
 use crate::paging::{Page, Paging};
 use crate::profile::AccessProfile;
 use crate::providers::ProviderStore;
@@ -100,6 +101,6 @@ pub trait AdminStore: Send + Sync {
 }
 
 /// Everything the management plane needs from storage.
-pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore {}
+pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore {}
 
-impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore> Store for T {}
+impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore> Store for T {}

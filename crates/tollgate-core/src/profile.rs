@@ -44,6 +44,22 @@ pub struct Policy {
     pub mcp_tool_overrides: Vec<McpToolOverride>,
 }
 
+impl Policy {
+    /// Whether `mcp_servers` grants the client whole.
+    pub fn grants_server_whole(&self, client_id: &str) -> bool {
+        self.mcp_servers.iter().any(|s| s.mcp_server_id == client_id)
+    }
+
+    /// An `exclude` override on a client `mcp_servers` grants whole (a contradiction the API
+    /// refuses), named as `tool 't' of client 'c'`; `None` when there is none.
+    pub fn excluded_from_whole_server(&self) -> Option<String> {
+        self.mcp_tool_overrides
+            .iter()
+            .find(|o| o.action == OverrideAction::Exclude && self.grants_server_whole(&o.mcp_client_id))
+            .map(|o| format!("tool '{}' of client '{}'", o.tool_name, o.mcp_client_id))
+    }
+}
+
 /// Automatic rotation schedule of the managed virtual keys a profile issues.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Rotation {

@@ -1,4 +1,5 @@
-//! A provider's `network_config.extra_headers` at rest and on the wire: values are sealed before
+//! Named secrets at rest and on the wire — a provider's `network_config.extra_headers`, an MCP
+//! client's headers and environment: values are sealed before
 //! they are stored (they often carry credentials, like keys), opened only for the data plane,
 //! and served redacted like key values; a redacted value sent back keeps the stored one.
 
@@ -15,11 +16,20 @@ const SEALED: &str = "sealed:";
 /// The headers as stored: every value sealed. A value that equals the redacted form of the
 /// stored value of the same header keeps the stored one (a client sends back what it read).
 pub(crate) fn sealed(network: &mut NetworkConfig, stored: Option<&NetworkConfig>, sealer: &Sealer) -> Result<(), CoreError> {
+    network.extra_headers = sealed_map(std::mem::take(&mut network.extra_headers), stored.map(|s| &s.extra_headers), sealer)?;
+    Ok(())
+}
+
+/// Named secret values as stored: every value sealed; a value equal to the redacted form of the
+/// stored value of the same name keeps the stored one.
+pub(crate) fn sealed_map(
+    values: BTreeMap<String, String>,
+    stored: Option<&BTreeMap<String, String>>,
+    sealer: &Sealer,
+) -> Result<BTreeMap<String, String>, CoreError> {
     let mut out = BTreeMap::new();
-    for (name, value) in std::mem::take(&mut network.extra_headers) {
-        let kept = stored
-            .and_then(|s| s.extra_headers.get(&name))
-            .filter(|old| open(old, sealer).is_some_and(|plain| redact(plain.expose()) == value));
+    for (name, value) in values {
+        let kept = stored.and_then(|s| s.get(&name)).filter(|old| open(old, sealer).is_some_and(|plain| redact(plain.expose()) == value));
         let value = match kept {
             Some(old) if old.starts_with(SEALED) => old.clone(),
             Some(old) => format!("{SEALED}{}", sealer.seal(old)?),
@@ -27,8 +37,7 @@ pub(crate) fn sealed(network: &mut NetworkConfig, stored: Option<&NetworkConfig>
         };
         out.insert(name, value);
     }
-    network.extra_headers = out;
-    Ok(())
+    Ok(out)
 }
 
 /// A stored header value in clear: a sealed one opened (`None` if it cannot be), an older
@@ -42,7 +51,12 @@ pub fn open(stored: &str, sealer: &Sealer) -> Option<Secret> {
 
 /// The headers as served: every value redacted (`****`, or its first and last four characters).
 pub(crate) fn redacted(network: &mut NetworkConfig, sealer: &Sealer) {
-    for value in network.extra_headers.values_mut() {
+    redacted_map(&mut network.extra_headers, sealer);
+}
+
+/// Named secret values as served: each redacted.
+pub(crate) fn redacted_map(values: &mut BTreeMap<String, String>, sealer: &Sealer) {
+    for value in values.values_mut() {
         *value = open(value, sealer).map_or_else(|| "****".to_owned(), |plain| redact(plain.expose()));
     }
 }

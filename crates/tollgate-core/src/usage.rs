@@ -78,6 +78,9 @@ pub struct GovernanceData {
     /// Providers managed through the API, with their keys' sealed secrets.
     pub providers: Vec<Provider>,
     pub provider_keys: Vec<(ProviderKey, String)>,
+    /// MCP clients (secrets sealed) and Virtual MCPs, for the MCP surface's catalog.
+    pub mcp_clients: Vec<crate::mcp_clients::McpClient>,
+    pub virtual_mcps: Vec<crate::mcp_clients::VirtualMcp>,
 }
 
 /// What some users hold that governance decisions read: their keys, copies and the overrides

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ResultType};
 use tollgate_core::mcp::split_tool_name;
 use tollgate_core::money::Money;
 use tollgate_core::usage::ToolCallLog;
@@ -118,7 +118,10 @@ impl McpSurface {
         };
         held.mark_sent();
         match link.call(tool, arguments, self.0.settings.call_timeout).await {
-            Ok(result) => {
+            Ok(mut result) => {
+                // An upstream on an older protocol leaves the discriminator out; a caller on the
+                // newest needs it (rmcp strips it again for callers on older versions).
+                result.result_type = Some(ResultType::COMPLETE);
                 let size = serde_json::to_vec(&result.content).map_or(0, |v| v.len());
                 let outcome = if result.is_error == Some(true) { "tool_error" } else { "ok" };
                 held.tool_finished(true, outcome, u64::try_from(size).unwrap_or(u64::MAX));

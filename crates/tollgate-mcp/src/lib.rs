@@ -24,12 +24,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::post;
-use tower_http::limit::RequestBodyLimitLayer;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 use tollgate_core::mcp::McpCatalog;
 use tollgate_governance::Governor;
+use tower_http::limit::RequestBodyLimitLayer;
 
 pub use call::Caller;
 pub use error::Refusal;

@@ -7,6 +7,7 @@ mod audit;
 mod bulk;
 mod directory;
 mod journal;
+mod mcp;
 mod plan;
 mod profiles;
 mod providers;

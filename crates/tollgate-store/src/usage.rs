@@ -286,7 +286,8 @@ impl UsageStore for SqlStore {
         tx.commit().await.map_err(map_err)?;
         let providers = self.list_providers().await?;
         let provider_keys = self.sealed_provider_keys().await?;
-        Ok(GovernanceData { keys, overrides, providers, provider_keys })
+        let (mcp_clients, virtual_mcps) = self.mcp_catalog_rows().await?;
+        Ok(GovernanceData { keys, overrides, providers, provider_keys, mcp_clients, virtual_mcps })
     }
 
     async fn load_users(&self, users: &[String]) -> Result<UsersData, StoreError> {

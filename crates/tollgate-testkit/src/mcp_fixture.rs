@@ -1,5 +1,6 @@
 //! A small real MCP server for tests, built on rmcp: tools `echo`, `add`, `read-file` (a hyphen
-//! in its own name), `fail` (answers an error result) and `slow` (waits `ms` milliseconds),
+//! in its own name), `fail` (answers an error result), `slow` (waits `ms` milliseconds) and
+//! `headers` (names the credentials an HTTP request brought),
 //! served over stdio (the `mcp-fixture` binary) or streamable HTTP on a loopback port.
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ fn tools() -> Vec<Tool> {
         read,
         Tool::new("fail", "Always answers an error result.", schema(json!({}))),
         Tool::new("slow", "Waits ms milliseconds, then answers.", schema(json!({"ms": {"type": "integer"}}))),
+        Tool::new("headers", "Tells which credentials reached it over HTTP.", schema(json!({}))),
     ]
 }
 
@@ -57,7 +59,7 @@ impl ServerHandler for Fixture {
         Ok(ListToolsResult::with_all_items(tools()))
     }
 
-    async fn call_tool(&self, request: CallToolRequestParams, _: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+    async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
         let result = match &*request.name {
             "echo" => text(format!("{}{}", self.label, args.get("text").and_then(Value::as_str).unwrap_or_default())),
@@ -71,6 +73,16 @@ impl ServerHandler for Fixture {
                 let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(100);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 text("done")
+            }
+            "headers" => {
+                let parts = context.extensions.get::<http::request::Parts>();
+                let seen = |name: &str| parts.and_then(|p| p.headers.get(name)).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                text(format!(
+                    "authorization={} x-api-key={} x-upstream-token={}",
+                    seen("authorization"),
+                    seen("x-api-key"),
+                    seen("x-upstream-token")
+                ))
             }
             other => return Err(ErrorData::invalid_params(format!("no tool named {other}"), None)),
         };

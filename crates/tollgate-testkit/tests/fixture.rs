@@ -1,6 +1,5 @@
 //! The MCP fixture answers over both transports, as the MCP tests expect of it (this test also
 //! makes cargo build the `mcp-fixture` binary those tests start as a child process).
-#![expect(clippy::expect_used, reason = "a failing setup must stop the test loudly")]
 
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};

@@ -52,6 +52,8 @@ pub struct Settings {
     pub server: crate::server_config::ServerConfig,
     /// Key rotation's grace period and scheduler pace (`[keys]`).
     pub keys: crate::keys_config::KeysConfig,
+    /// `[mcp]` and the declared `[[mcp_clients]]`.
+    pub mcp: crate::mcp_config::McpConfig,
 }
 
 /// The key that seals stored virtual-key values.
@@ -83,6 +85,8 @@ struct FileValues {
     gateway: Option<toml::Value>,
     server: Option<toml::Value>,
     keys: Option<toml::Value>,
+    mcp: Option<toml::Value>,
+    mcp_clients: Option<toml::Value>,
 }
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
@@ -164,13 +168,14 @@ impl Settings {
             crate::gateway_config::parse(file.providers.as_ref(), file.pricing.as_ref(), file.gateway.as_ref(), &mut problems);
         let server = crate::server_config::parse(file.server.as_ref(), &mut problems);
         let keys = crate::keys_config::parse(file.keys.as_ref(), &mut problems);
+        let mcp = crate::mcp_config::parse(file.mcp.as_ref(), file.mcp_clients.as_ref(), &mut problems);
         if let Some(url) = overrides.redis_url {
             problems.extend(crate::gateway_config::check_redis_url(&url));
             gateway.redis_url = Some(Secret::new(url));
         }
         match listen {
             Some(listen) if problems.is_empty() => {
-                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys })
+                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys, mcp })
             }
             _ => Err(ConfigError(problems)),
         }
@@ -221,6 +226,8 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "gateway" => values.gateway = Some(value.clone()),
             "server" => values.server = Some(value.clone()),
             "keys" => values.keys = Some(value.clone()),
+            "mcp" => values.mcp = Some(value.clone()),
+            "mcp_clients" => values.mcp_clients = Some(value.clone()),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }

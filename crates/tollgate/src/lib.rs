@@ -6,6 +6,7 @@ pub mod config;
 pub mod declared;
 pub mod gateway_config;
 pub mod keys_config;
+pub mod mcp_config;
 pub mod rotation;
 pub mod secrets;
 pub mod serve;

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tollgate_admin::AdminState;
+use tollgate_core::mcp_clients::{McpRules, open_catalog};
 use tollgate_core::ports::Store;
 use tollgate_core::services::auth::{AdminBootstrap, AdminSource, AuthService};
+use tollgate_core::services::mcp::McpService;
 use tollgate_core::services::models::{DeclaredProvider, ModelService, ModelSources};
 use tollgate_core::services::rotation::RotationService;
 use tollgate_core::usage::UsageStore;
@@ -18,6 +20,7 @@ use tollgate_gateway::{Gateway, GatewaySettings, GatewayTasks, ManagedProviders}
 use tollgate_governance::counters::{Counters, MemoryCounters, RedisCounters};
 use tollgate_governance::pricing::Pricing;
 use tollgate_governance::{Governor, GovernorSettings, GovernorTasks, OpenUsageStore};
+use tollgate_mcp::{McpSettings, McpSurface, Upstreams};
 use tollgate_store::SqlStore;
 
 use crate::config::Settings;
@@ -47,6 +50,7 @@ pub struct Server {
     store: SqlStore,
     bootstrap: AdminBootstrap,
     gateway: Gateway,
+    mcp: McpSurface,
     tasks: (GatewayTasks, GovernorTasks),
     limits: crate::serve::ConnectionLimits,
     /// Rotates managed keys on their profiles' schedule while the server runs.
@@ -54,13 +58,17 @@ pub struct Server {
     rotation_every: std::time::Duration,
 }
 
+/// What `start_gateway` starts: governance and the two surfaces that ask it.
+struct Started {
+    governor: Governor,
+    gateway: Gateway,
+    mcp: McpSurface,
+    tasks: (GatewayTasks, GovernorTasks),
+}
+
 /// Starts governance (snapshot loaded, counters rebuilt from stored usage, the usage writer and
-/// the timers running) and the inference surface over it.
-async fn start_gateway(
-    store: &SqlStore,
-    settings: &Settings,
-    sealer: &Sealer,
-) -> Result<(Governor, Gateway, (GatewayTasks, GovernorTasks)), StartError> {
+/// the timers running), the inference surface and the MCP surface over it.
+async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -> Result<Started, StartError> {
     let config = &settings.gateway;
     let pricing = Pricing::new(config.prices.clone(), config.unpriced).map_err(StartError::Gateway)?;
     let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
@@ -80,12 +88,18 @@ async fn start_gateway(
     });
     // The API-managed providers are rebuilt from the same read as governance's snapshot.
     let managed = Arc::new(ManagedProviders::new(sealer.clone(), config.rules.clone()));
-    let governance = GovernorSettings { pricing, log_retention_days: config.log_retention_days, on_reload: vec![managed.on_reload()] };
+    // So are the MCP clients and Virtual MCPs (their secrets opened with the same sealer).
+    let upstreams = Arc::new(Upstreams::default());
+    let mcp_sealer = sealer.clone();
+    let mcp_catalog = upstreams.on_reload(move |data| open_catalog(&data.mcp_clients, &data.virtual_mcps, &mcp_sealer));
+    let on_reload = vec![managed.on_reload(), mcp_catalog];
+    let governance = GovernorSettings { pricing, log_retention_days: config.log_retention_days, on_reload };
     let (governor, governor_tasks) = Governor::start(usage, open_writer_store, counters, governance).await.map_err(StartError::Gateway)?;
     let inference =
         GatewaySettings { providers: config.providers.clone(), default_max_tokens: config.default_max_tokens, rules: config.rules.clone() };
     let (gateway, gateway_tasks) = Gateway::new(governor.clone(), managed, inference).map_err(StartError::Gateway)?;
-    Ok((governor, gateway, (gateway_tasks, governor_tasks)))
+    let mcp = McpSurface::new(governor.clone(), upstreams, McpSettings::default());
+    Ok(Started { governor, gateway, mcp, tasks: (gateway_tasks, governor_tasks) })
 }
 
 /// What `GET /api/models` lists besides the store: the config file's providers and the catalog.
@@ -118,11 +132,19 @@ impl Server {
         let auth = Arc::new(AuthService::with_throttle(shared.clone(), admin, settings.server.login));
         let bootstrap = auth.bootstrap().await.map_err(|e| StartError::Database(e.to_string()))?;
         crate::declared::apply(&settings.declared, shared.clone(), &sealer).await.map_err(StartError::Declared)?;
-        let (governor, gateway, tasks) = start_gateway(&store, settings, &sealer).await?;
+        let mcp_rules = McpRules {
+            egress: settings.gateway.rules.egress,
+            stdio_commands: settings.mcp.stdio_commands.clone(),
+            declared: settings.mcp.declared_names(),
+        };
+        let mcp_service = McpService::new(shared.clone(), sealer.clone()).with_rules(mcp_rules);
+        mcp_service.apply_declared(settings.mcp.clients.clone()).await.map_err(|e| StartError::Declared(format!("mcp_clients: {e}")))?;
+        let Started { governor, gateway, mcp, tasks } = start_gateway(&store, settings, &sealer).await?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let mut state = AdminState::new(shared.clone(), auth, &sealer);
         state.models = ModelService::new(shared, model_sources(settings)?);
         state.providers = state.providers.with_rules(settings.gateway.rules.clone());
+        state.mcp = mcp_service.with_runtime(mcp.upstreams().clone());
         let probe = governor.clone();
         state.readiness = Some(Arc::new(move || {
             let governor = probe.clone();
@@ -140,6 +162,7 @@ impl Server {
             store,
             bootstrap,
             gateway,
+            mcp,
             tasks,
             limits: settings.server.connections,
             rotation,
@@ -166,9 +189,13 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let rotation = RotationTask::start(self.rotation, self.rotation_every, self.state.on_change.clone());
         // Every surface's routes under the one middleware stack, applied once around them all.
-        let app = tollgate_admin::stack(tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway)));
+        let surfaces =
+            tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway)).merge(tollgate_mcp::router(self.mcp.clone()));
+        let app = tollgate_admin::stack(surfaces);
         crate::serve::serve(self.listener, app, self.limits, shutdown).await;
         rotation.shutdown().await;
+        // No call is in flight any more: the upstream connections and child processes end.
+        self.mcp.shutdown();
         // Calls still in flight settle first, then governance drains what they charged.
         let (gateway_tasks, governor_tasks) = self.tasks;
         gateway_tasks.shutdown().await;

@@ -1,6 +1,7 @@
 //! The route table: which handler answers which path, on both path families.
 
 mod api_keys;
+mod mcp;
 mod models;
 mod profile_roles;
 mod profiles;
@@ -17,6 +18,7 @@ use axum::Router;
 use crate::AdminState;
 
 pub(crate) use api_keys::ApiKeyDoc;
+pub(crate) use mcp::McpDoc;
 pub(crate) use models::ModelDoc;
 pub(crate) use profile_roles::ProfileRoleDoc;
 pub(crate) use profiles::ProfileDoc;
@@ -48,6 +50,7 @@ pub(crate) fn api_routes() -> Router<AdminState> {
         .merge(rbac::routes())
         .merge(roles::routes())
         .merge(providers::routes())
+        .merge(mcp::routes())
         .merge(models::routes())
         .merge(users::routes())
         .merge(user_profiles::routes())

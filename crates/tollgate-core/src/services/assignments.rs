@@ -357,6 +357,15 @@ impl AssignmentService {
                     tokio::task::yield_now().await;
                 }
                 let (policy, changes) = copy.propagated(&template, &req.fields, req.reset_usage, now);
+                if let Some(tool) = policy.excluded_from_whole_server() {
+                    return Err(CoreError::invalid(
+                        "fields",
+                        format!(
+                            "propagating these fields would leave the copy of user '{}' excluding {tool} of an MCP server its mcp_servers grants whole; propagate mcp_servers and mcp_tool_overrides together",
+                            copy.user_id
+                        ),
+                    ));
+                }
                 let resets = !changes.reset_budgets.is_empty() || !changes.reset_rate_limits.is_empty();
                 if policy == copy.policy && !resets {
                     continue;

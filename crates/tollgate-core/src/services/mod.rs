@@ -6,6 +6,7 @@ pub mod auth;
 pub mod directory;
 pub mod keys;
 pub mod lifecycle;
+pub mod mcp;
 pub mod models;
 pub mod profiles;
 pub mod providers;

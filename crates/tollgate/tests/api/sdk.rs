@@ -12,7 +12,7 @@ use tollgate_testkit::{Backend, TestApp};
 
 use crate::key_holder;
 
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("TOLLGATE_TEST_PYTHON") {
         return PathBuf::from(p);
     }
