@@ -12,7 +12,7 @@ async fn the_fixture_lists_and_calls_its_tools_over_stdio() {
     let client = ClientConfig::default().serve(child).await.expect("initialized");
     let tools = client.peer().list_all_tools().await.expect("tools listed");
     let names: Vec<&str> = tools.iter().map(|t| &*t.name).collect();
-    assert_eq!(names, ["echo", "add", "read-file", "fail", "slow"]);
+    assert_eq!(names, ["echo", "add", "read-file", "fail", "slow", "headers"]);
     let mut call = CallToolRequestParams::new("add");
     call.arguments = serde_json::json!({"a": 2, "b": 3}).as_object().cloned();
     let answer = client.peer().call_tool(call).await.expect("called");
