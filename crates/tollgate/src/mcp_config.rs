@@ -1,15 +1,27 @@
-//! The `[mcp]` section (which stdio commands the management API may register) and the
+//! The `[mcp]` section (which stdio commands the management API may register, how long a tool
+//! call may take) and the
 //! `[[mcp_clients]]` the config file declares (policy as code, applied at start-up).
 
 use tollgate_core::mcp_clients::McpClientRequest;
 
+/// Longest wait for a tool call's answer that may be configured.
+const MAX_CALL_TIMEOUT_SECS: u64 = 3600;
+
 /// MCP settings of the config file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct McpConfig {
     /// Commands a stdio client registered through the API may run (exact paths or names).
     pub stdio_commands: Vec<String>,
+    /// Longest wait for one tool call's answer (`call_timeout_secs`, 60 by default).
+    pub call_timeout: std::time::Duration,
     /// Clients the file declares, in the management API's request shape.
     pub clients: Vec<McpClientRequest>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig { stdio_commands: Vec::new(), call_timeout: std::time::Duration::from_mins(1), clients: Vec::new() }
+    }
 }
 
 impl McpConfig {
@@ -31,6 +43,14 @@ pub fn parse(section: Option<&toml::Value>, clients: Option<&toml::Value>, probl
                             match value.as_array().map(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()) {
                                 Some(Some(commands)) => config.stdio_commands = commands,
                                 _ => problems.push("mcp.stdio_commands: must be an array of strings".to_owned()),
+                            }
+                        }
+                        "call_timeout_secs" => {
+                            match value.as_integer().and_then(|n| u64::try_from(n).ok()).filter(|n| (1..=MAX_CALL_TIMEOUT_SECS).contains(n))
+                            {
+                                Some(secs) => config.call_timeout = std::time::Duration::from_secs(secs),
+                                None => problems
+                                    .push(format!("mcp.call_timeout_secs: must be a whole number from 1 to {MAX_CALL_TIMEOUT_SECS}")),
                             }
                         }
                         _ => problems.push(format!("mcp.{key}: unknown setting")),
@@ -75,18 +95,20 @@ mod tests {
     #[test]
     fn declared_clients_and_the_stdio_allow_list_are_read() {
         let (config, problems) = read(
-            "[mcp]\nstdio_commands = [\"/usr/bin/files\"]\n\n[[mcp_clients]]\nname = \"docs\"\nconnection_type = \"http\"\nconnection_string = \"https://x/mcp\"\n",
+            "[mcp]\nstdio_commands = [\"/usr/bin/files\"]\ncall_timeout_secs = 5\n\n[[mcp_clients]]\nname = \"docs\"\nconnection_type = \"http\"\nconnection_string = \"https://x/mcp\"\n",
         );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(config.stdio_commands, ["/usr/bin/files"]);
+        assert_eq!(config.call_timeout, std::time::Duration::from_secs(5));
         assert_eq!(config.declared_names(), ["docs"]);
     }
 
     #[test]
     fn unknown_members_wrong_types_and_duplicates_are_reported() {
-        let (_, problems) =
-            read("[mcp]\nnope = 1\n\n[[mcp_clients]]\nname = \"a\"\ncolour = \"red\"\n\n[[mcp_clients]]\nconnection_type = \"http\"\n");
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        let (_, problems) = read(
+            "[mcp]\nnope = 1\ncall_timeout_secs = 0\n\n[[mcp_clients]]\nname = \"a\"\ncolour = \"red\"\n\n[[mcp_clients]]\nconnection_type = \"http\"\n",
+        );
+        assert_eq!(problems.len(), 4, "{problems:?}");
         let (_, twice) = read("[[mcp_clients]]\nname = \"a\"\n\n[[mcp_clients]]\nname = \"a\"\n");
         assert_eq!(twice, ["mcp_clients[1].name: declared twice"]);
     }

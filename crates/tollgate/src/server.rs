@@ -98,7 +98,7 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
     let inference =
         GatewaySettings { providers: config.providers.clone(), default_max_tokens: config.default_max_tokens, rules: config.rules.clone() };
     let (gateway, gateway_tasks) = Gateway::new(governor.clone(), managed, inference).map_err(StartError::Gateway)?;
-    let mcp = McpSurface::new(governor.clone(), upstreams, McpSettings::default());
+    let mcp = McpSurface::new(governor.clone(), upstreams, McpSettings { call_timeout: settings.mcp.call_timeout });
     Ok(Started { governor, gateway, mcp, tasks: (gateway_tasks, governor_tasks) })
 }
 

@@ -212,3 +212,55 @@ async fn the_other_transports_serve_while_a_dead_upstream_is_left_out() {
     let _ = upstream.kill();
     let _ = upstream.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_the_upstream_adds_is_listed_after_its_change_notification() {
+    let app = start(Backend::Sqlite).await;
+    register_stdio(&app, "py", &python().display().to_string(), &[&python_upstream()], json!({})).await;
+    let (_, key) = key_holder(&app, json!({"name": "Growing", "mcp_servers": [{"mcp_server_id": "py"}]})).await;
+    assert_eq!(wait_for_tools(&app, &key, 4).await, ["py-grow", "py-look-up", "py-shout", "py-times"]);
+    let bearer = format!("Bearer {key}");
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "py-grow", "arguments": {}}});
+    let (_, answer) = rpc(&app, "/mcp", &[("authorization", &bearer)], call).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "grown", "{answer}");
+    // No sync interval is set: only the upstream's notification can bring the new tool in.
+    let tools = wait_for_tools(&app, &key, 5).await;
+    assert!(tools.contains(&"py-grown".to_owned()), "{tools:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_tool_times_out_without_holding_up_other_calls_and_is_charged_as_sent() {
+    let (url, fixture) = serve_http(Fixture::default()).await.expect("fixture");
+    let app = TestApp::start_with_config(Backend::Sqlite, "[mcp]\ncall_timeout_secs = 1\n").await;
+    register_http(&app, "docs", &url, json!({"tool_pricing": {"slow": 0.25}})).await;
+    let profile =
+        json!({"name": "Patient", "budgets": [{"max_limit": 10, "reset_duration": "1d"}], "mcp_servers": [{"mcp_server_id": "docs"}]});
+    let (user, key) = key_holder(&app, profile).await;
+    wait_for_tools(&app, &key, 6).await;
+    let bearer = format!("Bearer {key}");
+    let slow = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "docs-slow", "arguments": {"ms": 3000}}});
+    let echo = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "docs-echo", "arguments": {"text": "quick"}}});
+    let auth = [("authorization", bearer.as_str())];
+    let started = Instant::now();
+    let (slow, echo) = tokio::join!(rpc(&app, "/mcp", &auth, slow), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let asked = Instant::now();
+        let answer = rpc(&app, "/mcp", &auth, echo).await;
+        (answer, asked.elapsed())
+    });
+    let ((_, echo), echo_took) = echo;
+    assert_eq!(echo["result"]["content"][0]["text"], "quick");
+    assert!(echo_took < Duration::from_millis(900), "the quick call waited for the slow one: {echo_took:?}");
+    assert_eq!(slow.1["result"]["isError"], true, "{}", slow.1);
+    assert!(started.elapsed() < Duration::from_millis(2900), "the slow call was not cut at the timeout");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'upstream_failure' AND tool = 'slow' AND cost = 250000").await,
+        1
+    );
+    let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200).clone();
+    assert_eq!(copies["access_profiles"][0]["budgets"][0]["current_usage"], 0.25, "sent and unanswered: it may have run, so it is charged");
+    app.stop().await;
+    fixture.abort();
+}

@@ -6,7 +6,7 @@ answer with what they were given, so a test can tell that a call really reached 
 
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 
 server = MCPServer("py-upstream")
@@ -25,6 +25,17 @@ def look_up(key: str) -> str:
 @server.tool(description="Multiplies two integers.")
 def times(a: int, b: int) -> int:
     return a * b
+
+
+def grown() -> str:
+    return "I was added later"
+
+
+@server.tool(description="Adds the tool `grown` and tells the client its tool list changed.")
+async def grow(ctx: Context) -> str:
+    server.add_tool(grown, name="grown", description="Appears after `grow` ran.")
+    await ctx.session.send_tool_list_changed()
+    return "grown"
 
 
 if __name__ == "__main__":
