@@ -171,7 +171,12 @@ impl Link {
                     custom.insert(name, value);
                 }
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
-                listener.serve(StreamableHttpClientTransport::from_config(config)).await.map_err(|e| e.to_string())?
+                // A redirect could point the link anywhere, past the address rules its URL passed.
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| format!("HTTP client: {e}"))?;
+                listener.serve(StreamableHttpClientTransport::with_client(client, config)).await.map_err(|e| e.to_string())?
             }
             McpEndpoint::Stdio { command, args, envs } => {
                 let mut cmd = tokio::process::Command::new(command);

@@ -264,3 +264,29 @@ async fn a_slow_tool_times_out_without_holding_up_other_calls_and_is_charged_as_
     app.stop().await;
     fixture.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_redirects_is_not_followed() {
+    let (url, fixture) = serve_http(Fixture::default()).await.expect("fixture");
+    // A server that sends every request on to the fixture: a link must not go along.
+    let target = url.clone();
+    let bounce =
+        axum::Router::new().route("/mcp", axum::routing::any(move || std::future::ready(axum::response::Redirect::temporary(&target))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+    let bounce_url = format!("http://{}/mcp", listener.local_addr().expect("address"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, bounce).await;
+    });
+    let app = start(Backend::Sqlite).await;
+    register_http(&app, "direct", &url, json!({})).await;
+    register_http(&app, "bounce", &bounce_url, json!({})).await;
+    let (_, key) =
+        key_holder(&app, json!({"name": "Both", "mcp_servers": [{"mcp_server_id": "direct"}, {"mcp_server_id": "bounce"}]})).await;
+    let tools = wait_for_tools(&app, &key, 6).await;
+    assert!(tools.iter().all(|t| t.starts_with("direct-")), "{tools:?}");
+    let state = app.admin().get("/api/mcp/client/bounce").await.expect(200)["state"].clone();
+    assert_eq!(state, "error");
+    app.stop().await;
+    server.abort();
+    fixture.abort();
+}
