@@ -84,6 +84,11 @@ async fn admission(backend: Backend) {
     // Slugs: a client the key reaches, one it does not, and none at all.
     assert_eq!(listed(&app, "/mcp/docs", &key, &[]).await.len(), 6);
     assert_eq!(rpc(&app, "/mcp/nothing", &[("authorization", &bearer)], list.clone()).await.0, 404);
+    let other =
+        app.admin().get("/api/mcp/client/docs").await.expect(200)["config"]["connection_string"].as_str().unwrap_or_default().to_owned();
+    register_http(&app, "other", &other, json!({})).await;
+    let (status, body) = rpc(&app, "/mcp/other", &[("authorization", &bearer)], list.clone()).await;
+    assert_eq!((status, body["error"]["message"].clone()), (403, json!("access_denied")), "{body}");
 
     // A deactivated key, then a deactivated copy: 403 at once, before any JSON-RPC.
     let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200).clone();

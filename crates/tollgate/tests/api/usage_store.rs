@@ -171,3 +171,38 @@ on_both_backends! {
         assert_eq!(store.charge_journal().await.unwrap_or_else(|e| panic!("journal charged: {e}")), 0, "charged once only");
     }
 }
+
+fn tool_call(created_at: chrono::DateTime<Utc>) -> tollgate_core::usage::ToolCallLog {
+    tollgate_core::usage::ToolCallLog {
+        created_at,
+        user_id: Some("user-1".into()),
+        virtual_key_id: Some("vk-1".into()),
+        copy_id: Some(1),
+        profile_id: Some(1),
+        client_id: "docs".into(),
+        tool: "search".into(),
+        outcome: "ok".into(),
+        latency_ms: 4,
+        argument_bytes: 10,
+        result_bytes: 20,
+        cost: dollars(1),
+    }
+}
+
+on_both_backends! {
+    async fn tool_call_rows_are_kept_under_the_request_log_retention(app: &TestApp) {
+        let store = SqlStore::connect(app.database_url().unwrap_or_default()).await.unwrap_or_else(|e| panic!("store connects: {e}"));
+        let now = Utc::now();
+        let old = now - TimeDelta::days(40);
+        let calls = [tool_call(old), tool_call(now)];
+        let logs = [RequestLog { created_at: old, ..log(1) }, log(2)];
+        store.write_usage(&[], &logs, &calls).await.unwrap_or_else(|e| panic!("written: {e}"));
+        assert_eq!(app.count("SELECT COUNT(*) FROM mcp_tool_calls").await, 2);
+        let pruned = store.prune_request_logs(now - TimeDelta::days(30)).await.unwrap_or_else(|e| panic!("pruned: {e}"));
+        assert_eq!(pruned, 2, "one request log row and one tool call row");
+        assert_eq!(app.count("SELECT COUNT(*) FROM mcp_tool_calls").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM request_logs").await, 1);
+        assert_eq!(app.text("SELECT client_id || '/' || tool || '/' || outcome FROM mcp_tool_calls").await, "docs/search/ok");
+        store.close().await;
+    }
+}
