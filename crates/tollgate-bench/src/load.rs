@@ -8,7 +8,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -22,6 +22,9 @@ const GRACE: Duration = Duration::from_secs(10);
 pub struct Target {
     pub name: &'static str,
     pub addr: SocketAddr,
+    path: &'static str,
+    /// Sent when set (MCP's streamable HTTP wants both JSON and event streams accepted).
+    accept: Option<HeaderValue>,
     host: HeaderValue,
     auth: HeaderValue,
     plain: Bytes,
@@ -44,10 +47,29 @@ impl Target {
         Ok(Arc::new(Target {
             name,
             addr,
+            path: "/v1/chat/completions",
+            accept: None,
             host: HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?,
             auth: HeaderValue::from_str(&format!("Bearer {key}")).map_err(|e| e.to_string())?,
             plain: ask(false),
             stream: ask(true),
+        }))
+    }
+}
+
+impl Target {
+    /// An MCP endpoint (`/mcp`) sent one JSON-RPC message, `body`, with `key` as bearer.
+    pub fn mcp(name: &'static str, addr: SocketAddr, key: &str, body: &serde_json::Value) -> Result<Arc<Target>, String> {
+        let body = Bytes::from(body.to_string());
+        Ok(Arc::new(Target {
+            name,
+            addr,
+            path: "/mcp",
+            accept: Some(HeaderValue::from_static("application/json, text/event-stream")),
+            host: HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?,
+            auth: HeaderValue::from_str(&format!("Bearer {key}")).map_err(|e| e.to_string())?,
+            plain: body.clone(),
+            stream: body,
         }))
     }
 }
@@ -161,9 +183,11 @@ struct Timing {
 /// One request: sent, its body read to the end; a non-2xx status is an error quoting the body.
 async fn exchange(sender: &mut Sender, target: &Target, stream: bool, keep: bool) -> Result<Timing, String> {
     sender.ready().await.map_err(|e| format!("connection: {e}"))?;
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/chat/completions")
+    let mut request = Request::builder().method(Method::POST).uri(target.path);
+    if let Some(accept) = &target.accept {
+        request = request.header(ACCEPT, accept.clone());
+    }
+    let request = request
         .header(HOST, target.host.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(AUTHORIZATION, target.auth.clone())

@@ -3,6 +3,7 @@
 mod bench;
 mod forward;
 mod load;
+mod mcp;
 mod mock;
 mod procstat;
 mod report;
@@ -79,6 +80,9 @@ enum Command {
         #[arg(long)]
         tollgate_bin: Option<std::path::PathBuf>,
     },
+    /// Measure the MCP hop: `tools/call` on the fixture MCP server directly and through
+    /// Tollgate's `/mcp` with governance on, at a fixed rate
+    Mcp(mcp::Options),
 }
 
 #[tokio::main]
@@ -99,6 +103,7 @@ async fn main() -> ExitCode {
         Some(Command::Scale { users, http: true, added, tollgate_bin }) => {
             scale_http::run(scale_http::Options { users, added, tollgate_bin }, say).await
         }
+        Some(Command::Mcp(options)) => mcp::run(options, say).await,
         None => run(cli.options).await,
     };
     match outcome {

@@ -102,17 +102,25 @@ impl Admin {
     /// A profile with a budget and a request and token limit on the profile and on its provider
     /// config, attached as the default of a role, a user in that role, and the user's key revealed.
     pub async fn govern(&self) -> Result<Governed, String> {
+        self.govern_with(json!({})).await
+    }
+
+    /// As [`Self::govern`], with `extra` members added to the profile (MCP grants, say).
+    pub async fn govern_with(&self, extra: Value) -> Result<Governed, String> {
         use reqwest::Method;
         let budgets = json!([{"max_limit": BUDGET_DOLLARS, "reset_duration": "1d"}]);
         let rate_limit = json!({
             "request_max_limit": REQUEST_LIMIT, "request_reset_duration": "1d",
             "token_max_limit": TOKEN_LIMIT, "token_reset_duration": "1d",
         });
-        let profile = json!({
+        let mut profile = json!({
             "name": "Bench", "description": "tollgate-bench: every limit on, none reachable",
             "provider_configs": [{"provider_name": "openai", "allowed_models": [UPSTREAM_MODEL], "budgets": budgets, "rate_limit": rate_limit}],
             "budgets": budgets, "rate_limit": rate_limit,
         });
+        if let (Some(target), Value::Object(more)) = (profile.as_object_mut(), extra) {
+            target.extend(more);
+        }
         let created = self.call(Method::POST, "/api/governance/access-profiles", Some(profile), 201).await?;
         let profile = created["access_profile"]["id"].as_i64().ok_or_else(|| format!("no profile id in {created}"))?;
         self.call(Method::PUT, &format!("/api/governance/access-profiles/{profile}/activate"), None, 200).await?;

@@ -70,6 +70,7 @@ pub struct McpClientRequest {
     pub allow_on_all_virtual_keys: Option<bool>,
     /// Minutes between re-reads of the tool list; 0 or absent: only on change notifications.
     #[serde(default)]
+    #[schema(maximum = 10080)]
     pub tool_sync_interval: Option<u64>,
     /// Dollars charged per call, by the tool's own name.
     #[serde(default)]
@@ -150,6 +151,9 @@ pub trait McpStore: Send + Sync {
     async fn delete_virtual_mcp(&self, id: i64) -> Result<bool, StoreError>;
 }
 
+/// The longest pause between two reads of a client's tools.
+const MAX_SYNC_MINUTES: u64 = 7 * 24 * 60;
+
 fn is_id(text: &str) -> bool {
     !text.is_empty() && text.len() <= 64 && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
 }
@@ -198,6 +202,9 @@ pub(crate) fn checked_client(req: McpClientRequest, client_id: String, rules: &M
             }
             None => p.add("stdio_config", "a stdio client needs a command"),
         },
+    }
+    if req.tool_sync_interval.is_some_and(|m| m > MAX_SYNC_MINUTES) {
+        p.add("tool_sync_interval", format!("must be at most {MAX_SYNC_MINUTES} minutes (a week)"));
     }
     let headers = req.headers.unwrap_or_default();
     for (header, value) in &headers {

@@ -49,6 +49,7 @@ on_both_backends! {
             (json!({"name": "docs", "connection_type": "http", "connection_string": "http://169.254.169.254/mcp"}), "connection_string"),
             (json!({"name": "docs", "connection_type": "stdio", "stdio_config": {"command": "/bin/sh", "args": ["-c", "id"]}}), "stdio_config.command"),
             (json!({"name": "docs", "connection_type": "http", "connection_string": "http://127.0.0.1:9/mcp", "headers": {"bad name": "x"}}), "headers.bad name"),
+            (json!({"name": "docs", "connection_type": "http", "connection_string": "http://127.0.0.1:9/mcp", "tool_sync_interval": 10081}), "tool_sync_interval"),
         ];
         for (body, param) in cases {
             let reply = app.admin().post("/api/mcp/client", body.clone()).await;
