@@ -132,6 +132,7 @@ async fn grant_scenario(backend: Backend) {
     let calls = json!([["docs-echo", {"text": "hi"}], ["py-look-up", {"key": "k"}], ["py-shout", {"text": "no"}], ["docs-fail", {}], ["docs-headers", {}]]);
     let seen = python_client(&app, &key, json!({}), calls).await;
     assert_eq!(seen["server"], "tollgate");
+    assert_eq!(seen["protocol"], "2026-07-28", "the SDK's server/discover opening is answered: {seen}");
     assert_eq!(names(&seen), ["docs-add", "docs-echo", "docs-fail", "docs-headers", "docs-read-file", "docs-slow", "py-look-up"], "{seen}");
     let read = seen["tools"].as_array().into_iter().flatten().find(|t| t["name"] == "docs-read-file").cloned().unwrap_or_default();
     assert_eq!(read["read_only"], true, "annotations pass through: {read}");
@@ -184,15 +185,16 @@ async fn the_other_transports_serve_while_a_dead_upstream_is_left_out() {
         "mcp_tool_groups": [{"tool_group_id": group}],
         "mcp_tool_overrides": [{"mcp_client_id": "files", "tool_name": "slow", "action": "exclude"}]});
     let (_, key) = key_holder(&app, profile).await;
-    let tools = wait_for_tools(&app, &key, 8).await;
-    assert_eq!(
-        tools,
-        ["files-add", "files-echo", "files-fail", "files-headers", "files-read-file", "web-look-up", "web-shout", "web-times"]
-    );
+    let tools = wait_for_tools(&app, &key, 9).await;
+    let expected =
+        ["files-add", "files-echo", "files-fail", "files-headers", "files-read-file", "web-grow", "web-look-up", "web-shout", "web-times"];
+    assert_eq!(tools, expected);
 
     let calls =
         json!([["web-times", {"a": 6, "b": 7}], ["files-read-file", {"path": "/etc/x"}], ["files-slow", {"ms": 1}], ["gone-anything", {}]]);
-    let seen = python_client(&app, &key, json!({}), calls).await;
+    // This client opens the older way, with initialize.
+    let seen = python_client_in(&app, &key, json!({}), calls, true).await;
+    assert_eq!((seen["server"].clone(), seen["protocol"].clone()), (json!("tollgate"), json!("2025-11-25")), "{seen}");
     assert_eq!(seen["calls"][0]["text"], "42", "{seen}");
     assert_eq!(seen["calls"][1]["text"], "contents of /etc/x");
     assert_eq!(seen["calls"][2]["is_error"], true, "an excluded tool is refused: {seen}");
@@ -200,11 +202,11 @@ async fn the_other_transports_serve_while_a_dead_upstream_is_left_out() {
 
     // Headers narrow the grant, with client-* wildcards, and never widen it.
     let narrowed = python_client(&app, &key, json!({"x-bf-mcp-include-tools": "web-*,files-echo,files-slow"}), json!([])).await;
-    assert_eq!(names(&narrowed), ["files-echo", "web-look-up", "web-shout", "web-times"]);
+    assert_eq!(names(&narrowed), ["files-echo", "web-grow", "web-look-up", "web-shout", "web-times"]);
     let by_client = listed(&app, "/mcp", &key, &[("x-bf-mcp-include-clients", "files")]).await;
     assert_eq!(by_client, ["files-add", "files-echo", "files-fail", "files-headers", "files-read-file"]);
     let slug = listed(&app, "/mcp/web", &key, &[]).await;
-    assert_eq!(slug, ["web-look-up", "web-shout", "web-times"]);
+    assert_eq!(slug, ["web-grow", "web-look-up", "web-shout", "web-times"]);
     // The Virtual MCP's own endpoint serves its tools as the grant narrows them.
     let group_tools = listed(&app, "/mcp/files-all", &key, &[]).await;
     assert_eq!(group_tools, ["files-add", "files-echo", "files-fail", "files-headers", "files-read-file"]);
