@@ -31,6 +31,25 @@ pub fn refusal(why: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(format!("Tool execution failed: {why}"))])
 }
 
+/// The size of `value` as JSON, counted as it is written, without building the text.
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
+}
+
 /// A name as audited: at most 200 characters (a caller may send anything).
 fn clipped(name: &str) -> String {
     name.chars().take(200).collect()
@@ -79,14 +98,8 @@ impl McpSurface {
             });
             return Err(Refusal::ToolNotGranted(format!("tool '{}' is not available to this virtual key", clipped(exposed))));
         };
-        let argument_bytes = arguments.as_ref().map_or(0, |a| serde_json::to_vec(a).map_or(0, |v| v.len()));
-        let ask = ToolAsk {
-            client_id: &client.client_id,
-            exposed,
-            tool,
-            price: client.price_of(tool),
-            argument_bytes: u64::try_from(argument_bytes).unwrap_or(u64::MAX),
-        };
+        let argument_bytes = arguments.as_ref().map_or(0, json_len);
+        let ask = ToolAsk { client_id: &client.client_id, exposed, tool, price: client.price_of(tool), argument_bytes };
         let held = match self.0.governor.admit_tool(&access, copy, &ask, now).await {
             Ok(held) => held,
             Err(denial) => {
@@ -122,18 +135,21 @@ impl McpSurface {
                 // An upstream on an older protocol leaves the discriminator out; a caller on the
                 // newest needs it (rmcp strips it again for callers on older versions).
                 result.result_type = Some(ResultType::COMPLETE);
-                let size = serde_json::to_vec(&result.content).map_or(0, |v| v.len());
                 let outcome = if result.is_error == Some(true) { "tool_error" } else { "ok" };
-                held.tool_finished(true, outcome, u64::try_from(size).unwrap_or(u64::MAX));
+                held.tool_finished(true, outcome, json_len(&result.content));
                 Ok(result)
             }
+            // The reason (a connection error, with the upstream's address) is for the log; the
+            // caller learns only which client failed.
             Err(CallError::NotConnected(why)) => {
+                tracing::warn!(client = %client.name, tool, error = %why, "MCP tool call not sent");
                 held.tool_not_sent("upstream_failure");
-                Err(Refusal::Upstream(why))
+                Err(Refusal::Upstream(format!("MCP client '{}' is not connected", client.name)))
             }
             Err(CallError::Lost(why)) => {
+                tracing::warn!(client = %client.name, tool, error = %why, "MCP tool call got no answer");
                 held.tool_finished(true, "upstream_failure", 0);
-                Err(Refusal::Upstream(format!("the upstream did not answer: {why}")))
+                Err(Refusal::Upstream(format!("MCP client '{}' did not answer", client.name)))
             }
             Err(CallError::Refused(why)) => {
                 held.tool_finished(false, "tool_error", 0);

@@ -199,6 +199,8 @@ async fn the_other_transports_serve_while_a_dead_upstream_is_left_out() {
     assert_eq!(seen["calls"][1]["text"], "contents of /etc/x");
     assert_eq!(seen["calls"][2]["is_error"], true, "an excluded tool is refused: {seen}");
     assert_eq!(seen["calls"][3]["is_error"], true, "a dead upstream's tool is refused: {seen}");
+    let why = seen["calls"][3]["text"].as_str().unwrap_or_default();
+    assert!(why.contains("MCP client 'gone'") && !why.contains("127.0.0.1"), "the caller learns the client, not its address: {why}");
 
     // Headers narrow the grant, with client-* wildcards, and never widen it.
     let narrowed = python_client(&app, &key, json!({"x-bf-mcp-include-tools": "web-*,files-echo,files-slow"}), json!([])).await;
