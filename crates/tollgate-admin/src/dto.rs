@@ -136,15 +136,15 @@ pub struct AuditParams {
     pub user_id: Option<String>,
 }
 
-/// Query of the API-key list.
+/// Query of a paged list searched by name (API keys, MCP clients).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ApiKeyListParams {
+pub struct SearchListParams {
     #[param(minimum = 0)]
     pub limit: Option<i64>,
     #[param(minimum = 0)]
     pub offset: Option<i64>,
-    /// Case-insensitive substring of the name.
+    /// Case-insensitive substring of the name (an MCP client's id matches too).
     pub search: Option<String>,
 }
 

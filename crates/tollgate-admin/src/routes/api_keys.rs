@@ -7,7 +7,7 @@ use tollgate_core::ids::ApiKeyId;
 use tollgate_core::services::api_keys::ApiKeyRequest;
 
 use crate::AdminState;
-use crate::dto::{ApiKeyCreatedResponse, ApiKeyListParams, ApiKeyListResponse, ApiKeyResponse, MessageResponse, count, paging};
+use crate::dto::{ApiKeyCreatedResponse, ApiKeyListResponse, ApiKeyResponse, MessageResponse, SearchListParams, count, paging};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Body, Caller, Path, Query};
 
@@ -26,13 +26,13 @@ fn key_id(raw: u64) -> ApiKeyId {
 }
 
 /// Lists management API keys (never their values).
-#[utoipa::path(get, path = "/api/api-keys", tag = "API Keys", operation_id = "listAPIKeys", params(ApiKeyListParams),
+#[utoipa::path(get, path = "/api/api-keys", tag = "API Keys", operation_id = "listAPIKeys", params(SearchListParams),
     responses((status = 200, body = ApiKeyListResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 async fn list(
     State(s): State<AdminState>,
     caller: Caller,
-    Query(q): Query<ApiKeyListParams>,
+    Query(q): Query<SearchListParams>,
 ) -> Result<Json<ApiKeyListResponse>, ApiError> {
     caller.require(RESOURCE, "View")?;
     let paging = paging(q.limit, q.offset)?;

@@ -4,13 +4,13 @@
 use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tollgate_core::mcp_clients::{McpClientRequest, VirtualMcp, VirtualMcpRequest};
 use tollgate_core::services::mcp::McpClientEntry;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::AdminState;
-use crate::dto::{MessageResponse, count, paging};
+use crate::dto::{MessageResponse, SearchListParams, count, paging};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Body, Caller, Path, Query};
 
@@ -34,18 +34,6 @@ pub(crate) fn routes() -> Router<AdminState> {
 #[openapi(paths(list, create, read, replace, remove, reconnect, list_groups, create_group, read_group, replace_group, remove_group))]
 pub(crate) struct McpDoc;
 
-/// Query of the MCP client list.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct McpClientListParams {
-    #[param(minimum = 0)]
-    pub limit: Option<i64>,
-    #[param(minimum = 0)]
-    pub offset: Option<i64>,
-    /// Case-insensitive substring of the name or the client id.
-    pub search: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct McpClientListResponse {
     pub clients: Vec<McpClientEntry>,
@@ -67,13 +55,13 @@ pub struct VirtualMcpResponse {
 }
 
 /// Lists MCP clients with their tools and connection state (header and env values masked).
-#[utoipa::path(get, path = "/api/mcp/clients", tag = "MCP", operation_id = "listMCPClients", params(McpClientListParams),
+#[utoipa::path(get, path = "/api/mcp/clients", tag = "MCP", operation_id = "listMCPClients", params(SearchListParams),
     responses((status = 200, body = McpClientListResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 async fn list(
     State(s): State<AdminState>,
     caller: Caller,
-    Query(q): Query<McpClientListParams>,
+    Query(q): Query<SearchListParams>,
 ) -> Result<Json<McpClientListResponse>, ApiError> {
     caller.require(CLIENTS, "View")?;
     let paging = paging(q.limit, q.offset)?;

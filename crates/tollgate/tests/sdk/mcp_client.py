@@ -10,16 +10,16 @@ import asyncio
 import json
 import os
 
+import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 
 async def main() -> None:
     headers = {"Authorization": f"Bearer {os.environ['TOLLGATE_KEY']}"}
     headers.update(json.loads(os.environ.get("TOLLGATE_HEADERS") or "{}"))
     calls = json.loads(os.environ.get("TOLLGATE_CALLS") or "[]")
-    http = create_mcp_http_client(headers=headers)
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
     async with http, Client(streamable_http_client(os.environ["TOLLGATE_URL"], http_client=http), mode=os.environ.get("TOLLGATE_MODE") or "auto") as client:
         listed = await client.list_tools()
         tools = [
