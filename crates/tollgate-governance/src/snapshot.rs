@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
+use hashbrown::hash_map::EntryRef;
 use tollgate_core::copies::UserCopy;
 use tollgate_core::overrides::BudgetOverride;
 use tollgate_core::usage::{KeyBlock, KeyRecord, UsersData, key_block, value_live};
@@ -78,11 +79,15 @@ pub struct SnapshotBuilder {
     users: hashbrown::HashMap<Arc<str>, Holdings>,
 }
 
-/// The user's shared id and holdings, made empty if it had none.
+/// The user's shared id and holdings, made empty if it had none (one hash lookup either way).
 fn held_by<'m>(users: &'m mut hashbrown::HashMap<Arc<str>, Holdings>, user: &str) -> (Arc<str>, &'m mut Holdings) {
-    let id = users.get_key_value(user).map_or_else(|| Arc::from(user), |(id, _)| Arc::clone(id));
-    let held = users.entry(Arc::clone(&id)).or_default();
-    (id, held)
+    match users.entry_ref(user) {
+        EntryRef::Occupied(entry) => (Arc::clone(entry.key()), entry.into_mut()),
+        EntryRef::Vacant(entry) => {
+            let id: Arc<str> = Arc::from(user);
+            (Arc::clone(&id), entry.insert_entry_with_key(id, Holdings::default()).into_mut())
+        }
+    }
 }
 
 /// Pushes onto a user's copies or key hashes with room for exactly one item at first: most users
