@@ -236,3 +236,24 @@ fn a_bad_scrape_address_block_is_a_configuration_problem_naming_it() {
     let problem = resolved.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(problem.contains("metrics.allow[0]") && !problem.contains("metrics.allow[1]"), "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_counters_in_redis_each_script_round_trip_is_timed() {
+    let mock = MockUpstream::start().await;
+    // The replicas tests' settings: the CI Redis under a key prefix of this test process's own.
+    let app = TestApp::start_with_config(Backend::Sqlite, &crate::replicas::config(&mock)).await;
+    let (_, key) = key_holder(
+        &app,
+        json!({"name": "Shared", "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+        "provider_configs": [{"provider_name": "openai", "allowed_models": ["mock"]}]}),
+    )
+    .await;
+    app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
+    logged(&app, 1, 0).await;
+    let text = scrape(&app).await;
+    let s = samples(&text);
+    assert!(total(&s, "tollgate_redis_latency_seconds_count", &[]) >= 2, "a reservation and its settlement:\n{text}");
+    assert_eq!(total(&s, "tollgate_redis_errors_total", &[]), 0);
+    promtool_accepts(&text);
+    app.stop().await;
+}
