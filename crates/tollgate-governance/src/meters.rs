@@ -7,7 +7,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use tollgate_core::usage::{RequestLog, ToolCallLog};
 
-/// Requests that reached a provider (one per upstream try governance admitted), by route,
+/// Requests governance admitted (one per upstream try, whether or not it was sent), by route,
 /// provider, model and outcome; counted from the request log as it is written.
 pub const REQUESTS: &str = "tollgate_requests_total";
 /// Refusals by governance, by route and rule (`type`).
@@ -46,7 +46,10 @@ pub const OTHER_MODEL: &str = "other";
 /// Describes every governance metric to the installed recorder (the exposition's `HELP` lines).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(REQUESTS, "Requests sent to a provider, by route, provider, model (\"other\" if unpriced) and outcome.");
+    describe_counter!(
+        REQUESTS,
+        "Governed requests as logged (one per try), by route, provider, model (\"other\" if unpriced) and outcome."
+    );
     describe_counter!(DENIALS, "Requests refused by governance, by route and rule.");
     describe_histogram!(OVERHEAD, Unit::Seconds, "Gateway time before a request's first upstream attempt, by route.");
     describe_histogram!(UPSTREAM, Unit::Seconds, "Time from a request's first upstream attempt to the provider's answer, by provider.");
