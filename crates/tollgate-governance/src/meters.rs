@@ -132,10 +132,11 @@ pub(crate) fn tally(logs: &[RequestLog], facts: &[Facts], calls: &[ToolCallLog])
         sums.overhead.extend(facts.overhead.map(|d| d.as_secs_f64()));
         sums.upstream.extend(facts.upstream.map(|d| d.as_secs_f64()));
     }
+    // The requests counter goes last: a reader that sees a batch's requests sees the rest of it.
+    let mut requests = Vec::with_capacity(groups.len());
     for (l, sums) in groups {
         let (provider, model) = (l.provider.to_owned(), l.model.to_owned());
-        metrics::counter!(REQUESTS, "route" => l.route, "provider" => provider.clone(), "model" => model.clone(), "outcome" => l.outcome)
-            .increment(sums.requests);
+        requests.push((l, sums.requests));
         if sums.tokens_in > 0 {
             metrics::counter!(TOKENS, "provider" => provider.clone(), "model" => model.clone(), "direction" => "in")
                 .increment(sums.tokens_in);
@@ -162,6 +163,10 @@ pub(crate) fn tally(logs: &[RequestLog], facts: &[Facts], calls: &[ToolCallLog])
     }
     for ((client, outcome), n) in tools {
         metrics::counter!(TOOL_CALLS, "client" => client.to_owned(), "outcome" => outcome.to_owned()).increment(n);
+    }
+    for (l, n) in requests {
+        let (provider, model) = (l.provider.to_owned(), l.model.to_owned());
+        metrics::counter!(REQUESTS, "route" => l.route, "provider" => provider, "model" => model, "outcome" => l.outcome).increment(n);
     }
 }
 

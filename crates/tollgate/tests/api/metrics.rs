@@ -96,15 +96,20 @@ async fn scrape(app: &TestApp) -> String {
     response.text().await.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Waits until the usage writer has stored `requests` log lines and `calls` tool-call rows.
-async fn logged(app: &TestApp, requests: i64, calls: i64) {
+/// Waits until the usage writer has stored `requests` log lines and `calls` tool-call rows, and
+/// has counted them (it counts a batch just after storing it); returns the exposition then.
+async fn logged(app: &TestApp, requests: i64, calls: i64) -> String {
     let start = Instant::now();
     loop {
         let seen = (app.count("SELECT COUNT(*) AS n FROM request_logs").await, app.count("SELECT COUNT(*) AS n FROM mcp_tool_calls").await);
         if seen == (requests, calls) {
-            return;
+            let text = scrape(app).await;
+            let s = samples(&text);
+            if (total(&s, "tollgate_requests_total", &[]), total(&s, "tollgate_mcp_tool_calls_total", &[])) == seen {
+                return text;
+            }
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "the log holds {seen:?}, not ({requests}, {calls})");
+        assert!(start.elapsed() < Duration::from_secs(20), "the log holds {seen:?} (or the metrics lag it), not ({requests}, {calls})");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -156,8 +161,7 @@ mod the_exposition_agrees_with_the_traffic_and_the_log_and_passes_promtool {
         let seen = tokio::task::spawn_blocking(move || run_sdk_script("openai_sdk.py", &env)).await.unwrap_or(Value::Null);
         assert_eq!(seen["stream_text_words"], 20, "{seen}");
 
-        logged(&app, 6, 1).await;
-        let text = scrape(&app).await;
+        let text = logged(&app, 6, 1).await;
         let s = samples(&text);
         let chat_ok = [("route", "chat_completions"), ("provider", "openai"), ("model", "mock"), ("outcome", "ok")];
         let stored = app.count("SELECT COUNT(*) AS n FROM request_logs WHERE model = 'mock' AND status = 200").await;
@@ -249,8 +253,7 @@ async fn with_counters_in_redis_each_script_round_trip_is_timed() {
     )
     .await;
     app.with_key(&key).post("/v1/chat/completions", chat("openai/mock")).await.expect(200);
-    logged(&app, 1, 0).await;
-    let text = scrape(&app).await;
+    let text = logged(&app, 1, 0).await;
     let s = samples(&text);
     assert!(total(&s, "tollgate_redis_latency_seconds_count", &[]) >= 2, "a reservation and its settlement:\n{text}");
     assert_eq!(total(&s, "tollgate_redis_errors_total", &[]), 0);
