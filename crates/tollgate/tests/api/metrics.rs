@@ -182,6 +182,11 @@ mod the_exposition_agrees_with_the_traffic_and_the_log_and_passes_promtool {
         let sent = [("route", "chat_completions")];
         assert_eq!(total(&s, "tollgate_gateway_overhead_seconds_count", &sent), 6, "every request sent upstream");
         assert_eq!(total(&s, "tollgate_upstream_latency_seconds_count", &[("provider", "openai")]), 6);
+        let seconds = |name: &str| s.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum::<f64>();
+        let (overhead, upstream) = (seconds("tollgate_gateway_overhead_seconds_sum"), seconds("tollgate_upstream_latency_seconds_sum"));
+        assert!(overhead > 0.0 && overhead < 6.0 && upstream > 0.0 && upstream < 60.0, "overhead {overhead} s, upstream {upstream} s");
+        let inf = [("route", "chat_completions"), ("le", "+Inf")];
+        assert_eq!(total(&s, "tollgate_gateway_overhead_seconds_bucket", &inf), 6, "the overhead histogram has buckets");
         assert_eq!(total(&s, "tollgate_streams_open", &[]), 0);
         assert_eq!(total(&s, "tollgate_reservations_held", &[]), 0);
         assert!(total(&s, "tollgate_snapshot_reloads_total", &[("scope", "full")]) >= 1, "{text}");
