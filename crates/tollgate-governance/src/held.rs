@@ -59,6 +59,7 @@ impl Held {
         log: LogLine,
     ) -> Held {
         governor.0.held.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         Held {
             governor,
             reservation: Some(reservation),
@@ -66,10 +67,10 @@ impl Held {
             estimate,
             max_out,
             request_lines,
-            arrived: Instant::now(),
+            arrived: now,
             sent_after: AtomicU64::new(0),
             answered_after: AtomicU64::new(0),
-            started: Instant::now(),
+            started: now,
             log: Some(log),
         }
     }
