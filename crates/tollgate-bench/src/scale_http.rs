@@ -24,6 +24,8 @@ const IN_FLIGHT: usize = 8;
 /// The inference rate held idle and during the big writes, and the slice it is measured in.
 const RATE: u32 = 200;
 const SLICE: Duration = Duration::from_secs(1);
+/// How long after start the server's resident memory is read again, at rest.
+const AT_REST: Duration = Duration::from_secs(15);
 /// The longest one management call may take before the run gives up.
 const CALL_LIMIT: Duration = Duration::from_mins(5);
 
@@ -172,6 +174,10 @@ pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
     let tollgate = setup::start_tollgate(&binary, dir.path(), mock.addr, None)?;
     let admin = Admin::new(tollgate.addr)?;
     say(&format!("restarted over {} users in {:.1} s; RSS {}", options.users, started.elapsed().as_secs_f64(), rss_mb(&tollgate)));
+    // The start-up rebuild's transient memory goes back to the system within jemalloc's decay
+    // time (10 s) on its background thread; what stays is what the server holds at rest.
+    tokio::time::sleep(AT_REST).await;
+    say(&format!("at rest {} s later: RSS {}", AT_REST.as_secs(), rss_mb(&tollgate)));
 
     // (1) users through the API, eight at a time, into a role with a default profile.
     let role = roles[0];
@@ -267,6 +273,10 @@ pub async fn run(options: Options, say: fn(&str)) -> Result<(), String> {
         rss_mb(&tollgate)
     ));
     say(&format!("    inference during it: {}", p99(&during)));
+    // The old snapshot and the write's buffers are freed at once; their pages go back within
+    // jemalloc's decay time.
+    tokio::time::sleep(AT_REST).await;
+    say(&format!("    at rest {} s later: RSS {}", AT_REST.as_secs(), rss_mb(&tollgate)));
     say(&format!("load average at end: {}", procstat::load_average()));
     Ok(())
 }

@@ -236,6 +236,20 @@ impl TestApp {
         row.try_get::<i64, _>(0).expect("count is an integer")
     }
 
+    /// Counts like [`TestApp::count`], polling until the count reaches `want` or ten seconds
+    /// pass, for rows the background usage writer persists a moment after the answer.
+    /// Returns the last count, so the caller's assertion shows what was there.
+    pub async fn count_reaching(&self, query: &str, want: i64) -> i64 {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let seen = self.count(query).await;
+            if seen >= want || tokio::time::Instant::now() >= deadline {
+                return seen;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -1,6 +1,6 @@
 //! Counters in Redis (one server or a cluster, `link`), shared by every Tollgate instance pointed
-//! at it: each reservation and settlement is one Lua script over one user copy's keys (`keys`), so
-//! it is atomic across instances; reservations are indexed by age, kept fresh while their request
+//! at it: each reservation and settlement is one Lua script over one user copy's hash and its
+//! bucket's index (`keys`), so it is atomic across instances; reservations are indexed by age, kept fresh while their request
 //! lives, and any instance charges those of an instance that died (`sweep`). Lines Redis lost are
 //! rebuilt from stored usage (`rebuild`), never taken as empty.
 
@@ -125,7 +125,13 @@ fn expires_at(claim: &Claim, now: DateTime<Utc>) -> i64 {
     end.checked_add_signed(EXPIRY_GRACE).filter(|_| end < DateTime::<Utc>::MAX_UTC).map_or(0, |at| at.timestamp_millis())
 }
 
-/// A line's kind as the reservation hash keeps it, for a sweep to report.
+/// When a copy's hash may expire, given the lines a request claims: after the last of their
+/// windows ends, or never (0) if one of them never resets. The script only ever moves it later.
+fn hash_expiry(claims: &[Claim], now: DateTime<Utc>) -> i64 {
+    claims.iter().map(|claim| expires_at(claim, now)).try_fold(0, |latest, at| (at != 0).then(|| latest.max(at))).unwrap_or(0)
+}
+
+/// A line's kind as the reservation record keeps it, for a sweep to report.
 fn kind_letter(kind: LineKind) -> &'static str {
     match kind {
         LineKind::Budget => "b",
@@ -173,14 +179,10 @@ impl RedisCounters {
         })
     }
 
-    /// The key of a claim's line.
-    fn line_key(&self, claim: &Claim) -> String {
-        self.keys.line(bucket(claim.copy), &claim.line)
-    }
-
-    /// A reservation's name in its bucket's index.
-    fn member(&self, reservation: u64) -> String {
-        format!("{}:{reservation}", self.instance)
+    /// A reservation's name in its bucket's index: `<instance>:<number>:<copy>` (a sweep finds the
+    /// copy's hash, which holds the reservation's record, from the last part).
+    fn member(&self, reservation: u64, copy: i64) -> String {
+        format!("{}:{reservation}:{copy}", self.instance)
     }
 
     /// Runs `call`, an `EVALSHA` of `script` over the lines of `claims`. If it answers that lines
@@ -208,17 +210,15 @@ impl RedisCounters {
         actual: Actual,
         now: DateTime<Utc>,
     ) -> Result<Vec<LineValue>, Trouble> {
-        let (at, member) = (claims.first().map_or(0, |c| bucket(c.copy)), self.member(reservation));
+        let copy = claims.first().map_or(0, |c| c.copy);
+        let member = self.member(reservation, copy);
         // The command is built in place: keys, then arguments (see settle.lua).
         let mut call = redis::cmd("EVALSHA");
-        call.arg(SETTLE.get_hash()).arg(3 + claims.len());
-        call.arg(self.keys.index(at)).arg(self.keys.record(at, &member)).arg(self.keys.marker(at, &member));
-        for claim in claims {
-            call.arg(self.line_key(claim));
-        }
+        call.arg(SETTLE.get_hash()).arg(3);
+        call.arg(self.keys.index(bucket(copy))).arg(self.keys.copy(copy)).arg(self.keys.marker(bucket(copy), &member));
         call.arg(&member);
         for claim in claims {
-            call.arg(claim.estimate).arg(actual.of(claim.kind)).arg(micros(claim.window_start(now))).arg(expires_at(claim, now));
+            call.arg(&*claim.line).arg(claim.estimate).arg(actual.of(claim.kind)).arg(micros(claim.window_start(now)));
         }
         let numbers = self.run_on_lines(&SETTLE, &call, claims, now).await?;
         let values: Vec<LineValue> = claims
@@ -236,10 +236,11 @@ impl RedisCounters {
         Ok(values)
     }
 
-    /// Sets a line from stored usage (see `adopt.lua`); `expires` in ms since the epoch, 0: never.
-    async fn adopt_line(&self, key: String, used: u64, window_start: DateTime<Utc>, expires: i64) -> Result<(), String> {
-        let mut call = ADOPT.key(key);
-        call.arg(used).arg(micros(window_start)).arg(expires);
+    /// Sets a line of `copy` from stored usage (see `adopt.lua`); `expires` in ms since the epoch,
+    /// 0: never.
+    async fn adopt_line(&self, copy: i64, line: &str, used: u64, window_start: DateTime<Utc>, expires: i64) -> Result<(), String> {
+        let mut call = ADOPT.key(self.keys.copy(copy));
+        call.arg(line).arg(used).arg(micros(window_start)).arg(expires);
         call.invoke_async::<i64>(&mut self.connection.clone()).await.map(drop).map_err(|e| format!("redis: {e}"))
     }
 }
@@ -252,20 +253,13 @@ impl Counters for RedisCounters {
             // Nothing to hold: no Redis call, and settling it is a no-op.
             return Ok(id);
         };
-        let (at, member) = (bucket(first.copy), self.member(id));
+        let member = self.member(id, first.copy);
         // The command is built in place: keys, then arguments (see reserve.lua).
         let mut call = redis::cmd("EVALSHA");
-        call.arg(RESERVE.get_hash()).arg(2 + claims.len()).arg(self.keys.index(at)).arg(self.keys.record(at, &member));
+        call.arg(RESERVE.get_hash()).arg(2).arg(self.keys.index(bucket(first.copy))).arg(self.keys.copy(first.copy));
+        call.arg(now.timestamp_millis()).arg(&member).arg(hash_expiry(claims, now));
         for claim in claims {
-            call.arg(self.line_key(claim));
-        }
-        call.arg(now.timestamp_millis()).arg(&member);
-        for claim in claims {
-            call.arg(claim.limit)
-                .arg(claim.estimate)
-                .arg(micros(claim.window_start(now)))
-                .arg(expires_at(claim, now))
-                .arg(kind_letter(claim.kind));
+            call.arg(&*claim.line).arg(claim.limit).arg(claim.estimate).arg(micros(claim.window_start(now))).arg(kind_letter(claim.kind));
         }
         let numbers = self.run_on_lines(&RESERVE, &call, claims, now).await.map_err(|e| {
             tracing::error!(error = %e, "redis counters cannot be used; refusing the request");
@@ -341,7 +335,7 @@ impl Counters for RedisCounters {
         let Some(copy) = copy else { return Ok(()) };
         let (window_start, used) = rebuild::with_seen(&self.seen, line, (window_start, used));
         let expires = (tollgate_core::clock::now() + ADOPTED_EXPIRY).timestamp_millis();
-        self.adopt_line(self.keys.line(bucket(copy), line), used, window_start, expires).await
+        self.adopt_line(copy, line, used, window_start, expires).await
     }
 
     /// Re-scores this instance's live reservations in their indexes, so no sweep takes them for
@@ -361,14 +355,11 @@ impl Counters for RedisCounters {
     }
 
     async fn peek(&self, line: &str, copy: i64) -> Option<(u64, u64)> {
-        let (used, reserved): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
-            .arg(self.keys.line(bucket(copy), line))
-            .arg("used")
-            .arg("reserved")
-            .query_async(&mut self.connection.clone())
-            .await
-            .ok()?;
-        used.or(reserved).map(|_| (used.unwrap_or(0), reserved.unwrap_or(0)))
+        let value: Option<String> =
+            redis::cmd("HGET").arg(self.keys.copy(copy)).arg(line).query_async(&mut self.connection.clone()).await.ok()?;
+        let mut parts = value?.rsplitn(3, ':').map(|part| part.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>().into_iter();
+        let (reserved, used) = (parts.next()?, parts.next()?);
+        Some((used, reserved))
     }
 
     async fn ping(&self) -> Result<(), String> {

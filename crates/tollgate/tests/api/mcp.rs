@@ -152,7 +152,8 @@ async fn grant_scenario(backend: Backend) {
     app.admin().post(&format!("{}/{id}/propagate", FAMILIES[0]), json!({"fields": ["mcp_servers"]})).await.expect(200);
     assert_eq!(listed(&app, "/mcp", &key, &[]).await, ["py-look-up"]);
 
-    let rows = app.count("SELECT COUNT(*) FROM mcp_tool_calls").await;
+    // Rows are written by the background usage writer: wait for them rather than for a tick.
+    let rows = app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls", 5).await;
     assert_eq!(rows, 5, "every call has its row, the refused one too");
     assert_eq!(app.count("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'tool_error'").await, 1);
     app.stop().await;
@@ -258,9 +259,9 @@ async fn a_slow_tool_times_out_without_holding_up_other_calls_and_is_charged_as_
     assert!(echo_took < Duration::from_millis(900), "the quick call waited for the slow one: {echo_took:?}");
     assert_eq!(slow.1["result"]["isError"], true, "{}", slow.1);
     assert!(started.elapsed() < Duration::from_millis(2900), "the slow call was not cut at the timeout");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'upstream_failure' AND tool = 'slow' AND cost = 250000").await,
+        app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'upstream_failure' AND tool = 'slow' AND cost = 250000", 1)
+            .await,
         1
     );
     let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200).clone();

@@ -111,10 +111,18 @@ mod admission_refuses_in_plain_http_before_any_json_rpc_and_the_protocol_edges_h
 }
 
 /// Budget usage of the user's first copy, once the writer has caught up.
-async fn spent(app: &TestApp, user: &str) -> f64 {
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200).clone();
-    copies["access_profiles"][0]["budgets"][0]["current_usage"].as_f64().unwrap_or(-1.0)
+/// The copy's budget usage as the API shows it, polled until it reaches `want` (the usage writer
+/// persists settlements a moment after the answers) or ten seconds pass.
+async fn spent(app: &TestApp, user: &str, want: f64) -> f64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let copies = app.admin().get(&format!("/api/governance/users/{user}/access-profiles")).await.expect(200).clone();
+        let seen = copies["access_profiles"][0]["budgets"][0]["current_usage"].as_f64().unwrap_or(-1.0);
+        if seen >= want - 1e-9 || tokio::time::Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn budget(backend: Backend) {
@@ -133,9 +141,9 @@ async fn budget(backend: Backend) {
     assert_eq!(ok, 50, "exactly the budget's worth of calls ran");
     assert_eq!(refused.len(), 50);
     assert!(refused[0]["result"]["content"][0]["text"].as_str().unwrap_or_default().contains("udget"), "{}", refused[0]);
-    assert!((spent(&app, &user).await - 0.5).abs() < 1e-9);
-    assert_eq!(app.count("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'ok'").await, 50);
-    assert_eq!(app.count("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'budget'").await, 50);
+    assert!((spent(&app, &user, 0.5).await - 0.5).abs() < 1e-9);
+    assert_eq!(app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'ok'", 50).await, 50);
+    assert_eq!(app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'budget'", 50).await, 50);
     let row = app.text("SELECT client_id || '|' || tool || '|' || user_id FROM mcp_tool_calls WHERE outcome = 'ok' LIMIT 1").await;
     assert_eq!(row, format!("docs|echo|{user}"));
     // An unpriced tool still runs: it costs nothing.
@@ -161,8 +169,7 @@ async fn tool_calls_count_against_the_request_rate_limit() {
         errors.push(body["result"]["isError"] == true);
     }
     assert_eq!(errors, [false, false, false, true]);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(app.count("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'rate_limited'").await, 1);
+    assert_eq!(app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'rate_limited'", 1).await, 1);
     app.stop().await;
     task.abort();
 }

@@ -31,24 +31,15 @@ impl Keys {
         format!("{}{{{bucket}}}:", self.prefix)
     }
 
-    /// A counter line (a hash: `start`, `used`, `reserved`).
-    pub(super) fn line(&self, bucket: i64, line: &str) -> String {
-        format!("{}line:{line}", self.tagged(bucket))
-    }
-
-    /// What `line` keys of `bucket` start with, to read a line's name back from its key.
-    pub(super) fn line_prefix(&self, bucket: i64) -> String {
-        self.line(bucket, "")
+    /// A user copy's counters: a hash whose field `<line>` holds `<window start>:<used>:<reserved>`,
+    /// `exp` its expiry, and `@<reservation>` what each reservation of the copy holds.
+    pub(super) fn copy(&self, copy: i64) -> String {
+        format!("{}copy:{copy}", self.tagged(bucket(copy)))
     }
 
     /// The bucket's reservations, scored by when their instance last vouched for them.
     pub(super) fn index(&self, bucket: i64) -> String {
         format!("{}reservations", self.tagged(bucket))
-    }
-
-    /// A reservation's record: per line key, `estimate:window start:kind`.
-    pub(super) fn record(&self, bucket: i64, member: &str) -> String {
-        format!("{}reservation:{member}", self.tagged(bucket))
     }
 
     /// What a sweep charged for a reservation, for its late settlement.
@@ -66,7 +57,7 @@ mod tests {
         let keys = Keys::new("tg:");
         let b = bucket(1025);
         assert_eq!(b, 1);
-        for key in [keys.line(b, "budget-1"), keys.line(b, "rl:t"), keys.index(b), keys.record(b, "i:1"), keys.marker(b, "i:1")] {
+        for key in [keys.copy(1025), keys.index(b), keys.marker(b, "i:1:1025")] {
             assert!(key.starts_with("tg:{1}:"), "{key}");
         }
         assert_eq!(bucket(-3), BUCKETS - 3, "never a negative tag");

@@ -89,7 +89,7 @@ impl RedisCounters {
             if window_start >= current.0 && used > 0 {
                 restored += 1;
             }
-            self.adopt_line(self.line_key(claim), used, window_start, expires_at(claim, now)).await?;
+            self.adopt_line(claim.copy, &claim.line, used, window_start, expires_at(claim, now)).await?;
         }
         if restored > 0 {
             tracing::warn!(restored, lines = claims.len(), "redis had lost counter lines; rebuilt them from stored usage");

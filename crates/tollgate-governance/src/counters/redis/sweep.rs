@@ -23,25 +23,25 @@ const BUCKETS_AT_ONCE: usize = 64;
 impl RedisCounters {
     /// Re-scores this instance's reservations younger than `LIVE_LIMIT` at `now`, bucket by bucket.
     pub(super) async fn refresh_live(&self, now: DateTime<Utc>) {
-        let mut live: HashMap<i64, Vec<u64>> = HashMap::new();
+        let mut live: HashMap<i64, Vec<String>> = HashMap::new();
         match self.held.lock() {
             Ok(held) => {
                 for (id, (at, claims)) in held.iter() {
                     if let Some(first) = claims.first()
                         && now - *at < LIVE_LIMIT
                     {
-                        live.entry(bucket(first.copy)).or_default().push(*id);
+                        live.entry(bucket(first.copy)).or_default().push(self.member(*id, first.copy));
                     }
                 }
             }
             Err(_) => return,
         }
-        for (at, ids) in live {
-            for ids in ids.chunks(1000) {
+        for (at, members) in live {
+            for members in members.chunks(1000) {
                 let mut zadd = redis::cmd("ZADD");
                 zadd.arg(self.keys.index(at)).arg("XX");
-                for id in ids {
-                    zadd.arg(now.timestamp_millis()).arg(self.member(*id));
+                for member in members {
+                    zadd.arg(now.timestamp_millis()).arg(member);
                 }
                 if let Err(e) = zadd.query_async::<i64>(&mut self.connection.clone()).await {
                     tracing::warn!(error = %e, "refreshing live reservations in redis failed");
@@ -90,44 +90,44 @@ impl RedisCounters {
         swept
     }
 
-    /// Reads a stale reservation's record (the lines it holds), then charges it in one script
-    /// naming every key it touches; false if it was settled or refreshed meanwhile.
+    /// Charges a stale reservation in one script over its copy's hash (which holds its record,
+    /// the lines it reserved on); false if it was settled or refreshed meanwhile. A member whose
+    /// copy cannot be read is only taken out of the index.
     async fn sweep_one(&self, at: i64, member: &str, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool, redis::RedisError> {
-        let record = self.keys.record(at, member);
-        let lines: Vec<String> = redis::cmd("HKEYS").arg(&record).query_async(&mut self.connection.clone()).await?;
+        let Some(copy) = member.rsplit(':').next().and_then(|copy| copy.parse::<i64>().ok()).filter(|copy| bucket(*copy) == at) else {
+            tracing::warn!(member, "a reservation in redis names no copy of its bucket; dropping it");
+            redis::cmd("ZREM").arg(self.keys.index(at)).arg(member).query_async::<i64>(&mut self.connection.clone()).await?;
+            return Ok(false);
+        };
         let mut call = SWEEP.key(self.keys.index(at));
-        call.key(&record).key(self.keys.marker(at, member));
-        for line in &lines {
-            call.key(line);
-        }
+        call.key(self.keys.copy(copy)).key(self.keys.marker(at, member));
         call.arg(member).arg(cutoff.timestamp_millis()).arg(MARKER_LIFE.num_milliseconds());
         let Value::Array(reply) = call.invoke_async::<Value>(&mut self.connection.clone()).await? else { return Ok(false) };
         let done = reply.first().and_then(|n| redis::from_redis_value_ref::<i64>(n).ok()) == Some(1);
-        let values = self.swept_values(at, reply.get(1..).unwrap_or_default());
+        let values = swept_values(reply.get(1..).unwrap_or_default());
         rebuild::note(&self.seen, &values, now);
         if let Ok(mut swept) = self.swept.lock() {
             swept.extend(values);
         }
         Ok(done)
     }
+}
 
-    /// The lines a sweep charged, from its reply `{key, kind, used, window, …}`.
-    fn swept_values(&self, at: i64, reply: &[Value]) -> Vec<LineValue> {
-        let line_prefix = self.keys.line_prefix(at);
-        reply
-            .chunks(4)
-            .filter_map(|item| {
-                let key: String = redis::from_redis_value_ref(item.first()?).ok()?;
-                let kind: String = redis::from_redis_value_ref(item.get(1)?).ok()?;
-                let used: i64 = redis::from_redis_value_ref(item.get(2)?).ok()?;
-                let window: i64 = redis::from_redis_value_ref(item.get(3)?).ok()?;
-                Some(LineValue {
-                    line: Arc::from(key.strip_prefix(&line_prefix)?),
-                    kind: kind_of_letter(&kind)?,
-                    used: u64::try_from(used).ok()?,
-                    window_start: from_micros(window),
-                })
+/// The lines a sweep charged, from its reply `{line, kind, used, window, …}`.
+fn swept_values(reply: &[Value]) -> Vec<LineValue> {
+    reply
+        .chunks(4)
+        .filter_map(|item| {
+            let line: String = redis::from_redis_value_ref(item.first()?).ok()?;
+            let kind: String = redis::from_redis_value_ref(item.get(1)?).ok()?;
+            let used: i64 = redis::from_redis_value_ref(item.get(2)?).ok()?;
+            let window: i64 = redis::from_redis_value_ref(item.get(3)?).ok()?;
+            Some(LineValue {
+                line: Arc::from(line),
+                kind: kind_of_letter(&kind)?,
+                used: u64::try_from(used).ok()?,
+                window_start: from_micros(window),
             })
-            .collect()
-    }
+        })
+        .collect()
 }

@@ -6,6 +6,7 @@
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 use tollgate_core::usage::{CopySink, GovernanceData, RequestLog, UsageRow};
+use tollgate_core::windows::Period;
 
 use super::*;
 use crate::counters::tests as contract;
@@ -216,28 +217,41 @@ async fn redis_a_dead_instances_reservation_is_charged_at_its_estimate_and_a_lat
     assert_eq!(first.peek("b2", contract::COPY).await, Some((40, 0)), "a smaller actual adds nothing to the swept estimate");
 }
 
+/// A copy's counters live in one hash, which expires once the last window of its lines is over
+/// (plus the grace), never earlier because a request touched only its shorter lines; an expiry
+/// the database set when it took a line up is replaced by the first request's exact one.
 #[tokio::test]
-async fn redis_line_keys_expire_once_their_window_is_over() {
+async fn redis_a_copys_counters_expire_once_the_last_of_its_windows_is_over() {
     let c = counters().await;
     let now = tollgate_core::clock::now();
-    let claim = contract::budget("b1", 100, 10);
-    let id = c.reserve(std::slice::from_ref(&claim), now).await.expect("room");
-    let until_window_end = (claim.period.next_start(true, claim.window_start(now)) - now).num_milliseconds();
-    let ttl = ttl_ms(&c, "b1").await;
-    let slack = 5_000;
-    assert!(
-        ttl > until_window_end && ttl <= until_window_end + EXPIRY_GRACE.num_milliseconds() + slack,
-        "a reserved line outlives its window by the grace only: {ttl} ms, window ends in {until_window_end} ms"
-    );
+    let day = contract::budget("b1", 100, 10);
+    let id = c.reserve(std::slice::from_ref(&day), now).await.expect("room");
+    let until = |claim: &Claim| (claim.period.next_start(true, claim.window_start(now)) - now).num_milliseconds();
+    let (grace, slack) = (EXPIRY_GRACE.num_milliseconds(), 5_000);
+    let ttl = ttl_ms(&c, contract::COPY).await;
+    assert!(ttl > until(&day) && ttl <= until(&day) + grace + slack, "a day's line: {ttl} ms, its window ends in {} ms", until(&day));
     contract::settle(&c, id, spend(5), now).await;
-    assert!(ttl_ms(&c, "b1").await > until_window_end, "settling keeps the expiry");
-    c.adopt("b2", Some(contract::COPY), LineKind::Budget, 7, now).await.expect("adopted");
-    let adopted = ttl_ms(&c, "b2").await;
-    assert!(adopted > Duration::days(399).num_milliseconds(), "a line taken from the database expires too: {adopted} ms");
+    assert!(ttl_ms(&c, contract::COPY).await > until(&day), "settling keeps the expiry");
+
+    let year = Claim { period: Period::Year, ..contract::budget("b-year", 100, 10) };
+    c.reserve(std::slice::from_ref(&year), now).await.expect("room");
+    let longer = ttl_ms(&c, contract::COPY).await;
+    assert!(longer > until(&year) && longer <= until(&year) + grace + slack, "the year's line moves it later: {longer} ms");
+    c.reserve(std::slice::from_ref(&day), now).await.expect("room");
+    assert!(ttl_ms(&c, contract::COPY).await > until(&year), "the day's line does not bring it back");
+
+    let other = contract::COPY + 1;
+    c.adopt("b2", Some(other), LineKind::Budget, 7, now).await.expect("adopted");
+    let adopted = ttl_ms(&c, other).await;
+    assert!(adopted > Duration::days(399).num_milliseconds(), "a copy taken up from the database expires too: {adopted} ms");
+    c.reserve(&[Claim { copy: other, ..contract::budget("b2", 100, 10) }], now).await.expect("room");
+    let exact = ttl_ms(&c, other).await;
+    assert!(exact <= until(&day) + grace + slack, "the first request sets the exact expiry: {exact} ms");
+    assert_eq!(c.peek("b2", other).await, Some((7, 10)), "the adopted value is kept");
 }
 
-async fn ttl_ms(c: &RedisCounters, line: &str) -> i64 {
-    redis::cmd("PTTL").arg(c.keys.line(keys::bucket(contract::COPY), line)).query_async(&mut c.connection.clone()).await.unwrap_or(-3)
+async fn ttl_ms(c: &RedisCounters, copy: i64) -> i64 {
+    redis::cmd("PTTL").arg(c.keys.copy(copy)).query_async(&mut c.connection.clone()).await.unwrap_or(-3)
 }
 
 #[tokio::test]
