@@ -26,7 +26,7 @@ pub async fn require_caller(State(state): State<AdminState>, mut request: Reques
     Ok(next.run(request).await)
 }
 
-async fn authenticate(state: &AdminState, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(state: &AdminState, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Principal, ApiError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Err(unauthorized("authentication required: HTTP Basic admin credentials or a management API key as Bearer token"));
     };

@@ -36,6 +36,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 pub use crate::frame::{Frame, FrameFuture};
+pub use crate::routes::metrics::{MetricsEndpoint, Network, Render};
 
 /// Largest request body accepted, in bytes (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -75,6 +76,8 @@ pub struct AdminState {
     /// which the binary adds (`ModelService::new` with its `ModelSources`).
     pub models: ModelService,
     pub auth: Arc<AuthService>,
+    /// What `GET /metrics` serves, set by the binary (which owns the recorder); `None`: 404.
+    pub metrics: Option<MetricsEndpoint>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -99,12 +102,15 @@ impl AdminState {
             models: ModelService::new(store.clone(), ModelSources::default()),
             store,
             auth,
+            metrics: None,
         }
     }
 }
 
-/// The management surface's routes. Public: `/health`, `/ready`, `/openapi.json`; everything
-/// under `/api` is authenticated first, including paths that do not exist. Bodies are capped at
+/// The management surface's routes. Public: `/health`, `/ready`, `/openapi.json`; `/metrics`
+/// checks its caller itself (an allow-listed scrape address, or the admin or a management API key
+/// with `Observability:View`); everything under `/api` is authenticated first, including paths
+/// that do not exist. Bodies are capped at
 /// `MAX_BODY_BYTES`. The server wraps these and every other surface's routes in `stack`.
 pub fn router(state: AdminState) -> Router {
     let api = routes::api_routes()
@@ -113,6 +119,7 @@ pub fn router(state: AdminState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_caller));
     Router::new()
         .merge(routes::public_routes())
+        .merge(routes::metrics::routes())
         .route("/openapi.json", axum::routing::get(openapi::serve))
         .nest("/api", api)
         .fallback(unknown_route)

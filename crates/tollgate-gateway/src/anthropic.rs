@@ -47,6 +47,7 @@ pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Ga
 }
 
 async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {
+    let arrived = std::time::Instant::now();
     let request = RawObject::parse(body)?;
     let full = request.str("model").ok_or_else(|| GatewayError::bad_request("model is required"))?;
     let (provider, model) = full.split_once('/').unwrap_or((DEFAULT_PROVIDER, &full));
@@ -57,7 +58,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let stream = request.switch("stream")?.unwrap_or(false);
     let given = request.token_count("max_tokens")?;
     let max_out = given.unwrap_or(gw.0.default_max_tokens);
-    let ask = Ask { provider, model, max_out, stream };
+    let ask = Ask { provider, model, max_out, stream, route: "messages", arrived };
     let prompt = Prompt::chat(body, &request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     let output_cap = target.spec.output_cap_member();

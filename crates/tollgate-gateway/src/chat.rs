@@ -4,6 +4,8 @@
 //! settling the bill. On failure the request's `fallbacks` are tried in order; if all fail the
 //! first answer stands.
 
+use std::time::Instant;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -25,12 +27,13 @@ use crate::upstream::Exchange;
 const CLIENT: ProviderKind = ProviderKind::OpenAi;
 
 pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
+    let arrived = Instant::now();
     let request = RawObject::parse(&body)?;
     let primary = request.str("model").ok_or_else(|| GatewayError::bad_request("model is required"))?;
     if !request.is_array("messages") {
         return Err(GatewayError::bad_request("messages must be an array"));
     }
-    let shape = Shape::read(&request, gw.0.default_max_tokens)?;
+    let shape = Shape::read(&request, gw.0.default_max_tokens, arrived)?;
     let fallbacks = fallbacks(request.get("fallbacks"), &primary)?;
     if fallbacks.is_empty() {
         return attempt(&gw, &headers, &body, &request, shape, &primary).await;
@@ -55,6 +58,8 @@ pub async fn chat_completions(State(gw): State<Gateway>, headers: HeaderMap, bod
 /// something larger.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
+    /// When the request arrived (each try's gateway overhead counts from here).
+    arrived: Instant,
     stream: bool,
     max_out: u64,
     choices: u64,
@@ -63,13 +68,13 @@ struct Shape {
 }
 
 impl Shape {
-    fn read(request: &RawObject<'_>, default_max_tokens: u64) -> Result<Shape, GatewayError> {
+    fn read(request: &RawObject<'_>, default_max_tokens: u64, arrived: Instant) -> Result<Shape, GatewayError> {
         let stream = request.switch("stream")?.unwrap_or(false);
         let newer = request.token_count("max_completion_tokens")?;
         let older = request.token_count("max_tokens")?;
         let choices = request.positive("n", "a whole number of choices (1 or more)")?.unwrap_or(1);
         let given = newer.or(older);
-        Ok(Shape { stream, max_out: given.unwrap_or(default_max_tokens), choices, capped: given.is_some() })
+        Ok(Shape { arrived, stream, max_out: given.unwrap_or(default_max_tokens), choices, capped: given.is_some() })
     }
 
     /// Output tokens the whole answer may hold: every choice is billed.
@@ -125,7 +130,7 @@ async fn attempt(
         .split_once('/')
         .ok_or_else(|| GatewayError::bad_request("model must be written as provider/model, e.g. openai/gpt-4o-mini"))?;
     let Shape { stream, max_out, capped, .. } = shape;
-    let ask = Ask { provider, model, max_out: shape.total_out(), stream };
+    let ask = Ask { provider, model, max_out: shape.total_out(), stream, route: "chat_completions", arrived: shape.arrived };
     let prompt = Prompt::chat(body, request);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     let include_usage = request.get("stream_options").is_some_and(|raw| RawObject::of(raw).bool("include_usage") == Some(true));

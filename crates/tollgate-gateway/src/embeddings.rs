@@ -20,6 +20,7 @@ pub async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Byt
 }
 
 async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Response, GatewayError> {
+    let arrived = std::time::Instant::now();
     let mut request: Value = serde_json::from_slice(body).map_err(|e| GatewayError::bad_request(format!("malformed JSON: {e}")))?;
     let full = request.get("model").and_then(Value::as_str).ok_or_else(|| GatewayError::bad_request("model is required"))?.to_owned();
     let (provider, model) = full
@@ -29,7 +30,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         .get("input")
         .filter(|i| i.is_string() || i.is_array())
         .ok_or_else(|| GatewayError::bad_request("input must be a string or an array"))?;
-    let ask = Ask { provider, model, max_out: 0, stream: false };
+    let ask = Ask { provider, model, max_out: 0, stream: false, route: "embeddings", arrived };
     let prompt = Prompt::embeddings(body, input);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
     let adapter = target.spec.kind.adapter();

@@ -112,7 +112,7 @@ impl Gateway {
     /// where it goes, once the key may use `provider/model`.
     pub(crate) fn authorized_target(&self, headers: &HeaderMap, provider: &str, model: &str) -> Result<Target, GatewayError> {
         let snapshot = self.0.governor.snapshot();
-        let ask = Ask { provider, model, max_out: 0, stream: false };
+        let ask = Ask { provider, model, max_out: 0, stream: false, route: "count_tokens", arrived: std::time::Instant::now() };
         self.resolve(&snapshot, headers, &ask, tollgate_core::clock::now()).map(|(target, _)| target)
     }
 

@@ -35,6 +35,7 @@ pub use engine::{Gateway, GatewaySettings, GatewayTasks};
 pub use error::{ErrorKind, Failure};
 pub use prompt::tokenized_bytes;
 pub use providers::{ManagedProviders, ProviderSpec, WeightedKey, extra_header};
+pub use upstream::streams_open;
 
 /// Largest inference request body accepted (32 MiB).
 pub const MAX_INFERENCE_BODY_BYTES: usize = 32 * 1024 * 1024;

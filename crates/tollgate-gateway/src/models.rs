@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use tollgate_governance::{Ask, Denial, DenialKind};
+use tollgate_governance::{Denial, DenialKind};
 
 use crate::engine::Gateway;
 use crate::error::{GatewayError, RequestType};
@@ -37,12 +37,15 @@ pub(crate) fn allowed_models(gw: &Gateway, headers: &HeaderMap, wanted: Option<&
     let now = tollgate_core::clock::now();
     // Identity checks are the ones authorize makes; a probe for no provider gives the same answers.
     let key = presented_key(headers);
-    let probe = Ask { provider: "", model: "", max_out: 0, stream: false };
-    let user = match governor.authorize(&snapshot, key, &probe, now) {
+    // Asked of `authorize` directly: the probe's expected `ProviderBlocked` is no refusal to count.
+    let user = match tollgate_governance::authorize::authorize(&snapshot, key, "", "", now) {
         Err(e) if e.kind == DenialKind::ProviderBlocked => {
             key.and_then(|k| snapshot.key(&tollgate_core::auth::sha256(k))).map_or("", |k| &*k.user_id)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            tollgate_governance::meters::denied("models", e.kind.name());
+            return Err(e.into());
+        }
         Ok(access) => access.user_id,
     };
     let mut ids = BTreeSet::new();

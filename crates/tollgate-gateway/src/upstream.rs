@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -99,6 +100,9 @@ pub async fn post(
             held.mark_sent();
         }
         let result = http.execute(request).await;
+        if let (Some(held), Ok(_)) = (meter, &result) {
+            held.mark_answered();
+        }
         if let Ok(response) = &result
             && response.status().is_redirection()
         {
@@ -302,8 +306,17 @@ struct Tap {
     prompt: Prompt,
 }
 
+/// Streams being relayed now, in this process (a metric, read when scraped).
+static STREAMS_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// How many streamed answers are being relayed now.
+pub fn streams_open() -> usize {
+    STREAMS_OPEN.load(Ordering::Relaxed)
+}
+
 impl Tap {
     fn new(held: Held, upstream: &'static dyn Adapter, prompt: Prompt) -> Tap {
+        STREAMS_OPEN.fetch_add(1, Ordering::Relaxed);
         Tap { held, upstream, seen: Seen::default(), prompt }
     }
 
@@ -314,6 +327,7 @@ impl Tap {
 
 impl Drop for Tap {
     fn drop(&mut self) {
+        STREAMS_OPEN.fetch_sub(1, Ordering::Relaxed);
         let seen = &self.seen;
         let usage = Usage {
             input: seen.input.unwrap_or_else(|| self.prompt.tokens()),

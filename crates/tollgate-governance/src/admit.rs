@@ -2,6 +2,7 @@
 //! line that applies (all or nothing); the `Held` guard it gets settles the reservation once.
 
 use std::future::Future;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tollgate_core::money::Money;
@@ -12,6 +13,7 @@ use crate::counters::{LineKind, Refusal};
 use crate::denial::{CopyRef, Denial, DenialKind};
 use crate::governor::Governor;
 use crate::held::Held;
+use crate::meters::{self, Facts};
 use crate::pricing::{Price, UnpricedModels};
 use crate::snapshot::Snapshot;
 use crate::writer::LogLine;
@@ -24,6 +26,11 @@ pub struct Ask<'a> {
     /// Output tokens the request allows.
     pub max_out: u64,
     pub stream: bool,
+    /// The route family asked, a metrics label (`chat_completions`, `messages`, `embeddings`, …).
+    pub route: &'static str,
+    /// When the surface began reading the request: the gateway's overhead runs from here to the
+    /// first upstream attempt.
+    pub arrived: Instant,
 }
 
 /// A request's prompt size: a bound read cheaply off the request, and an exact count taken only
@@ -43,13 +50,17 @@ impl Governor {
         ask: &Ask<'_>,
         now: DateTime<Utc>,
     ) -> Result<Access<'s>, Denial> {
-        authorize(snapshot, key, ask.provider, ask.model, now)
+        authorize(snapshot, key, ask.provider, ask.model, now).inspect_err(|d| meters::denied(ask.route, d.kind.name()))
     }
 
     /// Prices an authorized request and reserves its estimate on every line that applies. The
     /// prompt is reserved at its bound first; only if that is refused on a budget or token line
     /// is it counted and tried again at its count, so one with room never tokenizes at all.
     pub async fn admit(&self, access: Access<'_>, ask: &Ask<'_>, prompt: &impl PromptSize, now: DateTime<Utc>) -> Result<Held, Denial> {
+        self.reserve_for(access, ask, prompt, now).await.inspect_err(|d| meters::denied(ask.route, d.kind.name()))
+    }
+
+    async fn reserve_for(&self, access: Access<'_>, ask: &Ask<'_>, prompt: &impl PromptSize, now: DateTime<Utc>) -> Result<Held, Denial> {
         let (provider, model) = (ask.provider, ask.model);
         let price = self.0.pricing.price(provider, model);
         if price.is_none() && access.has_budgets() && self.0.pricing.unpriced == UnpricedModels::Deny {
@@ -89,7 +100,9 @@ impl Governor {
             latency_ms: 0,
             streamed: ask.stream,
         };
-        Ok(Held::new(self.clone(), reservation, price, (reserved, ask.max_out), claims, LogLine::Request(log)))
+        let facts = Facts { route: ask.route, priced: price.is_some(), overhead: None, upstream: None };
+        let held = Held::new(self.clone(), reservation, price, (reserved, ask.max_out), claims, LogLine::Request(log, facts));
+        Ok(held.arrived_at(ask.arrived))
     }
 }
 

@@ -40,6 +40,27 @@ pub enum DenialKind {
     CountersUnavailable,
 }
 
+impl DenialKind {
+    /// The rule's name, one per kind (the denials metric's `type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DenialKind::KeyRequired => "key_required",
+            DenialKind::KeyNotFound => "key_not_found",
+            DenialKind::KeyInactive => "key_inactive",
+            DenialKind::KeyExpired => "key_expired",
+            DenialKind::AccessBlocked => "access_blocked",
+            DenialKind::ProviderBlocked => "provider_blocked",
+            DenialKind::ModelBlocked => "model_blocked",
+            DenialKind::ModelUnpriced => "model_unpriced",
+            DenialKind::BudgetExceeded => "budget_exceeded",
+            DenialKind::TokenLimited => "token_limited",
+            DenialKind::RequestLimited => "request_limited",
+            DenialKind::RateLimited => "rate_limited",
+            DenialKind::CountersUnavailable => "counters_unavailable",
+        }
+    }
+}
+
 /// The copy that governed a refused request, and its template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyRef {

@@ -4,13 +4,14 @@
 //! background work that keeps them fresh.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tollgate_core::usage::{ChangeScope, GovernanceData, UsageStore};
 
 use crate::counters::{Counters, line_of};
 use crate::freshness::Freshness;
+use crate::meters::{self, Gauges};
 use crate::pricing::Pricing;
 use crate::snapshot::{SharedSnapshot, Snapshot, SnapshotBuilder};
 use crate::writer::{OpenUsageStore, UsageWriter, WriterHandle, lower_own_priority};
@@ -74,6 +75,10 @@ pub(crate) struct Inner {
     pub freshness: tokio::sync::Mutex<Freshness>,
     /// When stored usage was last read into the counters.
     pub adopted_at: std::sync::Mutex<DateTime<Utc>>,
+    /// When the snapshot was last rebuilt, whole or for some users (for its age, a metric).
+    pub rebuilt_at: std::sync::Mutex<Instant>,
+    /// Reservations `Held` guards own now (a metric, read when scraped).
+    pub held: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Governor {
@@ -138,6 +143,8 @@ impl Governor {
             on_reload: settings.on_reload,
             freshness: tokio::sync::Mutex::new(Freshness::default()),
             adopted_at: std::sync::Mutex::new(adopted_at),
+            rebuilt_at: std::sync::Mutex::new(Instant::now()),
+            held: std::sync::atomic::AtomicUsize::new(0),
         };
         let governor = Governor(Arc::new(inner));
         governor.rebuild(&mut *governor.0.freshness.lock().await).await?;
@@ -159,6 +166,22 @@ impl Governor {
         &self.0.pricing
     }
 
+    /// Governance's state as the metrics' gauges show it: reservations in flight, what waits for
+    /// the usage writer, the snapshot's age. Read when the metrics are scraped.
+    pub fn gauges(&self) -> Gauges {
+        let reservations = self.0.held.load(std::sync::atomic::Ordering::Relaxed);
+        let snapshot_age = self.0.rebuilt_at.lock().map_or(Duration::ZERO, |at| at.elapsed());
+        Gauges { reservations, queued: self.0.writer.queued(), snapshot_age }
+    }
+
+    /// Counts a rebuild of `scope` and restarts the snapshot's age.
+    fn rebuilt(&self, scope: &'static str) {
+        metrics::counter!(meters::RELOADS, "scope" => scope).increment(1);
+        if let Ok(mut at) = self.0.rebuilt_at.lock() {
+            *at = Instant::now();
+        }
+    }
+
     /// Readiness: the counters answer (in memory always; Redis within a second). The reason is
     /// for the log only.
     pub async fn ready(&self) -> Result<(), String> {
@@ -177,6 +200,7 @@ impl Governor {
         // Freeing a whole snapshot (100k users: tens of milliseconds) is no request's work.
         tokio::task::spawn_blocking(move || drop(old));
         fresh.rebuilt(generation);
+        self.rebuilt("full");
         Ok(())
     }
 
@@ -185,6 +209,7 @@ impl Governor {
         let data = self.0.store.load_users(users).await.map_err(|e| e.to_string())?;
         let next = self.0.snapshot.load().with_users(data);
         self.0.snapshot.store(next);
+        self.rebuilt("users");
         Ok(())
     }
 

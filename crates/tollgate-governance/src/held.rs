@@ -1,8 +1,8 @@
 //! A reservation's life after admission: the `Held` guard that settles it exactly once, with the
 //! real usage or, on drop, with what may have been consumed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tollgate_core::money::Money;
 use tollgate_core::usage::RequestLog;
@@ -30,8 +30,13 @@ pub struct Held {
     /// The request-limit lines the request was admitted on (estimate 1 each): a retry of the
     /// call takes one more request on each, as every attempt upstream counts.
     request_lines: Vec<Claim>,
-    /// The request may have reached the provider (set before every attempt).
-    sent: AtomicBool,
+    /// When the request arrived (the surface's `Ask::arrived`; admission by default).
+    arrived: Instant,
+    /// Nanoseconds from `arrived` to the first upstream attempt, plus one (0: not sent yet): the
+    /// request may have reached the provider once this is set.
+    sent_after: AtomicU64,
+    /// Nanoseconds from `arrived` to the provider's answer (its headers), plus one (0: none).
+    answered_after: AtomicU64,
     started: Instant,
     /// The request's log line (or a tool call's audit row), completed and handed to the writer
     /// when the reservation settles.
@@ -53,6 +58,8 @@ impl Held {
         request_lines: Vec<Claim>,
         log: LogLine,
     ) -> Held {
+        governor.0.held.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         Held {
             governor,
             reservation: Some(reservation),
@@ -60,8 +67,10 @@ impl Held {
             estimate,
             max_out,
             request_lines,
-            sent: AtomicBool::new(false),
-            started: Instant::now(),
+            arrived: now,
+            sent_after: AtomicU64::new(0),
+            answered_after: AtomicU64::new(0),
+            started: now,
             log: Some(log),
         }
     }
@@ -89,9 +98,26 @@ impl Held {
         self.end(Actual::default(), Usage::default(), Money::ZERO, status);
     }
 
-    /// Notes that the request is about to go out (it may reach the provider from here on).
+    /// Sets when the request arrived, for the gateway-overhead metric.
+    pub(crate) fn arrived_at(mut self, arrived: Instant) -> Held {
+        self.arrived = arrived;
+        self
+    }
+
+    /// Nanoseconds since the request arrived, plus one (so that 0 can mean "not yet").
+    fn since_arrival(&self) -> u64 {
+        u64::try_from(self.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Notes that the request is about to go out (it may reach the provider from here on); the
+    /// first attempt ends the gateway's overhead.
     pub fn mark_sent(&self) {
-        self.sent.store(true, Ordering::Relaxed);
+        let _ = self.sent_after.compare_exchange(0, self.since_arrival(), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Notes that the provider answered (its status and headers arrived).
+    pub fn mark_answered(&self) {
+        self.answered_after.store(self.since_arrival(), Ordering::Relaxed);
     }
 
     /// Takes one more request on every request limit the request was admitted on, for a retry;
@@ -128,16 +154,16 @@ impl Held {
 
     fn end(&mut self, actual: Actual, used: Usage, cost: Money, status: u16) {
         let Some(id) = self.reservation.take() else { return };
+        self.governor.0.held.fetch_sub(1, Ordering::Relaxed);
         let latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let log = self.log.take().map(|log| match log {
-            LogLine::Request(log) => LogLine::Request(RequestLog {
-                prompt_tokens: used.prompt(),
-                completion_tokens: used.output,
-                cost,
-                status,
-                latency_ms,
-                ..log
-            }),
+            LogLine::Request(log, mut facts) => {
+                let (sent, answered) = (self.sent_after.load(Ordering::Relaxed), self.answered_after.load(Ordering::Relaxed));
+                facts.overhead = (sent > 0).then(|| Duration::from_nanos(sent - 1));
+                facts.upstream = (sent > 0 && answered >= sent).then(|| Duration::from_nanos(answered - sent));
+                let log = RequestLog { prompt_tokens: used.prompt(), completion_tokens: used.output, cost, status, latency_ms, ..log };
+                LogLine::Request(log, facts)
+            }
             LogLine::ToolCall(mut call) => {
                 call.latency_ms = latency_ms;
                 call.cost = cost;
@@ -187,7 +213,7 @@ impl Drop for Held {
         if self.reservation.is_none() {
             return;
         }
-        if self.sent.load(Ordering::Relaxed) {
+        if self.sent_after.load(Ordering::Relaxed) > 0 {
             self.charge_reservation(499);
         } else {
             self.end(Actual::default(), Usage::default(), Money::ZERO, 499);

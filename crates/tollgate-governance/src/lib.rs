@@ -16,6 +16,7 @@ mod freshness;
 pub mod governor;
 pub mod held;
 mod journal;
+pub mod meters;
 pub mod pricing;
 pub mod snapshot;
 pub mod tools;

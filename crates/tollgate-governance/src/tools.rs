@@ -41,6 +41,13 @@ pub struct ToolAsk<'a> {
 /// The identity checks, first failure wins: key present, known (a rotated-out value past its
 /// grace is unknown), active, unexpired, and at least one live copy.
 pub fn authorize_key<'s>(snapshot: &'s Snapshot, key: Option<&str>, now: DateTime<Utc>) -> Result<KeyAccess<'s>, Denial> {
+    key_access(snapshot, key, now).inspect_err(|d| crate::meters::denied(TOOL_ROUTE, d.kind.name()))
+}
+
+/// The route label of MCP admissions and tool calls.
+const TOOL_ROUTE: &str = "mcp";
+
+fn key_access<'s>(snapshot: &'s Snapshot, key: Option<&str>, now: DateTime<Utc>) -> Result<KeyAccess<'s>, Denial> {
     let refused = |kind| Denial::new(kind, TOOL_PROVIDER, "", now);
     let key = key.ok_or_else(|| refused(DenialKind::KeyRequired))?;
     let record =
@@ -64,6 +71,16 @@ impl Governor {
     /// apply to a tool call. The `Held` it returns settles with `tool_finished`/`tool_not_sent`
     /// and writes the call's audit row then.
     pub async fn admit_tool(
+        &self,
+        access: &KeyAccess<'_>,
+        copy: &GovernedCopy,
+        ask: &ToolAsk<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Held, Denial> {
+        self.reserve_tool(access, copy, ask, now).await.inspect_err(|d| crate::meters::denied(TOOL_ROUTE, d.kind.name()))
+    }
+
+    async fn reserve_tool(
         &self,
         access: &KeyAccess<'_>,
         copy: &GovernedCopy,

@@ -11,6 +11,7 @@ use tollgate_core::usage::{RequestLog, ToolCallLog, UsageRow, UsageStore};
 
 use crate::counters::{Counters, LineValue, row};
 use crate::journal::Journal;
+use crate::meters::{self, Facts};
 
 /// How often pending usage is written. A flush costs mostly its round trips to the database, not
 /// its rows, so flushing less often makes every request cheaper (decision 83); twice a second
@@ -21,10 +22,11 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// so a burst of traffic cannot grow it without bound (about 2 MB of pending lines at most).
 pub const FLUSH_AT_LOGS: usize = 4096;
 
-/// A line of the request log, or a row of the tool-call audit.
+/// A line of the request log (with what its metrics need beside it), or a row of the tool-call
+/// audit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogLine {
-    Request(RequestLog),
+    Request(RequestLog, Facts),
     ToolCall(ToolCallLog),
 }
 
@@ -33,6 +35,8 @@ pub enum LogLine {
 struct Batch {
     lines: HashMap<Arc<str>, LineValue>,
     logs: Vec<RequestLog>,
+    /// Beside `logs`, one for each.
+    facts: Vec<Facts>,
     tool_calls: Vec<ToolCallLog>,
 }
 
@@ -51,7 +55,10 @@ impl Batch {
             }
         }
         match log {
-            Some(LogLine::Request(log)) => self.logs.push(log),
+            Some(LogLine::Request(log, facts)) => {
+                self.logs.push(log);
+                self.facts.push(facts);
+            }
             Some(LogLine::ToolCall(call)) => self.tool_calls.push(call),
             None => {}
         }
@@ -66,9 +73,11 @@ impl Batch {
     fn clear(&mut self) {
         self.lines.clear();
         self.logs.clear();
+        self.facts.clear();
         self.tool_calls.clear();
         if self.logs.capacity() > 2 * FLUSH_AT_LOGS {
             self.logs = Vec::new();
+            self.facts = Vec::new();
         }
     }
 
@@ -86,6 +95,9 @@ impl Batch {
         let newer = std::mem::take(&mut self.logs);
         self.logs = older.logs;
         self.logs.extend(newer);
+        let newer = std::mem::take(&mut self.facts);
+        self.facts = older.facts;
+        self.facts.extend(newer);
         let newer = std::mem::take(&mut self.tool_calls);
         self.tool_calls = older.tool_calls;
         self.tool_calls.extend(newer);
@@ -183,6 +195,11 @@ impl UsageWriter {
         Ok((UsageWriter { pending, full }, WriterHandle { close, done: Done::Thread(done) }))
     }
 
+    /// Log lines, tool-call rows and counter lines waiting for the next flush.
+    pub fn queued(&self) -> usize {
+        self.pending.lock().map_or(0, |b| b.logs.len() + b.tool_calls.len() + b.lines.len())
+    }
+
     pub fn record(&self, values: Vec<LineValue>, log: Option<LogLine>) {
         if let Ok(mut batch) = self.pending.lock() {
             batch.add(values, log);
@@ -255,13 +272,19 @@ async fn flush(store: &dyn UsageStore, counters: &dyn Counters, pending: &Mutex<
         return;
     }
     let rows: Vec<UsageRow> = taken.lines.values().map(row).collect();
-    match store.write_usage(&rows, &taken.logs, &taken.tool_calls).await {
+    let started = std::time::Instant::now();
+    let written = store.write_usage(&rows, &taken.logs, &taken.tool_calls).await;
+    metrics::histogram!(meters::FLUSH).record(started.elapsed().as_secs_f64());
+    match written {
         Ok(()) => {
+            // Counted once written, so the metrics agree with the stored log.
+            meters::tally(&taken.logs, &taken.facts, &taken.tool_calls);
             taken.clear();
             *spare = taken;
         }
         Err(e) => {
             tracing::error!(error = %e, queued = rows.len(), "usage write failed; will retry");
+            metrics::counter!(meters::FLUSH_FAILURES).increment(1);
             if let Ok(mut batch) = pending.lock() {
                 batch.restore(taken);
             }
@@ -362,6 +385,10 @@ mod tests {
         }
     }
 
+    fn facts() -> Facts {
+        Facts { route: "chat_completions", priced: true, overhead: None, upstream: None }
+    }
+
     /// Regression: with a flush every 500 ms, a burst at full speed held 18,000 pending lines
     /// and raised the peak RSS from 41 to 80 MB; a full batch is now written at once.
     #[tokio::test(start_paused = true)]
@@ -370,11 +397,11 @@ mod tests {
         let (writer, handle) = UsageWriter::spawn(Arc::new(Counting(tx)), Arc::new(crate::counters::MemoryCounters::new()));
         tokio::task::yield_now().await; // the first tick (at once) finds nothing to write
         for _ in 0..FLUSH_AT_LOGS - 1 {
-            writer.record(Vec::new(), Some(LogLine::Request(log_line())));
+            writer.record(Vec::new(), Some(LogLine::Request(log_line(), facts())));
         }
         let early = tokio::time::timeout(FLUSH_EVERY / 5, written.recv()).await;
         assert!(early.is_err(), "a batch short of full waits for the tick");
-        writer.record(Vec::new(), Some(LogLine::Request(log_line())));
+        writer.record(Vec::new(), Some(LogLine::Request(log_line(), facts())));
         let flushed = tokio::time::timeout(FLUSH_EVERY / 5, written.recv()).await;
         assert_eq!(flushed.ok().flatten().map(|w| w.logs), Some(FLUSH_AT_LOGS), "the full batch is written before the tick");
         handle.close().await;
@@ -389,7 +416,7 @@ mod tests {
         tokio::task::yield_now().await; // the first tick (at once) finds nothing to write
         for round in 1..=4 {
             for _ in 0..round * 10 {
-                writer.record(Vec::new(), Some(LogLine::Request(log_line())));
+                writer.record(Vec::new(), Some(LogLine::Request(log_line(), facts())));
             }
             tokio::time::sleep(FLUSH_EVERY).await;
             assert_eq!(written.recv().await.map(|w| w.logs), Some(round * 10), "round {round} writes its own lines and no others");
@@ -408,7 +435,7 @@ mod tests {
         let (writer, handle) =
             UsageWriter::spawn_on_own_thread(open, Arc::new(crate::counters::MemoryCounters::new())).await.expect("starts");
         for _ in 0..3 {
-            writer.record(Vec::new(), Some(LogLine::Request(log_line())));
+            writer.record(Vec::new(), Some(LogLine::Request(log_line(), facts())));
         }
         handle.close().await;
         let mut flushes = Vec::new();

@@ -54,6 +54,8 @@ pub struct Settings {
     pub keys: crate::keys_config::KeysConfig,
     /// `[mcp]` and the declared `[[mcp_clients]]`.
     pub mcp: crate::mcp_config::McpConfig,
+    /// Who may scrape `/metrics` without a credential (`[metrics]`).
+    pub metrics: crate::metrics_config::MetricsConfig,
 }
 
 /// The key that seals stored virtual-key values.
@@ -87,6 +89,7 @@ struct FileValues {
     keys: Option<toml::Value>,
     mcp: Option<toml::Value>,
     mcp_clients: Option<toml::Value>,
+    metrics: Option<toml::Value>,
 }
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
@@ -169,13 +172,14 @@ impl Settings {
         let server = crate::server_config::parse(file.server.as_ref(), &mut problems);
         let keys = crate::keys_config::parse(file.keys.as_ref(), &mut problems);
         let mcp = crate::mcp_config::parse(file.mcp.as_ref(), file.mcp_clients.as_ref(), &mut problems);
+        let metrics = crate::metrics_config::parse(file.metrics.as_ref(), &mut problems);
         if let Some(url) = overrides.redis_url {
             problems.extend(crate::gateway_config::check_redis_url(&url));
             gateway.redis_url = Some(Secret::new(url));
         }
         match listen {
             Some(listen) if problems.is_empty() => {
-                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys, mcp })
+                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys, mcp, metrics })
             }
             _ => Err(ConfigError(problems)),
         }
@@ -228,6 +232,7 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "keys" => values.keys = Some(value.clone()),
             "mcp" => values.mcp = Some(value.clone()),
             "mcp_clients" => values.mcp_clients = Some(value.clone()),
+            "metrics" => values.metrics = Some(value.clone()),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }

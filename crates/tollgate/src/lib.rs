@@ -7,11 +7,13 @@ pub mod declared;
 pub mod gateway_config;
 pub mod keys_config;
 pub mod mcp_config;
+pub mod metrics_config;
 pub mod rotation;
 pub mod secrets;
 pub mod serve;
 pub mod server;
 pub mod server_config;
+pub mod telemetry;
 
 pub use config::{Overrides, Settings};
 pub use server::{Server, StartError, shutdown_signal};

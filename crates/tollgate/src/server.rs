@@ -56,6 +56,8 @@ pub struct Server {
     /// Rotates managed keys on their profiles' schedule while the server runs.
     rotation: RotationService,
     rotation_every: std::time::Duration,
+    /// The process's metrics recorder, kept tidy while the server runs.
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// What `start_gateway` starts: governance and the two surfaces that ask it.
@@ -121,6 +123,8 @@ fn redact_secret(message: &str, secret: &str) -> String {
 
 impl Server {
     pub async fn build(settings: &Settings) -> Result<Server, StartError> {
+        // Before anything records: a handle taken from the facade earlier would stay a no-op.
+        let metrics = crate::telemetry::recorder().map_err(StartError::Gateway)?;
         let sealer = crate::secrets::load_sealer(&settings.encryption).map_err(StartError::Secrets)?;
         let store = SqlStore::connect(&settings.database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
         crate::secrets::check_against_store(&sealer, &store).await.map_err(StartError::Secrets)?;
@@ -145,6 +149,8 @@ impl Server {
         state.models = ModelService::new(shared, model_sources(settings)?);
         state.providers = state.providers.with_rules(settings.gateway.rules.clone());
         state.mcp = mcp_service.with_runtime(mcp.upstreams().clone());
+        let render = crate::telemetry::render(metrics.clone(), governor.clone());
+        state.metrics = Some(tollgate_admin::MetricsEndpoint { render, allow: settings.metrics.allow.clone() });
         let probe = governor.clone();
         state.readiness = Some(Arc::new(move || {
             let governor = probe.clone();
@@ -167,6 +173,7 @@ impl Server {
             limits: settings.server.connections,
             rotation,
             rotation_every: settings.keys.rotation_check,
+            metrics,
         })
     }
 
@@ -188,12 +195,14 @@ impl Server {
     /// stops the rotation scheduler and the gateway's tasks, and closes the pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let rotation = RotationTask::start(self.rotation, self.rotation_every, self.state.on_change.clone());
+        let upkeep = crate::telemetry::upkeep(self.metrics);
         // Every surface's routes under the one middleware stack, applied once around them all.
         let surfaces =
             tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway)).merge(tollgate_mcp::router(self.mcp.clone()));
         let app = tollgate_admin::stack(surfaces);
         crate::serve::serve(self.listener, app, self.limits, shutdown).await;
         rotation.shutdown().await;
+        upkeep.abort();
         // No call is in flight any more: the upstream connections and child processes end.
         self.mcp.shutdown();
         // Calls still in flight settle first, then governance drains what they charged.

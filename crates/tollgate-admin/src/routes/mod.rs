@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod mcp;
+pub(crate) mod metrics;
 mod models;
 mod profile_roles;
 mod profiles;

@@ -122,6 +122,7 @@ mod lifecycle;
 mod mcp;
 mod mcp_clients;
 mod mcp_governed;
+mod metrics;
 mod models;
 mod openapi;
 mod profiles;

@@ -63,14 +63,21 @@ impl Link {
 
     /// Sends `call`, an `EVALSHA` of `script`; if Redis does not know the script (it restarted, or
     /// this node never ran it), loads it and sends the call once more.
+    /// Its round trips and failures are metrics.
     pub(super) async fn evalsha(&mut self, script: &Script, call: &Cmd) -> RedisResult<Value> {
-        match call.query_async(self).await {
+        let started = std::time::Instant::now();
+        let reply = match call.query_async(self).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 script.prepare_invoke().load_async(self).await?;
                 call.query_async(self).await
             }
             other => other,
+        };
+        metrics::histogram!(crate::meters::REDIS).record(started.elapsed().as_secs_f64());
+        if reply.is_err() {
+            metrics::counter!(crate::meters::REDIS_ERRORS).increment(1);
         }
+        reply
     }
 }
 
