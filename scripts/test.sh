@@ -14,6 +14,14 @@ venv=.venv
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/sdk-requirements.txt
 export TOLLGATE_TEST_PYTHON="${TOLLGATE_TEST_PYTHON:-$PWD/$venv/bin/python}"
 
+# The metrics tests check the exposition with promtool, from Debian's `prometheus` package.
+if ! command -v promtool >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
