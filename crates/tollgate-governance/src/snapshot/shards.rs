@@ -38,9 +38,11 @@ impl<K, V> Default for Shards<K, V> {
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Shards<K, V> {
-    /// Built from `(shard, key, value)` entries.
-    pub fn build(entries: impl Iterator<Item = (usize, K, V)>) -> Self {
-        let mut maps: Vec<HashMap<K, V>> = (0..SHARDS).map(|_| HashMap::new()).collect();
+    /// Built from `(shard, key, value)` entries. Each map starts with room for its share of
+    /// them and some slack, so filling it does not rehash it several times over.
+    pub fn build(entries: impl ExactSizeIterator<Item = (usize, K, V)>) -> Self {
+        let share = entries.len() / SHARDS;
+        let mut maps: Vec<HashMap<K, V>> = (0..SHARDS).map(|_| HashMap::with_capacity(share + share / 4 + 4)).collect();
         for (shard, key, value) in entries {
             if let Some(map) = maps.get_mut(shard) {
                 map.insert(key, value);
