@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use ipnet::IpNet;
 
 use crate::AdminState;
 use crate::error::ApiError;
@@ -32,29 +33,24 @@ impl std::fmt::Debug for MetricsEndpoint {
 
 /// An address block written `address/prefix` (a bare address is the block of just it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    base: IpAddr,
-    prefix: u8,
-}
+pub struct Network(IpNet);
 
 impl Network {
     /// Reads `10.0.0.0/8`, `::1/128` or `127.0.0.1`; bits set past the prefix are refused, as a
     /// sign the block is not what was meant.
     pub fn parse(text: &str) -> Result<Network, String> {
-        let (address, prefix) = text.trim().split_once('/').map_or((text.trim(), None), |(a, p)| (a, Some(p)));
-        let base: IpAddr = address.parse().map_err(|_| format!("'{text}' is not an IP address or address/prefix block"))?;
-        let longest = if base.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => longest,
-            Some(p) => {
-                p.parse::<u8>().ok().filter(|p| *p <= longest).ok_or_else(|| format!("'{text}': the prefix must be 0 to {longest}"))?
+        let text = text.trim();
+        let net = match text.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) if !text.contains('/') => {
+                IpNet::from(text.parse::<IpAddr>().map_err(|_| format!("'{text}' is not an IP address or address/prefix block"))?)
             }
+            Err(_) => return Err(format!("'{text}' is not an address/prefix block (the prefix must fit the address)")),
         };
-        let network = Network { base, prefix };
-        if (bits(base) & !mask(prefix, longest)) != 0 {
+        if net.trunc() != net {
             return Err(format!("'{text}' has address bits set past its prefix"));
         }
-        Ok(network)
+        Ok(Network(net))
     }
 
     /// Whether `ip` is in the block (an IPv4-mapped IPv6 address counts as its IPv4 address).
@@ -63,26 +59,8 @@ impl Network {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             IpAddr::V4(_) => ip,
         };
-        if ip.is_ipv4() != self.base.is_ipv4() {
-            return false;
-        }
-        let longest = if ip.is_ipv4() { 32 } else { 128 };
-        let m = mask(self.prefix, longest);
-        bits(ip) & m == bits(self.base) & m
+        self.0.contains(&ip)
     }
-}
-
-fn bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
-}
-
-/// The mask of a `prefix`-bit block in an address of `longest` bits.
-fn mask(prefix: u8, longest: u8) -> u128 {
-    let all = if longest == 128 { u128::MAX } else { (1u128 << longest) - 1 };
-    if prefix == 0 { 0 } else { all & !((1u128 << (longest - prefix)) - 1) }
 }
 
 pub(crate) fn routes() -> Router<AdminState> {
