@@ -43,6 +43,9 @@ pub const REDIS_ERRORS: &str = "tollgate_redis_errors_total";
 /// through, and such names must not become label values.
 pub const OTHER_MODEL: &str = "other";
 
+/// The client label of a tool call that named no client.
+pub const UNKNOWN_CLIENT: &str = "unknown";
+
 /// Describes every governance metric to the installed recorder (the exposition's `HELP` lines).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -159,7 +162,9 @@ pub(crate) fn tally(logs: &[RequestLog], facts: &[Facts], calls: &[ToolCallLog])
     }
     let mut tools: HashMap<(&str, &str), u64> = HashMap::new();
     for call in calls {
-        *tools.entry((call.client_id.as_str(), call.outcome.as_str())).or_default() += 1;
+        // A call naming no client is audited with an empty client id.
+        let client = if call.client_id.is_empty() { UNKNOWN_CLIENT } else { call.client_id.as_str() };
+        *tools.entry((client, call.outcome.as_str())).or_default() += 1;
     }
     for ((client, outcome), n) in tools {
         metrics::counter!(TOOL_CALLS, "client" => client.to_owned(), "outcome" => outcome.to_owned()).increment(n);

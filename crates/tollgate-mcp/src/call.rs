@@ -76,12 +76,10 @@ impl McpSurface {
             Some((client, tool, copy))
         });
         let Some((client, tool, copy)) = governing else {
-            // Refused before governance: audited with what the caller named (cut short).
-            let (client_id, tool) = match (found, split_tool_name(exposed)) {
-                (Some((client, tool)), _) => (client.client_id.clone(), tool),
-                (None, Some((client, tool))) => (client.to_owned(), tool),
-                (None, None) => (String::new(), exposed),
-            };
+            // Refused before governance: audited with what the caller named (cut short). A name
+            // that is no client's stays whole in `tool`, so `client_id` only ever holds a real
+            // client's id (it becomes a metrics label).
+            let (client_id, tool) = found.map_or((String::new(), exposed), |(client, tool)| (client.client_id.clone(), tool));
             self.0.governor.record_tool_call(ToolCallLog {
                 created_at: now,
                 user_id: Some(access.user_id.to_owned()),

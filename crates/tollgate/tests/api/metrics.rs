@@ -152,6 +152,10 @@ mod the_exposition_agrees_with_the_traffic_and_the_log_and_passes_promtool {
         let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "docs-echo", "arguments": {"text": "x"}}});
         let (status, body) = rpc(&app, "/mcp", &[("authorization", &format!("Bearer {metered}"))], call).await;
         assert!(status == 200 && body["result"]["isError"] != json!(true), "{status} {body}");
+        // Regression: a tool of a client that does not exist put the caller's text in a label.
+        let made_up = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "madeup9c1-tool", "arguments": {}}});
+        let (_, body) = rpc(&app, "/mcp", &[("authorization", &format!("Bearer {metered}"))], made_up).await;
+        assert_eq!(body["result"]["isError"], json!(true), "{body}");
         // The official SDK: one plain answer, one stream, a model it may not use, a bad key.
         let env = [
             ("TOLLGATE_URL", format!("http://{}", app.addr)),
@@ -161,7 +165,7 @@ mod the_exposition_agrees_with_the_traffic_and_the_log_and_passes_promtool {
         let seen = tokio::task::spawn_blocking(move || run_sdk_script("openai_sdk.py", &env)).await.unwrap_or(Value::Null);
         assert_eq!(seen["stream_text_words"], 20, "{seen}");
 
-        let text = logged(&app, 6, 1).await;
+        let text = logged(&app, 6, 2).await;
         let s = samples(&text);
         let chat_ok = [("route", "chat_completions"), ("provider", "openai"), ("model", "mock"), ("outcome", "ok")];
         let stored = app.count("SELECT COUNT(*) AS n FROM request_logs WHERE model = 'mock' AND status = 200").await;
@@ -179,6 +183,8 @@ mod the_exposition_agrees_with_the_traffic_and_the_log_and_passes_promtool {
             assert_eq!(total(&s, "tollgate_denials_total", &[("route", "chat_completions"), ("type", rule)]), n, "{rule}");
         }
         assert_eq!(total(&s, "tollgate_mcp_tool_calls_total", &[("client", "docs"), ("outcome", "ok")]), 1);
+        assert_eq!(total(&s, "tollgate_mcp_tool_calls_total", &[("client", "unknown"), ("outcome", "denied")]), 1);
+        assert!(!text.contains("madeup9c1"), "a client name the caller chose became a label:\n{text}");
         let sent = [("route", "chat_completions")];
         assert_eq!(total(&s, "tollgate_gateway_overhead_seconds_count", &sent), 6, "every request sent upstream");
         assert_eq!(total(&s, "tollgate_upstream_latency_seconds_count", &[("provider", "openai")]), 6);
