@@ -24,6 +24,7 @@ use tollgate_core::services::auth::AuthService;
 use tollgate_core::services::directory::DirectoryService;
 use tollgate_core::services::keys::KeyService;
 use tollgate_core::services::lifecycle::LifecycleService;
+use tollgate_core::services::logs::LogService;
 use tollgate_core::services::mcp::McpService;
 use tollgate_core::services::models::{ModelService, ModelSources};
 use tollgate_core::services::profiles::ProfileService;
@@ -75,6 +76,7 @@ pub struct AdminState {
     /// Lists models; built here without the config file's providers and the pricing catalog,
     /// which the binary adds (`ModelService::new` with its `ModelSources`).
     pub models: ModelService,
+    pub logs: LogService,
     pub auth: Arc<AuthService>,
     /// What `GET /metrics` serves, set by the binary (which owns the recorder); `None`: 404.
     pub metrics: Option<MetricsEndpoint>,
@@ -100,6 +102,7 @@ impl AdminState {
             providers: ProviderService::new(store.clone(), sealer.clone()),
             mcp: McpService::new(store.clone(), sealer.clone()),
             models: ModelService::new(store.clone(), ModelSources::default()),
+            logs: LogService::new(store.clone()),
             store,
             auth,
             metrics: None,

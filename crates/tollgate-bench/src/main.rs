@@ -3,6 +3,7 @@
 mod bench;
 mod forward;
 mod load;
+mod logs_bench;
 mod mcp;
 mod mock;
 mod procstat;
@@ -83,6 +84,20 @@ enum Command {
     /// Measure the MCP hop: `tools/call` on the fixture MCP server directly and through
     /// Tollgate's `/mcp` with governance on, at a fixed rate
     Mcp(mcp::Options),
+    /// Measure log searches: seed a request log of `--rows` rows over 30 days, start Tollgate
+    /// over it and time each kind of `GET /api/logs` search through the API
+    Logs {
+        /// Rows to seed
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// `sqlite` (a temporary file), or the URL of a Postgres server where a throw-away
+        /// database is created and dropped again
+        #[arg(long, default_value = "sqlite")]
+        database: String,
+        /// The Tollgate binary (default: `tollgate` beside this binary)
+        #[arg(long)]
+        tollgate_bin: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -104,6 +119,9 @@ async fn main() -> ExitCode {
             scale_http::run(scale_http::Options { users, added, tollgate_bin }, say).await
         }
         Some(Command::Mcp(options)) => mcp::run(options, say).await,
+        Some(Command::Logs { rows, database, tollgate_bin }) => {
+            logs_bench::run(logs_bench::Options { rows, database, tollgate_bin }, say).await
+        }
         None => run(cli.options).await,
     };
     match outcome {

@@ -64,6 +64,27 @@ output = 0.4
     spawn::start("tollgate", command, Some(&dir.join("tollgate.log")))
 }
 
+/// Tollgate over the database at `url`, with no provider: for reads of what the database holds.
+pub fn start_tollgate_on(binary: &Path, dir: &Path, url: &str) -> Result<Child, String> {
+    let config_path = dir.join("tollgate.toml");
+    std::fs::write(&config_path, "").map_err(|e| format!("writing {}: {e}", config_path.display()))?;
+    let mut command = Command::new(binary);
+    command
+        .args(["--listen", "127.0.0.1:0", "--database-url", url, "--config"])
+        .arg(&config_path)
+        .arg("--encryption-key-file")
+        .arg(dir.join("tollgate.key"))
+        .env("TOLLGATE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("TOLLGATE_ADMIN_USERNAME")
+        .env_remove("TOLLGATE_ENCRYPTION_KEY")
+        .env_remove("TOLLGATE_LISTEN")
+        .env_remove("TOLLGATE_DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .env_remove("TOLLGATE_REDIS_URL")
+        .stdin(Stdio::null());
+    spawn::start("tollgate", command, Some(&dir.join("tollgate.log")))
+}
+
 /// What governance setup produced.
 #[derive(Debug, Clone)]
 pub struct Governed {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod input;
 pub mod lifecycle;
+pub mod logs;
 pub mod mcp;
 pub mod mcp_clients;
 pub mod money;

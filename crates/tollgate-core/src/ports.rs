@@ -9,6 +9,7 @@ use crate::api_key::ApiKey;
 use crate::audit::{AuditLog, AuditQuery, NewAuditEntry, NewVersion, ProfileVersion};
 use crate::directory::DirectoryStore;
 use crate::ids::{ApiKeyId, ProfileId, Sequence};
+use crate::logs::LogStore;
 use crate::mcp_clients::McpStore;
 use crate::paging::{Page, Paging};
 use crate::profile::AccessProfile;
@@ -101,6 +102,6 @@ pub trait AdminStore: Send + Sync {
 }
 
 /// Everything the management plane needs from storage.
-pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore {}
+pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore {}
 
-impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore> Store for T {}
+impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore> Store for T {}

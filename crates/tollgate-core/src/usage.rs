@@ -140,6 +140,17 @@ pub struct RequestLog {
     pub status: u16,
     pub latency_ms: u64,
     pub streamed: bool,
+    /// The route family asked (`chat_completions`, `messages`, `embeddings`, `count_tokens`).
+    pub route: &'static str,
+    /// The copy that governed the request, its template and the role whose default gave it
+    /// (`None` where no copy was chosen, or for a direct assignment's role).
+    pub copy_id: Option<i64>,
+    pub profile_id: Option<i64>,
+    pub role_id: Option<i64>,
+    /// For a request governance refused: the rule (`budget_exceeded`, …) and the message the
+    /// caller read, which names the line and its numbers.
+    pub denial: Option<&'static str>,
+    pub error: Option<String>,
 }
 
 /// One MCP tool call as audited: who called which tool of which client under which copy, how it
@@ -152,6 +163,8 @@ pub struct ToolCallLog {
     pub virtual_key_id: Option<String>,
     pub copy_id: Option<i64>,
     pub profile_id: Option<i64>,
+    /// The role whose default gave the copy (`None` for a direct assignment).
+    pub role_id: Option<i64>,
     /// The client's `client_id`.
     pub client_id: String,
     /// The tool's own (upstream) name.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use tokio_util::task::TaskTracker;
 use tollgate_core::providers::ProviderRules;
-use tollgate_governance::{Access, Ask, Governor, Held};
+use tollgate_governance::{Access, Ask, Denial, Governor, Held};
 
-use crate::error::{Failure, GatewayError};
+use crate::error::{ErrorKind, Failure, GatewayError};
 use crate::keys::presented_key;
 use crate::prompt::Prompt;
 use crate::providers::{ManagedProviders, ProviderSpec, Target};
@@ -104,8 +104,15 @@ impl Gateway {
         let now = tollgate_core::clock::now();
         let snapshot = self.0.governor.snapshot();
         let (target, access) = self.resolve(&snapshot, headers, ask, now)?;
-        let held = self.0.governor.admit(access, ask, prompt, now).await?;
+        let held = self.0.governor.admit(access, ask, prompt, now).await.map_err(|d| self.refused(d, ask))?;
         Ok((target, held))
+    }
+
+    /// A governance refusal as the caller's answer, logged with the status it is answered with.
+    fn refused(&self, denial: Denial, ask: &Ask<'_>) -> GatewayError {
+        let status = ErrorKind::Denied(denial.kind).status_and_type().0.as_u16();
+        self.0.governor.log_refusal(&denial, ask, status);
+        GatewayError::from(denial)
     }
 
     /// The identity and access checks alone, for a call nothing is charged for (counting tokens):
@@ -129,7 +136,7 @@ impl Gateway {
             return Err(GatewayError::bad_request("the model name must not contain control characters"));
         }
         // The caller first: one without a valid key learns nothing about the providers.
-        let access = self.0.governor.authorize(snapshot, presented_key(headers), ask, now)?;
+        let access = self.0.governor.authorize(snapshot, presented_key(headers), ask, now).map_err(|d| self.refused(d, ask))?;
         let spec = self.provider(provider).ok_or_else(|| GatewayError::bad_request(format!("provider '{provider}' is not configured")))?;
         let mut key = None;
         if spec.needs_key {

@@ -57,7 +57,10 @@ impl Governor {
     /// prompt is reserved at its bound first; only if that is refused on a budget or token line
     /// is it counted and tried again at its count, so one with room never tokenizes at all.
     pub async fn admit(&self, access: Access<'_>, ask: &Ask<'_>, prompt: &impl PromptSize, now: DateTime<Utc>) -> Result<Held, Denial> {
-        self.reserve_for(access, ask, prompt, now).await.inspect_err(|d| meters::denied(ask.route, d.kind.name()))
+        self.reserve_for(access, ask, prompt, now)
+            .await
+            .map_err(|d| d.of_caller(access.user_id, access.key_id))
+            .inspect_err(|d| meters::denied(ask.route, d.kind.name()))
     }
 
     async fn reserve_for(&self, access: Access<'_>, ask: &Ask<'_>, prompt: &impl PromptSize, now: DateTime<Utc>) -> Result<Held, Denial> {
@@ -99,8 +102,14 @@ impl Governor {
             status: 0,
             latency_ms: 0,
             streamed: ask.stream,
+            route: ask.route,
+            copy_id: Some(access.copy.id),
+            profile_id: access.copy.profile_id.map(|p| p.0),
+            role_id: access.copy.source_role,
+            denial: None,
+            error: None,
         };
-        let facts = Facts { route: ask.route, priced: price.is_some(), overhead: None, upstream: None };
+        let facts = Facts { route: ask.route, priced: price.is_some(), overhead: None, upstream: None, denied: false };
         let held = Held::new(self.clone(), reservation, price, (reserved, ask.max_out), claims, LogLine::Request(log, facts));
         Ok(held.arrived_at(ask.arrived))
     }

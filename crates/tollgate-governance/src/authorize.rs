@@ -36,6 +36,8 @@ pub fn authorize<'s>(
     let key = key.ok_or_else(|| refused(DenialKind::KeyRequired))?;
     // A rotated-out value past its grace period is as unknown as a revoked one.
     let record = snapshot.key(&sha256(key)).filter(|r| r.value_live_at(now)).ok_or_else(|| refused(DenialKind::KeyNotFound))?;
+    // From here on the refusal names whose key it refused.
+    let refused = |kind| refused(kind).of_caller(&record.user_id, &record.id);
     match record.blocked_at(now) {
         Some(KeyBlock::Inactive) => return Err(refused(DenialKind::KeyInactive)),
         Some(KeyBlock::Expired) => return Err(refused(DenialKind::KeyExpired)),

@@ -67,13 +67,15 @@ pub struct CopyRef {
     pub copy_id: i64,
     /// The access profile the copy was made from (`None` for a detached copy).
     pub profile_id: Option<i64>,
+    /// The role whose default gave the copy (`None` for a direct assignment).
+    pub role_id: Option<i64>,
     /// The copy's name (its template's name when it was made).
     pub name: String,
 }
 
 impl CopyRef {
     pub fn of(copy: &GovernedCopy) -> CopyRef {
-        CopyRef { copy_id: copy.id, profile_id: copy.profile_id.map(|p| p.0), name: copy.name.to_string() }
+        CopyRef { copy_id: copy.id, profile_id: copy.profile_id.map(|p| p.0), role_id: copy.source_role, name: copy.name.to_string() }
     }
 }
 
@@ -102,6 +104,8 @@ pub struct DenialDetails {
     pub provider: String,
     pub model: String,
     pub copy: Option<CopyRef>,
+    /// Whose key was refused, once the key is known: its user and its id.
+    pub caller: Option<(String, String)>,
     /// The lines without room (rate limits before budgets), empty for other rules.
     pub lines: Vec<Shortfall>,
     /// When the decision was made.
@@ -110,7 +114,15 @@ pub struct DenialDetails {
 
 impl Denial {
     pub fn new(kind: DenialKind, provider: &str, model: &str, at: DateTime<Utc>) -> Denial {
-        Denial(Box::new(DenialDetails { kind, provider: provider.to_owned(), model: model.to_owned(), copy: None, lines: Vec::new(), at }))
+        Denial(Box::new(DenialDetails {
+            kind,
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            copy: None,
+            caller: None,
+            lines: Vec::new(),
+            at,
+        }))
     }
 
     /// The refusal of lines without room: rate limits win over budgets (a later request may pass
@@ -127,7 +139,21 @@ impl Denial {
         if tokens || requests {
             lines.retain(|d| d.kind != LineKind::Budget);
         }
-        Denial(Box::new(DenialDetails { kind, provider: provider.to_owned(), model: model.to_owned(), copy: Some(copy), lines, at }))
+        Denial(Box::new(DenialDetails {
+            kind,
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            copy: Some(copy),
+            caller: None,
+            lines,
+            at,
+        }))
+    }
+
+    /// The same refusal, naming whose key it refused.
+    pub fn of_caller(mut self, user_id: &str, key_id: &str) -> Denial {
+        self.0.caller = Some((user_id.to_owned(), key_id.to_owned()));
+        self
     }
 
     /// Seconds until every refused rate-limit window has reset (`None` for other refusals).
@@ -229,7 +255,7 @@ mod tests {
     }
 
     fn copy() -> CopyRef {
-        CopyRef { copy_id: 7, profile_id: Some(3), name: "Engineering".into() }
+        CopyRef { copy_id: 7, profile_id: Some(3), role_id: None, name: "Engineering".into() }
     }
 
     #[test]

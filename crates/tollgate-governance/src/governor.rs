@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub rebuilt_at: std::sync::Mutex<Instant>,
     /// Reservations `Held` guards own now (a metric, read when scraped).
     pub held: std::sync::atomic::AtomicUsize,
+    /// Refusals of callers without a valid key logged this second.
+    pub anonymous_refusals: crate::per_second::PerSecond,
 }
 
 impl std::fmt::Debug for Governor {
@@ -145,6 +147,7 @@ impl Governor {
             adopted_at: std::sync::Mutex::new(adopted_at),
             rebuilt_at: std::sync::Mutex::new(Instant::now()),
             held: std::sync::atomic::AtomicUsize::new(0),
+            anonymous_refusals: crate::per_second::PerSecond::default(),
         };
         let governor = Governor(Arc::new(inner));
         governor.rebuild(&mut *governor.0.freshness.lock().await).await?;

@@ -38,6 +38,8 @@ pub const SNAPSHOT_AGE: &str = "tollgate_snapshot_age_seconds";
 pub const REDIS: &str = "tollgate_redis_latency_seconds";
 /// Counter scripts Redis did not answer or refused.
 pub const REDIS_ERRORS: &str = "tollgate_redis_errors_total";
+/// Refusals of callers without a valid key beyond what the request log takes per second.
+pub const LOG_DROPPED: &str = "tollgate_refusals_not_logged_total";
 
 /// The model label of a model with no price: callers may name any model a wildcard grant lets
 /// through, and such names must not become label values.
@@ -67,6 +69,10 @@ pub fn describe() {
     describe_gauge!(SNAPSHOT_AGE, Unit::Seconds, "Seconds since the governance snapshot was last rebuilt.");
     describe_histogram!(REDIS, Unit::Seconds, "Round trips to Redis for a counter script.");
     describe_counter!(REDIS_ERRORS, "Counter scripts that Redis did not answer or refused.");
+    describe_counter!(
+        LOG_DROPPED,
+        "Refusals of callers without a valid key counted but not written to the request log (over its per-second cap)."
+    );
 }
 
 /// Counts a refusal by its rule (`DenialKind::name`); rare next to admitted requests, so the
@@ -85,6 +91,9 @@ pub struct Facts {
     pub overhead: Option<Duration>,
     /// From the first upstream attempt to the answer's headers (none without an answer).
     pub upstream: Option<Duration>,
+    /// Governance refused the request: its line is logged but not counted here (the refusal
+    /// was counted as a denial when made, and its provider and model are the caller's text).
+    pub denied: bool,
 }
 
 /// The outcome label of a logged request's status.
@@ -120,7 +129,7 @@ struct Sums {
 /// rather than once per request.
 pub(crate) fn tally(logs: &[RequestLog], facts: &[Facts], calls: &[ToolCallLog]) {
     let mut groups: HashMap<Labels<'_>, Sums> = HashMap::new();
-    for (log, facts) in logs.iter().zip(facts) {
+    for (log, facts) in logs.iter().zip(facts).filter(|(_, facts)| !facts.denied) {
         let labels = Labels {
             route: facts.route,
             provider: &log.provider,

@@ -132,6 +132,7 @@ impl Governor {
             virtual_key_id: Some(access.key_id.to_owned()),
             copy_id: Some(copy.id),
             profile_id: copy.profile_id.map(|p| p.0),
+            role_id: copy.source_role,
             client_id: ask.client_id.to_owned(),
             tool: ask.tool.to_owned(),
             outcome: String::new(),

@@ -382,11 +382,17 @@ mod tests {
             status: 200,
             latency_ms: 1,
             streamed: false,
+            route: "chat_completions",
+            copy_id: None,
+            profile_id: None,
+            role_id: None,
+            denial: None,
+            error: None,
         }
     }
 
     fn facts() -> Facts {
-        Facts { route: "chat_completions", priced: true, overhead: None, upstream: None }
+        Facts { route: "chat_completions", priced: true, overhead: None, upstream: None, denied: false }
     }
 
     /// Regression: with a flush every 500 ms, a burst at full speed held 18,000 pending lines

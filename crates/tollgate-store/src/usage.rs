@@ -21,7 +21,7 @@ use crate::directory::{COPY_COLUMNS, OVERRIDE_COLUMNS, copy_from_row, override_f
 use crate::sql::Arg;
 use crate::{SqlStore, map_err, parse_ts, ts};
 
-/// Most rows per multi-row statement (at most 11 parameters each, well under both databases' limits).
+/// Most rows per multi-row statement (at most 17 parameters each, well under both databases' limits).
 const ROWS_PER_STATEMENT: usize = 128;
 
 /// Splits `n` rows into statement sizes that are powers of two (largest first), so only eight
@@ -68,7 +68,7 @@ fn keep_latest(table: &str, key: &str, used: &str, reset: &str) -> String {
 }
 
 const LOG_INSERT: &str = "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, \
-     completion_tokens, cost, status, latency_ms, streamed) VALUES ";
+     completion_tokens, cost, status, latency_ms, streamed, route, copy_id, profile_id, role_id, denial, error) VALUES ";
 
 /// One row per line, the latest (newer window, or more used): a statement may not update the
 /// same row twice (Postgres refuses it), and the upsert would keep the latest anyway.
@@ -109,7 +109,7 @@ fn upsert_values(row: &UsageRow) -> (usize, Vec<Arg>) {
 }
 
 /// Values per request-log row.
-const LOG_WIDTH: usize = 11;
+const LOG_WIDTH: usize = 17;
 
 /// Appends one request-log row's values, borrowing its text rather than copying it.
 fn add_log<'q>(args: &mut AnyArguments<'q>, log: &'q RequestLog, created_at: &'q str) {
@@ -125,13 +125,19 @@ fn add_log<'q>(args: &mut AnyArguments<'q>, log: &'q RequestLog, created_at: &'q
     for n in [i64::from(log.status), count(log.latency_ms), i64::from(log.streamed)] {
         let _ = args.add(n);
     }
+    let _ = args.add(log.route);
+    for id in [log.copy_id, log.profile_id, log.role_id] {
+        let _ = args.add(id);
+    }
+    let _ = args.add(log.denial);
+    let _ = args.add(log.error.as_deref());
 }
 
 const TOOL_CALL_INSERT: &str = "INSERT INTO mcp_tool_calls (created_at, user_id, virtual_key_id, copy_id, profile_id, \
-     client_id, tool, outcome, latency_ms, argument_bytes, result_bytes, cost) VALUES ";
+     client_id, tool, outcome, latency_ms, argument_bytes, result_bytes, cost, role_id) VALUES ";
 
 /// Values per tool-call row.
-const TOOL_CALL_WIDTH: usize = 12;
+const TOOL_CALL_WIDTH: usize = 13;
 
 /// Appends one tool-call audit row's values.
 fn add_tool_call<'q>(args: &mut AnyArguments<'q>, call: &'q ToolCallLog, created_at: &'q str) {
@@ -147,6 +153,7 @@ fn add_tool_call<'q>(args: &mut AnyArguments<'q>, call: &'q ToolCallLog, created
     for n in [count(call.latency_ms), count(call.argument_bytes), count(call.result_bytes), call.cost.micros()] {
         let _ = args.add(n);
     }
+    let _ = args.add(call.role_id);
 }
 
 /// A statement's text by backend, head, tail, rows and values per row.

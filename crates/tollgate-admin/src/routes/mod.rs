@@ -1,6 +1,7 @@
 //! The route table: which handler answers which path, on both path families.
 
 mod api_keys;
+mod logs;
 mod mcp;
 pub(crate) mod metrics;
 mod models;
@@ -9,6 +10,7 @@ mod profiles;
 mod providers;
 mod rbac;
 mod roles;
+mod spend;
 mod system;
 mod user_profiles;
 mod users;
@@ -19,6 +21,7 @@ use axum::Router;
 use crate::AdminState;
 
 pub(crate) use api_keys::ApiKeyDoc;
+pub(crate) use logs::LogDoc;
 pub(crate) use mcp::McpDoc;
 pub(crate) use models::ModelDoc;
 pub(crate) use profile_roles::ProfileRoleDoc;
@@ -26,6 +29,7 @@ pub(crate) use profiles::ProfileDoc;
 pub(crate) use providers::ProviderDoc;
 pub(crate) use rbac::RbacDoc;
 pub(crate) use roles::RoleDoc;
+pub(crate) use spend::SpendDoc;
 pub(crate) use system::SystemDoc;
 pub(crate) use user_profiles::UserProfileDoc;
 pub(crate) use users::UserDoc;
@@ -56,4 +60,6 @@ pub(crate) fn api_routes() -> Router<AdminState> {
         .merge(users::routes())
         .merge(user_profiles::routes())
         .merge(virtual_keys::routes())
+        .merge(logs::routes())
+        .merge(spend::routes())
 }

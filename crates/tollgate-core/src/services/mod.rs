@@ -6,6 +6,8 @@ pub mod auth;
 pub mod directory;
 pub mod keys;
 pub mod lifecycle;
+mod log_params;
+pub mod logs;
 pub mod mcp;
 pub mod models;
 pub mod profiles;

@@ -21,6 +21,8 @@ pub struct GovernedCopy {
     pub id: i64,
     /// The template the copy was made from.
     pub profile_id: Option<ProfileId>,
+    /// The role whose default gave the copy (`None` for a direct assignment), for the log.
+    pub source_role: Option<i64>,
     pub name: Arc<str>,
     pub is_active: bool,
     pub expires_at: Option<DateTime<Utc>>,
@@ -101,6 +103,7 @@ impl GovernedCopy {
         GovernedCopy {
             id: copy.id,
             profile_id: copy.parent_profile_id,
+            source_role: copy.source_role_id,
             name: interner.text(&copy.name),
             is_active: copy.is_active,
             expires_at: copy.expires_at,

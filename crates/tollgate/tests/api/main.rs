@@ -119,6 +119,7 @@ mod exactness;
 mod gateway;
 mod hardening;
 mod lifecycle;
+mod logs;
 mod mcp;
 mod mcp_clients;
 mod mcp_governed;

@@ -35,9 +35,9 @@ fn chat(model: &str) -> Value {
 }
 
 /// The samples of the exposition: (name, labels) → value.
-type Samples = Vec<(String, BTreeMap<String, String>, f64)>;
+pub(crate) type Samples = Vec<(String, BTreeMap<String, String>, f64)>;
 
-fn samples(text: &str) -> Samples {
+pub(crate) fn samples(text: &str) -> Samples {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("a sample without a value: {line}"));
@@ -59,7 +59,7 @@ fn samples(text: &str) -> Samples {
 /// The sum of the samples named `name` whose labels include every pair of `labels`, to the
 /// nearest whole number (the counts compared are whole).
 #[expect(clippy::cast_possible_truncation, reason = "small whole counts")]
-fn total(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> i64 {
+pub(crate) fn total(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> i64 {
     let sum: f64 = samples
         .iter()
         .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
@@ -83,7 +83,7 @@ fn promtool_accepts(text: &str) {
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics refused the exposition:\n{said}\n---\n{text}");
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let response = reqwest::Client::new()
         .get(app.url("/metrics"))
         .basic_auth(tollgate_testkit::ADMIN_USER, Some(tollgate_testkit::ADMIN_PASSWORD))
@@ -96,12 +96,14 @@ async fn scrape(app: &TestApp) -> String {
     response.text().await.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Waits until the usage writer has stored `requests` log lines and `calls` tool-call rows, and
-/// has counted them (it counts a batch just after storing it); returns the exposition then.
+/// Waits until the usage writer has stored `requests` log lines of admitted requests and `calls`
+/// tool-call rows, and has counted them (it counts a batch just after storing it); returns the
+/// exposition then.
 async fn logged(app: &TestApp, requests: i64, calls: i64) -> String {
     let start = Instant::now();
     loop {
-        let seen = (app.count("SELECT COUNT(*) AS n FROM request_logs").await, app.count("SELECT COUNT(*) AS n FROM mcp_tool_calls").await);
+        let admitted = app.count("SELECT COUNT(*) AS n FROM request_logs WHERE denial IS NULL").await;
+        let seen = (admitted, app.count("SELECT COUNT(*) AS n FROM mcp_tool_calls").await);
         if seen == (requests, calls) {
             let text = scrape(app).await;
             let s = samples(&text);
@@ -181,6 +183,8 @@ mod the_exposition_agrees_with_the_traffic_and_the_log_and_passes_promtool {
         assert!(cost >= 20_000, "the metered key's two answers cost $0.02: {cost}");
         for (rule, n) in [("budget_exceeded", 1), ("request_limited", 1), ("model_blocked", 1), ("key_not_found", 1)] {
             assert_eq!(total(&s, "tollgate_denials_total", &[("route", "chat_completions"), ("type", rule)]), n, "{rule}");
+            let logged = app.count_reaching(&format!("SELECT COUNT(*) AS n FROM request_logs WHERE denial = '{rule}'"), n).await;
+            assert_eq!(logged, n, "the log holds each refusal the denials counter counted ({rule})");
         }
         assert_eq!(total(&s, "tollgate_mcp_tool_calls_total", &[("client", "docs"), ("outcome", "ok")]), 1);
         assert_eq!(total(&s, "tollgate_mcp_tool_calls_total", &[("client", "unknown"), ("outcome", "denied")]), 1);

@@ -20,6 +20,12 @@ fn log(i: u64) -> RequestLog {
         status: 200,
         latency_ms: 3,
         streamed: false,
+        route: "chat_completions",
+        copy_id: Some(1),
+        profile_id: Some(1),
+        role_id: None,
+        denial: None,
+        error: None,
     }
 }
 
@@ -179,6 +185,7 @@ fn tool_call(created_at: chrono::DateTime<Utc>) -> tollgate_core::usage::ToolCal
         virtual_key_id: Some("vk-1".into()),
         copy_id: Some(1),
         profile_id: Some(1),
+        role_id: Some(2),
         client_id: "docs".into(),
         tool: "search".into(),
         outcome: "ok".into(),
