@@ -1,6 +1,7 @@
 //! The route table: which handler answers which path, on both path families.
 
 mod api_keys;
+mod budget_alerts;
 mod mcp;
 pub(crate) mod metrics;
 mod models;
@@ -19,6 +20,7 @@ use axum::Router;
 use crate::AdminState;
 
 pub(crate) use api_keys::ApiKeyDoc;
+pub(crate) use budget_alerts::BudgetAlertDoc;
 pub(crate) use mcp::McpDoc;
 pub(crate) use models::ModelDoc;
 pub(crate) use profile_roles::ProfileRoleDoc;
@@ -56,4 +58,5 @@ pub(crate) fn api_routes() -> Router<AdminState> {
         .merge(users::routes())
         .merge(user_profiles::routes())
         .merge(virtual_keys::routes())
+        .merge(budget_alerts::routes())
 }
