@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::audit::NewAuditEntry;
+use crate::egress::EgressPolicy;
 use crate::error::{CoreError, Problems};
 use crate::ids::ProfileId;
 use crate::paging::{Page, Paging};
@@ -94,8 +95,9 @@ pub struct CheckedRule {
 }
 
 impl AlertRuleRequest {
-    /// Validates every member, listing every problem; `secret_required` on creation.
-    pub fn checked(self, secret_required: bool) -> Result<CheckedRule, CoreError> {
+    /// Validates every member, listing every problem; `secret_required` on creation. The URL
+    /// must also be one `egress` lets an upstream have.
+    pub fn checked(self, secret_required: bool, egress: EgressPolicy) -> Result<CheckedRule, CoreError> {
         let mut p = Problems::default();
         let profile_id = match self.access_profile_id {
             Some(id) if id > 0 => ProfileId(id),
@@ -115,7 +117,7 @@ impl AlertRuleRequest {
                 String::new()
             }
             Some(text) => {
-                if let Err(message) = check_url(text) {
+                if let Err(message) = check_url(text).and_then(|()| egress.check_base_url(text)) {
                     p.add("webhook_url", message);
                 }
                 text.to_owned()
@@ -268,7 +270,9 @@ mod tests {
 
     #[test]
     fn thresholds_are_sorted_and_counted_once() {
-        let rule = request(vec![100, 50, 80, 50], "https://hooks.example.com/x").checked(true).unwrap_or_else(|e| panic!("{e}"));
+        let rule = request(vec![100, 50, 80, 50], "https://hooks.example.com/x")
+            .checked(true, EgressPolicy::default())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rule.thresholds, vec![50, 80, 100]);
         assert!(rule.enabled);
     }
@@ -281,14 +285,22 @@ mod tests {
             webhook_url: Some("ftp://x".into()),
             ..Default::default()
         };
-        let message = bad.checked(true).err().map(|e| e.to_string()).unwrap_or_default();
+        let message = bad.checked(true, EgressPolicy::default()).err().map(|e| e.to_string()).unwrap_or_default();
         for needle in ["access_profile_id", "0 is not", "1001 is not", "webhook_url: must be an http(s) URL", "secret: is required"] {
             assert!(message.contains(needle), "{needle} missing from {message}");
         }
-        let message = request(vec![50], "https://user:pw@example.com/").checked(true).err().map(|e| e.to_string()).unwrap_or_default();
+        let message = request(vec![50], "https://user:pw@example.com/")
+            .checked(true, EgressPolicy::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(message.contains("credentials"), "{message}");
-        assert!(request(vec![], "https://example.com/").checked(true).is_err());
+        let metadata = request(vec![50], "http://169.254.169.254/latest").checked(true, EgressPolicy::default());
+        assert!(metadata.err().is_some_and(|e| e.to_string().contains("cloud-metadata")), "the gateway's egress rules apply");
+        let private = EgressPolicy { block_private: true };
+        assert!(request(vec![50], "http://127.0.0.1:9/").checked(true, private).is_err());
+        assert!(request(vec![], "https://example.com/").checked(true, EgressPolicy::default()).is_err());
         let keep = AlertRuleRequest { secret: None, ..request(vec![50], "http://127.0.0.1:9/") };
-        assert_eq!(keep.checked(false).map(|r| r.secret).ok(), Some(None), "on replace an absent secret is kept");
+        assert_eq!(keep.checked(false, EgressPolicy::default()).map(|r| r.secret).ok(), Some(None), "on replace an absent secret is kept");
     }
 }

@@ -153,12 +153,20 @@ impl Server {
         let mcp_service = McpService::new(shared.clone(), sealer.clone()).with_rules(mcp_rules);
         mcp_service.apply_declared(settings.mcp.clients.clone()).await.map_err(|e| StartError::Declared(format!("mcp_clients: {e}")))?;
         let Started { governor, gateway, mcp, tasks, flushed } = start_gateway(&store, settings, &sealer).await?;
-        let alerts = AlertsTask::start(Arc::new(store.clone()), sealer.clone(), governor.clone(), flushed, settings.alerts)
-            .map_err(StartError::Gateway)?;
+        let alerts = AlertsTask::start(
+            Arc::new(store.clone()),
+            sealer.clone(),
+            governor.clone(),
+            flushed,
+            settings.alerts,
+            settings.gateway.rules.egress,
+        )
+        .map_err(StartError::Gateway)?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let mut state = AdminState::new(shared.clone(), auth, &sealer);
         state.models = ModelService::new(shared, model_sources(settings)?);
         state.providers = state.providers.with_rules(settings.gateway.rules.clone());
+        state.alerts = state.alerts.with_egress(settings.gateway.rules.egress);
         state.mcp = mcp_service.with_runtime(mcp.upstreams().clone());
         let render = crate::telemetry::render(metrics.clone(), governor.clone());
         state.metrics = Some(tollgate_admin::MetricsEndpoint { render, allow: settings.metrics.allow.clone() });

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::alerts::{AlertRule, AlertRuleRequest, AlertRuleView, CheckedRule};
 use crate::audit::{AuditAction, NewAuditEntry};
 use crate::auth::Principal;
+use crate::egress::EgressPolicy;
 use crate::error::CoreError;
 use crate::ids::{ProfileId, Sequence};
 use crate::paging::{Page, Paging};
@@ -19,6 +20,7 @@ pub use crate::alerts::AlertStore;
 pub struct AlertService {
     store: Arc<dyn Store>,
     sealer: Sealer,
+    egress: EgressPolicy,
 }
 
 impl std::fmt::Debug for AlertService {
@@ -48,7 +50,13 @@ fn entry(actor: &Principal, action: AuditAction, rule: &AlertRule, previous: Opt
 
 impl AlertService {
     pub fn new(store: Arc<dyn Store>, sealer: Sealer) -> Self {
-        Self { store, sealer }
+        Self { store, sealer, egress: EgressPolicy::default() }
+    }
+
+    /// Webhook URLs must be addresses the operator lets upstreams have (`[gateway] block_private_upstreams`).
+    #[must_use]
+    pub fn with_egress(self, egress: EgressPolicy) -> Self {
+        Self { egress, ..self }
     }
 
     /// Rules by id, of one profile or of all, a page of them.
@@ -67,7 +75,7 @@ impl AlertService {
 
     /// A checked request whose profile exists.
     async fn checked(&self, req: AlertRuleRequest, secret_required: bool) -> Result<CheckedRule, CoreError> {
-        let rule = req.checked(secret_required)?;
+        let rule = req.checked(secret_required, self.egress)?;
         if self.store.get_profile(rule.profile_id).await?.is_none() {
             return Err(CoreError::invalid("access_profile_id", format!("access profile {} does not exist", rule.profile_id.0)));
         }

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tollgate_core::alerts::{AlertDelivery, AlertOutcome, AlertStore};
 use tollgate_core::audit::{AuditAction, NewAuditEntry};
+use tollgate_core::egress::EgressPolicy;
 use tollgate_core::vkeys::Sealer;
 
 use crate::alerts_config::AlertsConfig;
@@ -50,8 +51,10 @@ pub(crate) struct Deliverer {
 }
 
 impl Deliverer {
-    pub(crate) fn new(store: Arc<dyn AlertStore>, sealer: Sealer, config: AlertsConfig) -> Result<Deliverer, String> {
+    /// The client resolves names as the gateway's does: addresses `egress` refuses are never connected to.
+    pub(crate) fn new(store: Arc<dyn AlertStore>, sealer: Sealer, config: AlertsConfig, egress: EgressPolicy) -> Result<Deliverer, String> {
         let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(tollgate_gateway::GuardedResolver::new(egress)))
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .build()

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tollgate_core::alerts::{AlertDelivery, AlertPayload, AlertRule, AlertStore, NewAlertEvent};
+use tollgate_core::egress::EgressPolicy;
 use tollgate_core::money::Money;
 use tollgate_core::vkeys::Sealer;
 use tollgate_governance::Governor;
@@ -64,8 +65,9 @@ impl AlertsTask {
         governor: Governor,
         mut lines: mpsc::Receiver<Vec<LineValue>>,
         config: AlertsConfig,
+        egress: EgressPolicy,
     ) -> Result<AlertsTask, String> {
-        let deliverer = Arc::new(Deliverer::new(store.clone(), sealer, config)?);
+        let deliverer = Arc::new(Deliverer::new(store.clone(), sealer, config, egress)?);
         let mut watcher = Watcher {
             store,
             governor,

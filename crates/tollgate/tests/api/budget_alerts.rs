@@ -284,6 +284,7 @@ with_mock_upstream! { start;
             (json!({"access_profile_id": profile, "thresholds": [], "webhook_url": "http://x.example/", "secret": "s"}), "thresholds"),
             (json!({"access_profile_id": profile, "thresholds": [50], "webhook_url": "ftp://x.example/", "secret": "s"}), "webhook_url"),
             (json!({"access_profile_id": profile, "thresholds": [50], "webhook_url": "not a url", "secret": "s"}), "webhook_url"),
+            (json!({"access_profile_id": profile, "thresholds": [50], "webhook_url": "http://169.254.169.254/latest", "secret": "s"}), "cloud-metadata"),
             (json!({"access_profile_id": profile, "thresholds": [50], "webhook_url": "http://x.example/"}), "secret"),
             (json!({"access_profile_id": profile + 1000, "thresholds": [50], "webhook_url": "http://x.example/", "secret": "s"}), "access_profile_id"),
             (json!({"access_profile_id": profile, "thresholds": ["half"], "webhook_url": "http://x.example/", "secret": "s"}), ""),
