@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tollgate_core::ports::Store;
+use tollgate_core::services::alerts::AlertService;
 use tollgate_core::services::api_keys::ApiKeyService;
 use tollgate_core::services::assignments::AssignmentService;
 use tollgate_core::services::auth::AuthService;
@@ -73,6 +74,8 @@ pub struct AdminState {
     pub providers: ProviderService,
     /// MCP clients and Virtual MCPs; the binary adds its rules and the running MCP surface.
     pub mcp: McpService,
+    /// Budget-alert rules of access profiles.
+    pub alerts: AlertService,
     /// Lists models; built here without the config file's providers and the pricing catalog,
     /// which the binary adds (`ModelService::new` with its `ModelSources`).
     pub models: ModelService,
@@ -101,6 +104,7 @@ impl AdminState {
             keys: KeyService::new(store.clone(), sealer.clone()),
             providers: ProviderService::new(store.clone(), sealer.clone()),
             mcp: McpService::new(store.clone(), sealer.clone()),
+            alerts: AlertService::new(store.clone(), sealer.clone()),
             models: ModelService::new(store.clone(), ModelSources::default()),
             logs: LogService::new(store.clone()),
             store,

@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 use crate::ids::ProfileId;
 use crate::paging::Paging;
 
-/// Audited actions: the nine of the contract, then Tollgate's assignment, key and override actions.
+/// Audited actions: the nine of the contract, then Tollgate's assignment, key, override and
+/// budget-alert actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
@@ -31,10 +32,17 @@ pub enum AuditAction {
     RemoveOverride,
     /// A managed key got a new value on its profile's schedule.
     RotateKey,
+    CreateAlertRule,
+    UpdateAlertRule,
+    DeleteAlertRule,
+    /// A budget alert's webhook accepted it.
+    AlertSent,
+    /// A budget alert was given up after its last attempt.
+    AlertFailed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 17] = [
+    pub const ALL: [AuditAction; 22] = [
         AuditAction::Create,
         AuditAction::Update,
         AuditAction::Delete,
@@ -52,6 +60,11 @@ impl AuditAction {
         AuditAction::SetOverride,
         AuditAction::RemoveOverride,
         AuditAction::RotateKey,
+        AuditAction::CreateAlertRule,
+        AuditAction::UpdateAlertRule,
+        AuditAction::DeleteAlertRule,
+        AuditAction::AlertSent,
+        AuditAction::AlertFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +86,11 @@ impl AuditAction {
             AuditAction::SetOverride => "set_override",
             AuditAction::RemoveOverride => "remove_override",
             AuditAction::RotateKey => "rotate_key",
+            AuditAction::CreateAlertRule => "create_alert_rule",
+            AuditAction::UpdateAlertRule => "update_alert_rule",
+            AuditAction::DeleteAlertRule => "delete_alert_rule",
+            AuditAction::AlertSent => "alert_sent",
+            AuditAction::AlertFailed => "alert_failed",
         }
     }
 

@@ -65,6 +65,7 @@ pub enum Sequence {
     Role,
     UserCopy,
     VirtualMcp,
+    BudgetAlert,
 }
 
 impl Sequence {
@@ -76,6 +77,7 @@ impl Sequence {
             Sequence::Role => "role",
             Sequence::UserCopy => "user_copy",
             Sequence::VirtualMcp => "virtual_mcp",
+            Sequence::BudgetAlert => "budget_alert",
         }
     }
 }

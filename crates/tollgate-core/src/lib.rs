@@ -1,6 +1,7 @@
 //! Tollgate's domain: identifiers, money, policy objects and their validation, the ports that
 //! storage implements, and the services that run the management use cases. No I/O lives here.
 
+pub mod alerts;
 pub mod api_key;
 pub mod audit;
 pub mod auth;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::alerts::AlertStore;
 use crate::api_key::ApiKey;
 use crate::audit::{AuditLog, AuditQuery, NewAuditEntry, NewVersion, ProfileVersion};
 use crate::directory::DirectoryStore;
@@ -102,6 +103,6 @@ pub trait AdminStore: Send + Sync {
 }
 
 /// Everything the management plane needs from storage.
-pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore {}
+pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore + AlertStore {}
 
-impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore> Store for T {}
+impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore + AlertStore> Store for T {}

@@ -11,12 +11,12 @@ use tollgate_core::egress::EgressPolicy;
 
 /// A resolver over the system's (`getaddrinfo`, as reqwest's default) that drops refused addresses.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct GuardedResolver {
+pub struct GuardedResolver {
     policy: EgressPolicy,
 }
 
 impl GuardedResolver {
-    pub(crate) fn new(policy: EgressPolicy) -> Self {
+    pub fn new(policy: EgressPolicy) -> Self {
         Self { policy }
     }
 }

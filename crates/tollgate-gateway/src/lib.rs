@@ -18,6 +18,7 @@ mod anthropic_extras;
 mod body;
 mod chat;
 mod egress;
+pub use egress::GuardedResolver;
 mod embeddings;
 mod engine;
 mod error;

@@ -14,7 +14,7 @@ use crate::freshness::Freshness;
 use crate::meters::{self, Gauges};
 use crate::pricing::Pricing;
 use crate::snapshot::{SharedSnapshot, Snapshot, SnapshotBuilder};
-use crate::writer::{OpenUsageStore, UsageWriter, WriterHandle, lower_own_priority};
+use crate::writer::{FlushTap, OpenUsageStore, UsageWriter, WriterHandle, lower_own_priority};
 
 /// Reads everything and builds the snapshot of it on a thread of its own, at the usage writer's
 /// lower priority, so a full rebuild (a second or more at 100k users) never holds a request
@@ -50,6 +50,8 @@ pub struct GovernorSettings {
     pub log_retention_days: i64,
     /// Called with each reload's data before the snapshot is swapped.
     pub on_reload: Vec<OnReload>,
+    /// Where the usage writer hands each written batch's budget lines (budget alerts).
+    pub flush_tap: Option<FlushTap>,
 }
 
 impl std::fmt::Debug for GovernorSettings {
@@ -135,7 +137,7 @@ impl Governor {
             tracing::warn!(requests = unsettled, "charged the reservations of requests a crash left unsettled");
         }
         let adopted_at = tollgate_core::clock::now();
-        let (writer, writer_handle) = UsageWriter::spawn_on_own_thread(open_writer_store, counters.clone()).await?;
+        let (writer, writer_handle) = UsageWriter::spawn_on_own_thread(open_writer_store, counters.clone(), settings.flush_tap).await?;
         let inner = Inner {
             snapshot: SharedSnapshot::default(),
             counters,

@@ -9,6 +9,7 @@
 //! `Held` it got with what the call consumed.
 
 pub mod admit;
+pub mod alerts;
 pub mod authorize;
 pub mod counters;
 pub mod denial;
@@ -31,4 +32,4 @@ pub use denial::{CopyRef, Denial, DenialKind};
 pub use governor::{Governor, GovernorSettings, GovernorTasks, OnReload};
 pub use held::Held;
 pub use tools::{KeyAccess, ToolAsk, authorize_key};
-pub use writer::OpenUsageStore;
+pub use writer::{FlushTap, OpenUsageStore};

@@ -215,6 +215,11 @@ impl Snapshot {
         next
     }
 
+    /// Every user with holdings and their copies, in no particular order.
+    pub fn holders(&self) -> impl Iterator<Item = (&Arc<str>, &[GovernedCopy])> {
+        self.users.iter().map(|(user, held)| (user, held.copies.as_slice()))
+    }
+
     /// The key whose value hashes to `hash`.
     pub fn key(&self, hash: &[u8; 32]) -> Option<&GovernedKey> {
         self.keys.get(key_shard(hash), hash).map(Arc::as_ref)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tollgate_core::usage::{RequestLog, ToolCallLog, UsageRow, UsageStore};
 
-use crate::counters::{Counters, LineValue, row};
+use crate::counters::{Counters, LineKind, LineValue, row};
 use crate::journal::Journal;
 use crate::meters::{self, Facts};
 
@@ -21,6 +21,11 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// A batch holding this many request-log lines is written at once rather than at the next tick,
 /// so a burst of traffic cannot grow it without bound (about 2 MB of pending lines at most).
 pub const FLUSH_AT_LOGS: usize = 4096;
+
+/// Where the writer hands the budget lines of each written batch (their new values), for budget
+/// alerts: one message per flush that charged a budget, never per request. Bounded: when the
+/// reader falls behind, a flush's lines are dropped with a warning rather than held.
+pub type FlushTap = tokio::sync::mpsc::Sender<Vec<LineValue>>;
 
 /// A line of the request log (with what its metrics need beside it), or a row of the tool-call
 /// audit.
@@ -151,15 +156,20 @@ impl UsageWriter {
     fn spawn(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>) -> (UsageWriter, WriterHandle) {
         let pending = Arc::new(Mutex::new(Batch::default()));
         let (close, full) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let task = tokio::spawn(run(store, counters, pending.clone(), close.clone(), full.clone()));
+        let task = tokio::spawn(run(store, counters, None, pending.clone(), close.clone(), full.clone()));
         (UsageWriter { pending, full }, WriterHandle { close, done: Done::Task(task) })
     }
 
     /// Starts the task on a thread of its own (`usage-writer`, nice `WRITER_NICE` on Linux) with a
     /// single-threaded runtime, and opens its store there; at every flush it also takes the lines
     /// `counters` keeps charged in this process (`Counters::charged`). Requests only ever touch the shared
-    /// batch; the flush's encoding and database work never runs on a request worker.
-    pub async fn spawn_on_own_thread(open: OpenUsageStore, counters: Arc<dyn Counters>) -> Result<(UsageWriter, WriterHandle), String> {
+    /// batch; the flush's encoding and database work never runs on a request worker. Each written
+    /// batch's budget lines go to `tap`, if given.
+    pub async fn spawn_on_own_thread(
+        open: OpenUsageStore,
+        counters: Arc<dyn Counters>,
+        tap: Option<FlushTap>,
+    ) -> Result<(UsageWriter, WriterHandle), String> {
         let pending = Arc::new(Mutex::new(Batch::default()));
         let (close, full) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let (opened_tx, opened) = oneshot::channel::<Result<(), String>>();
@@ -185,7 +195,7 @@ impl UsageWriter {
                         }
                     };
                     let _ = opened_tx.send(Ok(()));
-                    run(store.clone(), counters, batch, closing, woken).await;
+                    run(store.clone(), counters, tap, batch, closing, woken).await;
                     store.close().await;
                 });
                 let _ = done_tx.send(());
@@ -240,7 +250,14 @@ pub(crate) fn lower_own_priority(what: &str) {
     let _ = what;
 }
 
-async fn run(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>, pending: Arc<Mutex<Batch>>, close: Arc<Notify>, full: Arc<Notify>) {
+async fn run(
+    store: Arc<dyn UsageStore>,
+    counters: Arc<dyn Counters>,
+    tap: Option<FlushTap>,
+    pending: Arc<Mutex<Batch>>,
+    close: Arc<Notify>,
+    full: Arc<Notify>,
+) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     // Two batches take turns: requests fill one while the other is written, then emptied.
     let mut spare = Batch::default();
@@ -251,7 +268,7 @@ async fn run(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>, pending: A
             () = full.notified() => false,
             _ = tick.tick() => false,
         };
-        flush(store.as_ref(), counters.as_ref(), &pending, &mut spare).await;
+        flush(store.as_ref(), counters.as_ref(), tap.as_ref(), &pending, &mut spare).await;
         journal.sync(store.as_ref(), counters.as_ref()).await;
         if closing {
             return;
@@ -261,7 +278,7 @@ async fn run(store: Arc<dyn UsageStore>, counters: Arc<dyn Counters>, pending: A
 
 /// Writes what is pending, leaving the emptied `spare` in its place for requests to fill; on
 /// failure it goes back into the batch and is retried next tick.
-async fn flush(store: &dyn UsageStore, counters: &dyn Counters, pending: &Mutex<Batch>, spare: &mut Batch) {
+async fn flush(store: &dyn UsageStore, counters: &dyn Counters, tap: Option<&FlushTap>, pending: &Mutex<Batch>, spare: &mut Batch) {
     let mut taken = match pending.lock() {
         Ok(mut batch) => std::mem::replace(&mut *batch, std::mem::take(spare)),
         Err(_) => return,
@@ -279,6 +296,9 @@ async fn flush(store: &dyn UsageStore, counters: &dyn Counters, pending: &Mutex<
         Ok(()) => {
             // Counted once written, so the metrics agree with the stored log.
             meters::tally(&taken.logs, &taken.facts, &taken.tool_calls);
+            if let Some(tap) = tap {
+                hand_budgets(tap, &taken);
+            }
             taken.clear();
             *spare = taken;
         }
@@ -292,6 +312,17 @@ async fn flush(store: &dyn UsageStore, counters: &dyn Counters, pending: &Mutex<
     }
 }
 
+/// Sends the written batch's budget lines to `tap` (nothing when it charged none).
+fn hand_budgets(tap: &FlushTap, written: &Batch) {
+    let budgets: Vec<LineValue> = written.lines.values().filter(|v| v.kind == LineKind::Budget).cloned().collect();
+    if budgets.is_empty() {
+        return;
+    }
+    if let Err(tokio::sync::mpsc::error::TrySendError::Full(lines)) = tap.try_send(budgets) {
+        tracing::warn!(lines = lines.len(), "budget alerts are behind; the lines of one flush were not looked at");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, Utc};
@@ -299,7 +330,6 @@ mod tests {
     use tollgate_core::money::Money;
 
     use super::*;
-    use crate::counters::LineKind;
 
     fn value(used: u64, window_start: chrono::DateTime<Utc>) -> LineValue {
         LineValue { line: "b1".into(), kind: LineKind::Budget, used, window_start }
@@ -439,7 +469,7 @@ mod tests {
         let (tx, mut written) = tokio::sync::mpsc::unbounded_channel();
         let open: OpenUsageStore = Box::new(move || Ok(Arc::new(Counting(tx)) as Arc<dyn UsageStore>));
         let (writer, handle) =
-            UsageWriter::spawn_on_own_thread(open, Arc::new(crate::counters::MemoryCounters::new())).await.expect("starts");
+            UsageWriter::spawn_on_own_thread(open, Arc::new(crate::counters::MemoryCounters::new()), None).await.expect("starts");
         for _ in 0..3 {
             writer.record(Vec::new(), Some(LogLine::Request(log_line(), facts())));
         }
@@ -458,7 +488,7 @@ mod tests {
     #[tokio::test]
     async fn a_writer_whose_store_cannot_open_fails_to_start_with_the_reason() {
         let open: OpenUsageStore = Box::new(|| Err("no such database".to_owned()));
-        let started = UsageWriter::spawn_on_own_thread(open, Arc::new(crate::counters::MemoryCounters::new())).await;
+        let started = UsageWriter::spawn_on_own_thread(open, Arc::new(crate::counters::MemoryCounters::new()), None).await;
         assert_eq!(started.err().as_deref(), Some("no such database"));
     }
 }

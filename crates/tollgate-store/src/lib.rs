@@ -2,6 +2,7 @@
 //! with `$N` placeholders) and per-backend migrations. Every write is one transaction.
 
 mod admin;
+mod alerts;
 mod api_keys;
 mod audit;
 mod bulk;

@@ -56,6 +56,8 @@ pub struct Settings {
     pub mcp: crate::mcp_config::McpConfig,
     /// Who may scrape `/metrics` without a credential (`[metrics]`).
     pub metrics: crate::metrics_config::MetricsConfig,
+    /// Budget-alert delivery: retries, backoff and timeout (`[alerts]`).
+    pub alerts: crate::alerts_config::AlertsConfig,
 }
 
 /// The key that seals stored virtual-key values.
@@ -90,6 +92,7 @@ struct FileValues {
     mcp: Option<toml::Value>,
     mcp_clients: Option<toml::Value>,
     metrics: Option<toml::Value>,
+    alerts: Option<toml::Value>,
 }
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
@@ -173,13 +176,14 @@ impl Settings {
         let keys = crate::keys_config::parse(file.keys.as_ref(), &mut problems);
         let mcp = crate::mcp_config::parse(file.mcp.as_ref(), file.mcp_clients.as_ref(), &mut problems);
         let metrics = crate::metrics_config::parse(file.metrics.as_ref(), &mut problems);
+        let alerts = crate::alerts_config::parse(file.alerts.as_ref(), &mut problems);
         if let Some(url) = overrides.redis_url {
             problems.extend(crate::gateway_config::check_redis_url(&url));
             gateway.redis_url = Some(Secret::new(url));
         }
         match listen {
             Some(listen) if problems.is_empty() => {
-                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys, mcp, metrics })
+                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys, mcp, metrics, alerts })
             }
             _ => Err(ConfigError(problems)),
         }
@@ -233,6 +237,7 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "mcp" => values.mcp = Some(value.clone()),
             "mcp_clients" => values.mcp_clients = Some(value.clone()),
             "metrics" => values.metrics = Some(value.clone()),
+            "alerts" => values.alerts = Some(value.clone()),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }

@@ -1,6 +1,8 @@
 //! The Tollgate server as a library: settings, start-up/shutdown and the operator CLI commands,
 //! so tests can start the real server in-process on port 0.
 
+pub mod alerts;
+pub mod alerts_config;
 pub mod cli;
 pub mod config;
 pub mod declared;

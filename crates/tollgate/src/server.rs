@@ -23,6 +23,7 @@ use tollgate_governance::{Governor, GovernorSettings, GovernorTasks, OpenUsageSt
 use tollgate_mcp::{McpSettings, McpSurface, Upstreams};
 use tollgate_store::SqlStore;
 
+use crate::alerts::AlertsTask;
 use crate::config::Settings;
 use crate::rotation::RotationTask;
 
@@ -58,6 +59,8 @@ pub struct Server {
     rotation_every: std::time::Duration,
     /// The process's metrics recorder, kept tidy while the server runs.
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Budget alerts, fed by the usage writer's flushes; running from `build` until `run` ends.
+    alerts: AlertsTask,
 }
 
 /// What `start_gateway` starts: governance and the two surfaces that ask it.
@@ -66,7 +69,12 @@ struct Started {
     gateway: Gateway,
     mcp: McpSurface,
     tasks: (GatewayTasks, GovernorTasks),
+    /// The budget lines each usage flush wrote, for budget alerts.
+    flushed: tokio::sync::mpsc::Receiver<Vec<tollgate_governance::counters::LineValue>>,
 }
+
+/// Flushes whose budget lines may wait for the alert task (a flush runs at most twice a second).
+const FLUSHES_QUEUED: usize = 1024;
 
 /// Starts governance (snapshot loaded, counters rebuilt from stored usage, the usage writer and
 /// the timers running), the inference surface and the MCP surface over it.
@@ -95,13 +103,14 @@ async fn start_gateway(store: &SqlStore, settings: &Settings, sealer: &Sealer) -
     let mcp_sealer = sealer.clone();
     let mcp_catalog = upstreams.on_reload(move |data| open_catalog(&data.mcp_clients, &data.virtual_mcps, &mcp_sealer));
     let on_reload = vec![managed.on_reload(), mcp_catalog];
-    let governance = GovernorSettings { pricing, log_retention_days: config.log_retention_days, on_reload };
+    let (flush_tap, flushed) = tokio::sync::mpsc::channel(FLUSHES_QUEUED);
+    let governance = GovernorSettings { pricing, log_retention_days: config.log_retention_days, on_reload, flush_tap: Some(flush_tap) };
     let (governor, governor_tasks) = Governor::start(usage, open_writer_store, counters, governance).await.map_err(StartError::Gateway)?;
     let inference =
         GatewaySettings { providers: config.providers.clone(), default_max_tokens: config.default_max_tokens, rules: config.rules.clone() };
     let (gateway, gateway_tasks) = Gateway::new(governor.clone(), managed, inference).map_err(StartError::Gateway)?;
     let mcp = McpSurface::new(governor.clone(), upstreams, McpSettings { call_timeout: settings.mcp.call_timeout });
-    Ok(Started { governor, gateway, mcp, tasks: (gateway_tasks, governor_tasks) })
+    Ok(Started { governor, gateway, mcp, tasks: (gateway_tasks, governor_tasks), flushed })
 }
 
 /// What `GET /api/models` lists besides the store: the config file's providers and the catalog.
@@ -143,11 +152,21 @@ impl Server {
         };
         let mcp_service = McpService::new(shared.clone(), sealer.clone()).with_rules(mcp_rules);
         mcp_service.apply_declared(settings.mcp.clients.clone()).await.map_err(|e| StartError::Declared(format!("mcp_clients: {e}")))?;
-        let Started { governor, gateway, mcp, tasks } = start_gateway(&store, settings, &sealer).await?;
+        let Started { governor, gateway, mcp, tasks, flushed } = start_gateway(&store, settings, &sealer).await?;
+        let alerts = AlertsTask::start(
+            Arc::new(store.clone()),
+            sealer.clone(),
+            governor.clone(),
+            flushed,
+            settings.alerts,
+            settings.gateway.rules.egress,
+        )
+        .map_err(StartError::Gateway)?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let mut state = AdminState::new(shared.clone(), auth, &sealer);
         state.models = ModelService::new(shared, model_sources(settings)?);
         state.providers = state.providers.with_rules(settings.gateway.rules.clone());
+        state.alerts = state.alerts.with_egress(settings.gateway.rules.egress);
         state.mcp = mcp_service.with_runtime(mcp.upstreams().clone());
         let render = crate::telemetry::render(metrics.clone(), governor.clone());
         state.metrics = Some(tollgate_admin::MetricsEndpoint { render, allow: settings.metrics.allow.clone() });
@@ -174,6 +193,7 @@ impl Server {
             rotation,
             rotation_every: settings.keys.rotation_check,
             metrics,
+            alerts,
         })
     }
 
@@ -203,6 +223,9 @@ impl Server {
         crate::serve::serve(self.listener, app, self.limits, shutdown).await;
         rotation.shutdown().await;
         upkeep.abort();
+        // Before governance drains: the writer's last flush may still hand it lines, which it
+        // then leaves to the next start (an alert is looked at again when its line is charged).
+        self.alerts.shutdown().await;
         // No call is in flight any more: the upstream connections and child processes end.
         self.mcp.shutdown();
         // Calls still in flight settle first, then governance drains what they charged.

@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod logs;
+mod budget_alerts;
 mod mcp;
 pub(crate) mod metrics;
 mod models;
@@ -22,6 +23,7 @@ use crate::AdminState;
 
 pub(crate) use api_keys::ApiKeyDoc;
 pub(crate) use logs::LogDoc;
+pub(crate) use budget_alerts::BudgetAlertDoc;
 pub(crate) use mcp::McpDoc;
 pub(crate) use models::ModelDoc;
 pub(crate) use profile_roles::ProfileRoleDoc;
@@ -62,4 +64,5 @@ pub(crate) fn api_routes() -> Router<AdminState> {
         .merge(virtual_keys::routes())
         .merge(logs::routes())
         .merge(spend::routes())
+        .merge(budget_alerts::routes())
 }

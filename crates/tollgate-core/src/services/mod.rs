@@ -1,5 +1,6 @@
 //! Use cases of the management plane: each validates, then writes through a port in one transaction.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod assignments;
 pub mod auth;

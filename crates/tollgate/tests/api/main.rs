@@ -106,6 +106,7 @@ mod anthropic;
 mod api_keys;
 mod assignments;
 mod auth;
+mod budget_alerts;
 mod cluster;
 mod concurrency;
 mod config_as_code;
