@@ -19,6 +19,7 @@ mod journal;
 pub mod meters;
 pub mod pricing;
 pub mod snapshot;
+mod spans;
 pub mod tools;
 pub mod usage;
 mod writer;
