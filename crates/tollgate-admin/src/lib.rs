@@ -9,6 +9,7 @@ mod extract;
 mod frame;
 pub mod openapi;
 mod routes;
+mod span;
 
 use std::sync::Arc;
 
@@ -135,17 +136,24 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// Every surface's routes as served: the one middleware stack around the finished router.
-pub type Stacked =
-    tower_http::trace::Trace<Frame<Router>, tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>>;
+pub type Stacked = tower_http::trace::Trace<
+    Frame<Router>,
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    span::RequestSpan,
+    tower_http::trace::DefaultOnRequest,
+    span::RequestDone,
+>;
 
 /// The one middleware stack over every route of every surface: a tracing span, then the request
 /// frame (a request id set if absent and echoed back, the id in scope for error bodies and logs,
 /// NUL characters in the path refused, errors from lower layers put in the envelope, a panic
 /// caught as a 500 without detail). Applied once around the whole router, as tower services of
 /// known types: `Router::layer` would wrap each layer around every route as a boxed service,
-/// cloned and dropped per request (decision 126).
-pub fn stack(routes: Router) -> Stacked {
-    TraceLayer::new_for_http().layer(Frame::new(routes))
+/// cloned and dropped per request (decision 126). With `traced` (spans are exported) each route
+/// also names the span after its template, which only routing knows (decision 241).
+pub fn stack(routes: Router, traced: bool) -> Stacked {
+    let routes = if traced { routes.route_layer(middleware::from_fn(span::record_route)) } else { routes };
+    TraceLayer::new_for_http().make_span_with(span::RequestSpan).on_response(span::RequestDone::default()).layer(Frame::new(routes))
 }
 
 /// Runs the change hook after a successful write, with the scope the handler gave (everything if

@@ -99,10 +99,15 @@ pub async fn post(
         if let Some(held) = meter {
             held.mark_sent();
         }
+        let span = attempt_span(&spec.name, meter, attempt);
         let result = http.execute(request).await;
         if let (Some(held), Ok(_)) = (meter, &result) {
             held.mark_answered();
         }
+        if !span.is_disabled() {
+            attempt_ended(&span, &result);
+        }
+        drop(span);
         if let Ok(response) = &result
             && response.status().is_redirection()
         {
@@ -133,6 +138,52 @@ pub async fn post(
         }
         tokio::time::sleep(backoff(attempt)).await;
         attempt += 1;
+    }
+}
+
+/// The span of one try upstream (each retry has its own), a child of the request's: provider,
+/// model (of a governed call), which try, and how it ended. Neither the key nor the body.
+fn attempt_span(provider: &str, meter: Option<&Held>, attempt: u32) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "upstream.call",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        tollgate.provider = provider,
+        tollgate.model = tracing::field::Empty,
+        tollgate.attempt = attempt,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    if let Some(held) = meter
+        && !span.is_disabled()
+    {
+        span.record("tollgate.model", held.model());
+    }
+    span
+}
+
+/// Notes an upstream try's status, or why it got none.
+fn attempt_ended(span: &tracing::Span, result: &Result<reqwest::Response, reqwest::Error>) {
+    match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            span.record("http.response.status_code", status);
+            if status >= 400 {
+                span.record("otel.status_code", "error");
+                span.record("error.type", tracing::field::display(status));
+            }
+        }
+        Err(e) => {
+            span.record("otel.status_code", "error");
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "transport"
+            };
+            span.record("error.type", kind);
+        }
     }
 }
 

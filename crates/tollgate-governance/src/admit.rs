@@ -16,6 +16,7 @@ use crate::held::Held;
 use crate::meters::{self, Facts};
 use crate::pricing::{Price, UnpricedModels};
 use crate::snapshot::Snapshot;
+use crate::spans;
 use crate::writer::LogLine;
 
 /// What a surface read from a request, before governance.
@@ -50,17 +51,35 @@ impl Governor {
         ask: &Ask<'_>,
         now: DateTime<Utc>,
     ) -> Result<Access<'s>, Denial> {
-        authorize(snapshot, key, ask.provider, ask.model, now).inspect_err(|d| meters::denied(ask.route, d.kind.name()))
+        let span = spans::authorize(ask.provider, ask.model);
+        let decided = authorize(snapshot, key, ask.provider, ask.model, now).inspect_err(|d| meters::denied(ask.route, d.kind.name()));
+        if !span.is_disabled() {
+            spans::decided(&span, &decided);
+            if let Ok(access) = &decided {
+                spans::caller(&span, access.user_id, access.key_id);
+                span.record("tollgate.copy_id", access.copy.id);
+            }
+        }
+        decided
     }
 
     /// Prices an authorized request and reserves its estimate on every line that applies. The
     /// prompt is reserved at its bound first; only if that is refused on a budget or token line
     /// is it counted and tried again at its count, so one with room never tokenizes at all.
     pub async fn admit(&self, access: Access<'_>, ask: &Ask<'_>, prompt: &impl PromptSize, now: DateTime<Utc>) -> Result<Held, Denial> {
-        self.reserve_for(access, ask, prompt, now)
+        let span = spans::admit(access.copy.id);
+        let admitted = self
+            .reserve_for(access, ask, prompt, now)
             .await
             .map_err(|d| d.of_caller(access.user_id, access.key_id))
-            .inspect_err(|d| meters::denied(ask.route, d.kind.name()))
+            .inspect_err(|d| meters::denied(ask.route, d.kind.name()));
+        if !span.is_disabled() {
+            spans::decided(&span, &admitted);
+            if let Ok(held) = &admitted {
+                span.record("tollgate.estimate_micros", held.estimate_micros());
+            }
+        }
+        admitted
     }
 
     async fn reserve_for(&self, access: Access<'_>, ask: &Ask<'_>, prompt: &impl PromptSize, now: DateTime<Utc>) -> Result<Held, Denial> {

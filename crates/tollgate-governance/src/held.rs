@@ -75,6 +75,19 @@ impl Held {
         }
     }
 
+    /// The estimate's cost reserved, in micro-dollars.
+    pub fn estimate_micros(&self) -> u64 {
+        self.estimate.cost_micros
+    }
+
+    /// The model the request was admitted for (empty for a tool call).
+    pub fn model(&self) -> &str {
+        match &self.log {
+            Some(LogLine::Request(log, _)) => &log.model,
+            _ => "",
+        }
+    }
+
     /// The provider answered: charges the tokens it reports (or the caller's stand-in for them)
     /// and one request, and logs the request.
     pub fn answered(mut self, usage: Usage, status: u16) {

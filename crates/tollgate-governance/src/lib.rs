@@ -22,6 +22,7 @@ mod per_second;
 pub mod pricing;
 mod refusals;
 pub mod snapshot;
+mod spans;
 pub mod tools;
 pub mod usage;
 mod writer;

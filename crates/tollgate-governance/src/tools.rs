@@ -12,6 +12,7 @@ use crate::denial::{CopyRef, Denial, DenialKind};
 use crate::governor::Governor;
 use crate::held::Held;
 use crate::snapshot::{GovernedCopy, Snapshot};
+use crate::spans;
 use crate::writer::LogLine;
 
 /// The "provider" a tool call's refusals name.
@@ -41,7 +42,15 @@ pub struct ToolAsk<'a> {
 /// The identity checks, first failure wins: key present, known (a rotated-out value past its
 /// grace is unknown), active, unexpired, and at least one live copy.
 pub fn authorize_key<'s>(snapshot: &'s Snapshot, key: Option<&str>, now: DateTime<Utc>) -> Result<KeyAccess<'s>, Denial> {
-    key_access(snapshot, key, now).inspect_err(|d| crate::meters::denied(TOOL_ROUTE, d.kind.name()))
+    let span = spans::authorize_key();
+    let decided = key_access(snapshot, key, now).inspect_err(|d| crate::meters::denied(TOOL_ROUTE, d.kind.name()));
+    if !span.is_disabled() {
+        spans::decided(&span, &decided);
+        if let Ok(access) = &decided {
+            spans::caller(&span, access.user_id, access.key_id);
+        }
+    }
+    decided
 }
 
 /// The route label of MCP admissions and tool calls.
@@ -77,7 +86,16 @@ impl Governor {
         ask: &ToolAsk<'_>,
         now: DateTime<Utc>,
     ) -> Result<Held, Denial> {
-        self.reserve_tool(access, copy, ask, now).await.inspect_err(|d| crate::meters::denied(TOOL_ROUTE, d.kind.name()))
+        let span = spans::admit(copy.id);
+        if !span.is_disabled() {
+            span.record("tollgate.mcp.client", ask.client_id);
+            span.record("tollgate.mcp.tool", ask.tool);
+        }
+        let admitted = self.reserve_tool(access, copy, ask, now).await.inspect_err(|d| crate::meters::denied(TOOL_ROUTE, d.kind.name()));
+        if !span.is_disabled() {
+            spans::decided(&span, &admitted);
+        }
+        admitted
     }
 
     async fn reserve_tool(

@@ -66,7 +66,8 @@ impl McpSurface {
             grant.narrow(&served);
         }
         let key = key.unwrap_or_default().to_owned();
-        Ok(Caller { snapshot, key, grant })
+        // rmcp answers on a task of its own: the call's spans name the request's as their parent.
+        Ok(Caller { snapshot, key, grant, span: tracing::Span::current() })
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Caller {
     pub snapshot: Arc<Snapshot>,
     pub key: String,
     pub grant: Grant,
+    /// The request's span, parent of the call's governance and upstream spans.
+    pub span: tracing::Span,
 }
 
 /// The answer of a call refused or failed before the tool answered: a tool result marked as an
@@ -50,6 +52,19 @@ fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
     }
 }
 
+/// The span of a tool call upstream, a child of the request's: which client and tool, and how it
+/// ended. Never the arguments or the result.
+fn tool_span(client: &str, tool: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "upstream.tool_call",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        tollgate.mcp.client = client,
+        tollgate.mcp.tool = tool,
+        tollgate.outcome = tracing::field::Empty,
+    )
+}
+
 /// A name as audited: at most 200 characters (a caller may send anything).
 fn clipped(name: &str) -> String {
     name.chars().take(200).collect()
@@ -60,7 +75,9 @@ impl McpSurface {
     /// a refused call (not granted, denied by governance, upstream down) is a tool result marked
     /// as an error naming why, as MCP callers expect.
     pub async fn call(&self, caller: &Caller, exposed: &str, arguments: Option<JsonObject>) -> CallToolResult {
-        self.execute(caller, exposed, arguments).await.unwrap_or_else(|refused| refusal(&refused.message()))
+        use tracing::Instrument;
+        let call = self.execute(caller, exposed, arguments).instrument(caller.span.clone());
+        call.await.unwrap_or_else(|refused| refusal(&refused.message()))
     }
 
     /// The governed call, with a refusal kept as a value for surfaces that answer it in HTTP.
@@ -130,7 +147,22 @@ impl McpSurface {
             return Err(Refusal::Upstream(format!("MCP client '{}' is not connected", client.name)));
         };
         held.mark_sent();
-        match link.call(tool, arguments, self.0.settings.call_timeout).await {
+        let span = tool_span(&client.name, tool);
+        let answer = link.call(tool, arguments, self.0.settings.call_timeout).await;
+        if !span.is_disabled() {
+            let outcome = match &answer {
+                Ok(result) if result.is_error == Some(true) => "tool_error",
+                Ok(_) => "ok",
+                Err(CallError::Refused(_)) => "tool_error",
+                Err(_) => "upstream_failure",
+            };
+            span.record("tollgate.outcome", outcome);
+            if outcome == "upstream_failure" {
+                span.record("otel.status_code", "error");
+            }
+        }
+        drop(span);
+        match answer {
             Ok(mut result) => {
                 // An upstream on an older protocol leaves the discriminator out; a caller on the
                 // newest needs it (rmcp strips it again for callers on older versions).

@@ -142,6 +142,7 @@ impl TestApp {
             encryption_key: None,
             encryption_key_file: Some(database.dir.path().join("tollgate.key")),
             redis_url: None,
+            traces_env: tollgate::traces_config::TracesEnv::default(),
         })
         .unwrap_or_else(|e| panic!("test settings: {e}"));
         Server::build(&settings).await

@@ -32,6 +32,8 @@ pub struct Overrides {
     pub encryption_key_file: Option<PathBuf>,
     /// Shared counters for several instances (`redis://…`); wins over `gateway.redis_url`.
     pub redis_url: Option<String>,
+    /// The standard OpenTelemetry variables (`OTEL_EXPORTER_OTLP_ENDPOINT`, …); win over `[traces]`.
+    pub traces_env: crate::traces_config::TracesEnv,
 }
 
 /// Validated settings the server starts with.
@@ -58,6 +60,8 @@ pub struct Settings {
     pub metrics: crate::metrics_config::MetricsConfig,
     /// Budget-alert delivery: retries, backoff and timeout (`[alerts]`).
     pub alerts: crate::alerts_config::AlertsConfig,
+    /// Where spans go over OTLP, if anywhere (`[traces]` and the `OTEL_…` variables).
+    pub traces: crate::traces_config::TracesConfig,
 }
 
 /// The key that seals stored virtual-key values.
@@ -93,6 +97,7 @@ struct FileValues {
     mcp_clients: Option<toml::Value>,
     metrics: Option<toml::Value>,
     alerts: Option<toml::Value>,
+    traces: Option<toml::Value>,
 }
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
@@ -177,13 +182,14 @@ impl Settings {
         let mcp = crate::mcp_config::parse(file.mcp.as_ref(), file.mcp_clients.as_ref(), &mut problems);
         let metrics = crate::metrics_config::parse(file.metrics.as_ref(), &mut problems);
         let alerts = crate::alerts_config::parse(file.alerts.as_ref(), &mut problems);
+        let traces = crate::traces_config::parse(file.traces.as_ref(), &overrides.traces_env, &mut problems);
         if let Some(url) = overrides.redis_url {
             problems.extend(crate::gateway_config::check_redis_url(&url));
             gateway.redis_url = Some(Secret::new(url));
         }
         match listen {
             Some(listen) if problems.is_empty() => {
-                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys, mcp, metrics, alerts })
+                Ok(Settings { listen, database_url, admin, encryption, log, declared, gateway, server, keys, mcp, metrics, alerts, traces })
             }
             _ => Err(ConfigError(problems)),
         }
@@ -238,6 +244,7 @@ fn read_file(path: &Path, problems: &mut Vec<String>) -> FileValues {
             "mcp_clients" => values.mcp_clients = Some(value.clone()),
             "metrics" => values.metrics = Some(value.clone()),
             "alerts" => values.alerts = Some(value.clone()),
+            "traces" => values.traces = Some(value.clone()),
             _ => problems.push(format!("{key}: unknown setting")),
         }
     }

@@ -16,6 +16,8 @@ pub mod serve;
 pub mod server;
 pub mod server_config;
 pub mod telemetry;
+pub mod traces;
+pub mod traces_config;
 
 pub use config::{Overrides, Settings};
 pub use server::{Server, StartError, shutdown_signal};

@@ -99,12 +99,15 @@ async fn main() -> ExitCode {
         encryption_key: std::env::var("TOLLGATE_ENCRYPTION_KEY").ok(),
         encryption_key_file: cli.encryption_key_file,
         redis_url: cli.redis_url,
+        traces_env: tollgate::traces_config::TracesEnv::from_process(),
     };
     let settings = match Settings::resolve(overrides) {
         Ok(settings) => settings,
         Err(e) => return fail(&e.to_string()),
     };
-    init_logging(&settings.log);
+    if let Err(e) = tollgate::traces::install(&settings.log, &settings.traces) {
+        return fail(&e);
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::ApiKey(ApiKeyCommand::Create { name, description, scopes, all_scopes, expires_at }) => {
@@ -153,14 +156,6 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
-}
-
-fn init_logging(default_level: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    // Colour codes only for a terminal: in a file or a log collector they are noise.
-    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours).try_init();
 }
 
 #[expect(clippy::print_stdout, reason = "the CLI talks to its operator on stdout")]

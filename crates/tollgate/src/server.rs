@@ -61,6 +61,8 @@ pub struct Server {
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Budget alerts, fed by the usage writer's flushes; running from `build` until `run` ends.
     alerts: AlertsTask,
+    /// Spans are exported: the stack records each request's route on its span.
+    traced: bool,
 }
 
 /// What `start_gateway` starts: governance and the two surfaces that ask it.
@@ -134,6 +136,10 @@ impl Server {
     pub async fn build(settings: &Settings) -> Result<Server, StartError> {
         // Before anything records: a handle taken from the facade earlier would stay a no-op.
         let metrics = crate::telemetry::recorder().map_err(StartError::Gateway)?;
+        // The binary installed the subscriber already; a test's server installs it here.
+        if settings.traces.enabled() {
+            crate::traces::install(&settings.log, &settings.traces).map_err(StartError::Gateway)?;
+        }
         let sealer = crate::secrets::load_sealer(&settings.encryption).map_err(StartError::Secrets)?;
         let store = SqlStore::connect(&settings.database_url).await.map_err(|e| StartError::Database(e.to_string()))?;
         crate::secrets::check_against_store(&sealer, &store).await.map_err(StartError::Secrets)?;
@@ -194,6 +200,7 @@ impl Server {
             rotation_every: settings.keys.rotation_check,
             metrics,
             alerts,
+            traced: crate::traces::exporting(),
         })
     }
 
@@ -219,7 +226,7 @@ impl Server {
         // Every surface's routes under the one middleware stack, applied once around them all.
         let surfaces =
             tollgate_admin::router(self.state).merge(tollgate_gateway::router(self.gateway)).merge(tollgate_mcp::router(self.mcp.clone()));
-        let app = tollgate_admin::stack(surfaces);
+        let app = tollgate_admin::stack(surfaces, self.traced);
         crate::serve::serve(self.listener, app, self.limits, shutdown).await;
         rotation.shutdown().await;
         upkeep.abort();
@@ -232,6 +239,8 @@ impl Server {
         let (gateway_tasks, governor_tasks) = self.tasks;
         gateway_tasks.shutdown().await;
         governor_tasks.shutdown().await;
+        // Every request has ended, so its spans are closed: the batch still waiting goes out.
+        crate::traces::flush().await;
         self.store.close().await;
         Ok(())
     }

@@ -135,6 +135,7 @@ mod rotation;
 mod scale;
 mod sdk;
 mod startup;
+mod traces;
 mod updates;
 mod usage_store;
 mod versions_audit;
