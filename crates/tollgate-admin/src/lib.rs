@@ -17,6 +17,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use tollgate_core::explain::Explainer;
 use tollgate_core::ports::Store;
 use tollgate_core::services::api_keys::ApiKeyService;
 use tollgate_core::services::assignments::AssignmentService;
@@ -78,6 +79,9 @@ pub struct AdminState {
     pub auth: Arc<AuthService>,
     /// What `GET /metrics` serves, set by the binary (which owns the recorder); `None`: 404.
     pub metrics: Option<MetricsEndpoint>,
+    /// The running governance, which `POST /api/governance/explain` asks; set by the binary
+    /// (`None`: 503).
+    pub explainer: Option<Arc<dyn Explainer>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -103,6 +107,7 @@ impl AdminState {
             store,
             auth,
             metrics: None,
+            explainer: None,
         }
     }
 }

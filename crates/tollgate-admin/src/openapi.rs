@@ -8,8 +8,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Deprecated, PathItem};
 
 use crate::routes::{
-    ApiKeyDoc, McpDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc, SystemDoc,
-    UserDoc, UserProfileDoc, VirtualKeyDoc,
+    ApiKeyDoc, ExplainDoc, McpDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc,
+    SystemDoc, UserDoc, UserProfileDoc, VirtualKeyDoc,
 };
 
 #[derive(OpenApi)]
@@ -60,6 +60,7 @@ fn build() -> utoipa::openapi::OpenApi {
     doc.merge(ProviderDoc::openapi());
     doc.merge(ModelDoc::openapi());
     doc.merge(McpDoc::openapi());
+    doc.merge(ExplainDoc::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme("BasicAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     components.add_security_scheme("ManagementBearerAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));

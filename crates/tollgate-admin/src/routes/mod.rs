@@ -1,6 +1,7 @@
 //! The route table: which handler answers which path, on both path families.
 
 mod api_keys;
+mod explain;
 mod mcp;
 pub(crate) mod metrics;
 mod models;
@@ -19,6 +20,7 @@ use axum::Router;
 use crate::AdminState;
 
 pub(crate) use api_keys::ApiKeyDoc;
+pub(crate) use explain::ExplainDoc;
 pub(crate) use mcp::McpDoc;
 pub(crate) use models::ModelDoc;
 pub(crate) use profile_roles::ProfileRoleDoc;
@@ -48,6 +50,7 @@ pub(crate) fn api_routes() -> Router<AdminState> {
         .nest(PROFILES_CANONICAL.trim_start_matches("/api"), profiles.clone())
         .nest(PROFILES_ALIAS.trim_start_matches("/api"), profiles)
         .merge(api_keys::routes())
+        .merge(explain::routes())
         .merge(rbac::routes())
         .merge(roles::routes())
         .merge(providers::routes())
