@@ -32,26 +32,40 @@ pub(crate) fn add(headers: &mut HeaderMap, room: Room, now: DateTime<Utc>) {
 }
 
 fn trio(headers: &mut HeaderMap, line: LineRoom, now: DateTime<Utc>, [limit, remaining, reset]: [HeaderName; 3]) {
-    headers.insert(limit, HeaderValue::from(line.limit));
-    headers.insert(remaining, HeaderValue::from(line.remaining));
-    if let Ok(value) = HeaderValue::from_str(&until(line.resets_at, now)) {
+    let mut digits = itoa::Buffer::new();
+    for (name, value) in [(limit, line.limit), (remaining, line.remaining)] {
+        if let Ok(value) = HeaderValue::from_str(digits.format(value)) {
+            headers.insert(name, value);
+        }
+    }
+    let mut text = [0; 40];
+    if let Ok(value) = HeaderValue::from_bytes(until(line.resets_at, now, &mut text)) {
         headers.insert(reset, value);
     }
 }
 
-/// The time until `at`, in whole seconds rounded up, written as OpenAI writes it: `59s`,
-/// `6m0s`, `23h59m12s`.
-fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let millis = (at - now).num_milliseconds().max(0);
-    let seconds = (millis + 999) / 1000;
+/// The time until `at`, in whole seconds rounded up, written as OpenAI writes it (`59s`,
+/// `6m0s`, `23h59m12s`) into `text` without the formatting machinery (this runs per request).
+fn until(at: DateTime<Utc>, now: DateTime<Utc>, text: &mut [u8; 40]) -> &[u8] {
+    let millis = u64::try_from((at - now).num_milliseconds()).unwrap_or(0);
+    let seconds = millis.div_ceil(1000);
     let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let mut digits = itoa::Buffer::new();
+    let mut len = 0;
+    let mut push = |number: u64, unit: u8| {
+        for byte in digits.format(number).bytes().chain(std::iter::once(unit)) {
+            text[len] = byte;
+            len += 1;
+        }
+    };
     if hours > 0 {
-        format!("{hours}h{minutes}m{seconds}s")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds}s")
-    } else {
-        format!("{seconds}s")
+        push(hours, b'h');
     }
+    if hours > 0 || minutes > 0 {
+        push(minutes, b'm');
+    }
+    push(seconds, b's');
+    &text[..len]
 }
 
 #[cfg(test)]
@@ -63,11 +77,16 @@ mod tests {
     #[test]
     fn a_reset_is_written_in_openai_style_rounded_up_to_the_second() {
         let now = tollgate_core::clock::now();
-        assert_eq!(until(now + Duration::milliseconds(200), now), "1s");
-        assert_eq!(until(now + Duration::seconds(59), now), "59s");
-        assert_eq!(until(now + Duration::seconds(360), now), "6m0s");
-        assert_eq!(until(now + Duration::seconds(86_352), now), "23h59m12s");
-        assert_eq!(until(now - Duration::seconds(3), now), "0s", "a window already over resets now");
+        let written = |at| {
+            let mut text = [0; 40];
+            String::from_utf8_lossy(until(at, now, &mut text)).into_owned()
+        };
+        assert_eq!(written(now + Duration::milliseconds(200)), "1s");
+        assert_eq!(written(now + Duration::seconds(59)), "59s");
+        assert_eq!(written(now + Duration::seconds(360)), "6m0s");
+        assert_eq!(written(now + Duration::seconds(86_352)), "23h59m12s");
+        assert_eq!(written(now + Duration::days(400)), "9600h0m0s");
+        assert_eq!(written(now - Duration::seconds(3)), "0s", "a window already over resets now");
     }
 
     #[test]
