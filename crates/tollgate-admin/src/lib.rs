@@ -18,6 +18,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use tollgate_core::explain::Explainer;
 use tollgate_core::ports::Store;
 use tollgate_core::services::alerts::AlertService;
 use tollgate_core::services::api_keys::ApiKeyService;
@@ -84,6 +85,9 @@ pub struct AdminState {
     pub auth: Arc<AuthService>,
     /// What `GET /metrics` serves, set by the binary (which owns the recorder); `None`: 404.
     pub metrics: Option<MetricsEndpoint>,
+    /// The running governance, which `POST /api/governance/explain` asks; set by the binary
+    /// (`None`: 503).
+    pub explainer: Option<Arc<dyn Explainer>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -111,6 +115,7 @@ impl AdminState {
             store,
             auth,
             metrics: None,
+            explainer: None,
         }
     }
 }

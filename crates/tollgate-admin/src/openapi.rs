@@ -8,7 +8,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Deprecated, PathItem};
 
 use crate::routes::{
-    ApiKeyDoc, BudgetAlertDoc, LogDoc, McpDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc,
+    ApiKeyDoc, BudgetAlertDoc, ExplainDoc, LogDoc, McpDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc,
     SpendDoc, SystemDoc, UserDoc, UserProfileDoc, VirtualKeyDoc,
 };
 
@@ -63,6 +63,7 @@ fn build() -> utoipa::openapi::OpenApi {
     doc.merge(LogDoc::openapi());
     doc.merge(SpendDoc::openapi());
     doc.merge(BudgetAlertDoc::openapi());
+    doc.merge(ExplainDoc::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme("BasicAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     components.add_security_scheme("ManagementBearerAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));

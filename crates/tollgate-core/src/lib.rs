@@ -11,6 +11,7 @@ pub mod directory;
 pub mod egress;
 pub mod env_refs;
 pub mod error;
+pub mod explain;
 pub mod ids;
 pub mod input;
 pub mod lifecycle;

@@ -33,6 +33,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let ask = Ask { provider, model, max_out: 0, stream: false, route: "embeddings", arrived };
     let prompt = Prompt::embeddings(body, input);
     let (target, held) = gw.admit(headers, &ask, &prompt).await?;
+    let room = held.room();
     let adapter = target.spec.kind.adapter();
     let Some(path) = adapter.embeddings_path() else {
         held.release(400);
@@ -53,10 +54,10 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     };
     if !(200..300).contains(&status) {
         held.upstream_failed(status);
-        return Ok(json_response(status, bytes));
+        return Ok(crate::limits::with(json_response(status, bytes), room));
     }
     let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let used = adapter.embedding_tokens(&parsed).unwrap_or_else(|| prompt.tokens());
     held.answered(Usage::plain(used, 0), status);
-    Ok(json_response(status, bytes))
+    Ok(crate::limits::with(json_response(status, bytes), room))
 }

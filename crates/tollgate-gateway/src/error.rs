@@ -16,6 +16,7 @@ pub enum RequestType {
     ChatCompletion,
     Embedding,
     ListModels,
+    Quota,
 }
 
 impl RequestType {
@@ -24,6 +25,7 @@ impl RequestType {
             RequestType::ChatCompletion => "chat_completion",
             RequestType::Embedding => "embedding",
             RequestType::ListModels => "list_models",
+            RequestType::Quota => "quota",
         }
     }
 }
@@ -103,6 +105,8 @@ pub struct GatewayError {
     /// The kind of call, for `extra_fields.request_type`: a chat completion unless the route
     /// says otherwise (`for_request`).
     pub request_type: RequestType,
+    /// Governance's refusal, whose rule, copy and lines `extra_fields.denial` names.
+    pub denial: Option<Denial>,
 }
 
 impl GatewayError {
@@ -114,6 +118,7 @@ impl GatewayError {
             model: None,
             retry_after: None,
             request_type: RequestType::ChatCompletion,
+            denial: None,
         }
     }
 
@@ -153,12 +158,29 @@ impl From<Denial> for GatewayError {
             model: None,
             retry_after: denial.retry_after(),
             request_type: RequestType::ChatCompletion,
+            denial: None,
         };
         if !denial.provider.is_empty() {
             error = error.for_model(&denial.provider, &denial.model);
         }
+        error.denial = Some(denial);
         error
     }
+}
+
+/// A refusal's structured fields: the rule, the copy and template, and each line short of room
+/// with its figures (the same numbers its message names).
+fn denial_fields(denial: &Denial) -> Value {
+    let mut fields = json!({"rule": denial.kind.name()});
+    if let Some(copy) = &denial.copy {
+        fields["copy_id"] = json!(copy.copy_id);
+        fields["profile_id"] = json!(copy.profile_id);
+        fields["profile_name"] = json!(copy.name);
+    }
+    if !denial.lines.is_empty() {
+        fields["lines"] = json!(denial.figures());
+    }
+    fields
 }
 
 impl GatewayError {
@@ -170,7 +192,10 @@ impl GatewayError {
             ErrorKind::Failed(Failure::InvalidRequest) => "invalid_request_error",
             _ => self.type_name(),
         };
-        let body = json!({"type": "error", "error": {"type": kind, "message": self.message}});
+        let mut body = json!({"type": "error", "error": {"type": kind, "message": self.message}});
+        if let Some(denial) = &self.denial {
+            body["error"]["denial"] = denial_fields(denial);
+        }
         self.respond(body)
     }
 
@@ -195,6 +220,9 @@ impl IntoResponse for GatewayError {
         if let (Some(provider), Some(model)) = (&self.provider, &self.model) {
             extra["provider"] = json!(provider);
             extra["model_requested"] = json!(model);
+        }
+        if let Some(denial) = &self.denial {
+            extra["denial"] = denial_fields(denial);
         }
         let (status, kind) = self.kind.status_and_type();
         let body = json!({

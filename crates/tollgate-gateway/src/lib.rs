@@ -23,9 +23,11 @@ mod embeddings;
 mod engine;
 mod error;
 mod keys;
+mod limits;
 mod models;
 mod prompt;
 mod providers;
+mod quota;
 mod upstream;
 
 use axum::Router;
@@ -41,6 +43,10 @@ pub use upstream::streams_open;
 /// Largest inference request body accepted (32 MiB).
 pub const MAX_INFERENCE_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+/// A key's own quota: under `/api`, yet served here, authenticated by the virtual key (a route
+/// of its own takes precedence over the management API's `/api` catch-all).
+pub const QUOTA_PATH: &str = "/api/governance/virtual-keys/quota";
+
 /// The inference routes (authenticated by virtual key, not by the admin credential).
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
@@ -55,6 +61,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/anthropic/v1/models", get(anthropic_extras::models))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(models::list_models))
+        .route(QUOTA_PATH, get(quota::quota))
         .layer(DefaultBodyLimit::max(MAX_INFERENCE_BODY_BYTES))
         .with_state(gateway)
 }

@@ -252,12 +252,16 @@ impl Exchange {
     /// A client that hangs up does not cancel a plain call: it goes on by itself, so the
     /// provider's answer is still read and billed as it reports (a stream instead ends with the
     /// client and is billed for what it delivered).
+    /// The answer carries the rate-limit headers of the room its reservation left.
     pub async fn run(self, gw: &Gateway) -> Result<Response, GatewayError> {
-        if self.stream {
-            return self.call(&gw.0.http).await;
-        }
-        let http = gw.0.http.clone();
-        Detachable::new(Box::pin(async move { self.call(&http).await }), gw.0.inflight.clone()).await
+        let room = self.held.room();
+        let answer = if self.stream {
+            self.call(&gw.0.http).await
+        } else {
+            let http = gw.0.http.clone();
+            Detachable::new(Box::pin(async move { self.call(&http).await }), gw.0.inflight.clone()).await
+        };
+        answer.map(|response| crate::limits::with(response, room))
     }
 
     async fn call(self, http: &reqwest::Client) -> Result<Response, GatewayError> {

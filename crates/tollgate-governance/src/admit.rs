@@ -84,27 +84,22 @@ impl Governor {
 
     async fn reserve_for(&self, access: Access<'_>, ask: &Ask<'_>, prompt: &impl PromptSize, now: DateTime<Utc>) -> Result<Held, Denial> {
         let (provider, model) = (ask.provider, ask.model);
-        let price = self.0.pricing.price(provider, model);
-        if price.is_none() && access.has_budgets() && self.0.pricing.unpriced == UnpricedModels::Deny {
-            let mut denial = Denial::new(DenialKind::ModelUnpriced, provider, model, now);
-            denial.copy = Some(CopyRef::of(access.copy));
-            return Err(denial);
-        }
-        let mut reserved = estimate(price, prompt.bound(), ask.max_out);
-        let mut claims = access.claims(reserved, now);
+        let price = self.price_for(&access, provider, model, now)?;
+        let mut estimated = estimate(price, prompt.bound(), ask.max_out);
+        let mut claims = access.claims(estimated, now);
         let mut outcome = self.0.counters.reserve(&claims, now).await;
         if let Err(Refusal::Denied(lines)) = &outcome
             && lines.iter().all(|d| d.kind != LineKind::Requests)
             && let Some(counted) = prompt.count().await.filter(|n| *n < prompt.bound())
         {
-            reserved = estimate(price, counted, ask.max_out);
+            estimated = estimate(price, counted, ask.max_out);
             for claim in &mut claims {
-                claim.estimate = reserved.of(claim.kind);
+                claim.estimate = estimated.of(claim.kind);
             }
             outcome = self.0.counters.reserve(&claims, now).await;
         }
-        let reservation = match outcome {
-            Ok(id) => id,
+        let reserved = match outcome {
+            Ok(reserved) => reserved,
             Err(Refusal::Denied(lines)) => return Err(Denial::of_lines(lines, CopyRef::of(access.copy), provider, model, now)),
             Err(Refusal::Unavailable) => return Err(Denial::new(DenialKind::CountersUnavailable, provider, model, now)),
         };
@@ -129,13 +124,27 @@ impl Governor {
             error: None,
         };
         let facts = Facts { route: ask.route, priced: price.is_some(), overhead: None, upstream: None, denied: false };
-        let held = Held::new(self.clone(), reservation, price, (reserved, ask.max_out), claims, LogLine::Request(log, facts));
-        Ok(held.arrived_at(ask.arrived))
+        let held = Held::new(self.clone(), reserved.id, price, (estimated, ask.max_out), claims, LogLine::Request(log, facts));
+        Ok(held.arrived_at(ask.arrived).with_room(reserved.room))
+    }
+}
+
+impl Governor {
+    /// The model's price; refused when a budget applies, the model has none, and unpriced models
+    /// are refused.
+    pub(crate) fn price_for(&self, access: &Access<'_>, provider: &str, model: &str, now: DateTime<Utc>) -> Result<Option<Price>, Denial> {
+        let price = self.0.pricing.price(provider, model);
+        if price.is_none() && access.has_budgets() && self.0.pricing.unpriced == UnpricedModels::Deny {
+            let mut denial = Denial::new(DenialKind::ModelUnpriced, provider, model, now);
+            denial.copy = Some(CopyRef::of(access.copy));
+            return Err(denial);
+        }
+        Ok(price)
     }
 }
 
 /// What a request of `prompt` tokens that may write `max_out` is expected to consume.
-fn estimate(price: Option<Price>, prompt: u64, max_out: u64) -> Estimate {
+pub(crate) fn estimate(price: Option<Price>, prompt: u64, max_out: u64) -> Estimate {
     let cost = price.map_or(Money::ZERO, |p| p.cost(prompt, max_out));
     Estimate { cost_micros: u64::try_from(cost.micros()).unwrap_or(0), tokens: prompt.saturating_add(max_out) }
 }

@@ -66,8 +66,13 @@ impl Claim {
             estimate: self.estimate,
             limit: self.limit,
             period: self.period,
-            resets_at: self.period.next_start(self.calendar_aligned, window_start),
+            resets_at: self.resets_at(window_start),
         }
+    }
+
+    /// When the line's window that started at `window_start` ends.
+    pub fn resets_at(&self, window_start: DateTime<Utc>) -> DateTime<Utc> {
+        self.period.next_start(self.calendar_aligned, window_start)
     }
 
     /// Start of this line's window at `now`.
@@ -102,6 +107,74 @@ pub struct LineValue {
     pub window_start: DateTime<Utc>,
 }
 
+/// A reservation made: its id (to settle it), and the room its rate limits have left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reserved {
+    pub id: u64,
+    pub room: Room,
+}
+
+/// Per rate-limit kind, the line of a reservation with the least room left once the reservation
+/// is held (what the rate-limit headers show); `None` when no line of that kind applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Room {
+    pub requests: Option<LineRoom>,
+    pub tokens: Option<LineRoom>,
+}
+
+/// One rate line's limit, what is left of it, and when its window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRoom {
+    pub limit: u64,
+    pub remaining: u64,
+    pub resets_at: DateTime<Utc>,
+}
+
+impl Room {
+    /// Offers a line of `claim` holding `taken` (used plus reserved, the new reservation
+    /// included) in the window that started at `window_start`; kept if it has less room than the
+    /// line of its kind kept so far. The reset is worked out only for a line that is kept.
+    pub fn offer(&mut self, claim: &Claim, taken: u64, window_start: DateTime<Utc>) {
+        let kept = match claim.kind {
+            LineKind::Requests => &mut self.requests,
+            LineKind::Tokens => &mut self.tokens,
+            LineKind::Budget => return,
+        };
+        let remaining = claim.limit.saturating_sub(taken);
+        if kept.is_none_or(|k| remaining < k.remaining) {
+            *kept = Some(LineRoom { limit: claim.limit, remaining, resets_at: claim.resets_at(window_start) });
+        }
+    }
+}
+
+/// A line as a request would find it now, read without changing it: used in the current window
+/// (nothing when the stored window has passed), reserved by requests in flight, and the window's
+/// start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub used: u64,
+    pub reserved: u64,
+    pub window_start: DateTime<Utc>,
+}
+
+impl Reading {
+    /// What `claim` finds at `now` on a line stored as (window start, used, reserved), or absent:
+    /// the same rule as a reservation's, so a read and a reservation agree.
+    pub fn of(stored: Option<(DateTime<Utc>, u64, u64)>, claim: &Claim, now: DateTime<Utc>) -> Reading {
+        let start = claim.window_start(now);
+        match stored {
+            None => Reading { used: 0, reserved: 0, window_start: start },
+            Some((window, _, reserved)) if window < start => Reading { used: 0, reserved, window_start: start },
+            Some((window, used, reserved)) => Reading { used, reserved, window_start: window },
+        }
+    }
+
+    /// Used plus reserved.
+    pub fn taken(&self) -> u64 {
+        self.used.saturating_add(self.reserved)
+    }
+}
+
 /// Why a reservation was not made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -117,8 +190,11 @@ pub type Settled = Box<dyn FnOnce(Vec<LineValue>) + Send>;
 /// Counter stores: in memory for one instance, or in Redis (`redis`) shared by several.
 #[async_trait]
 pub trait Counters: Send + Sync + std::fmt::Debug {
-    /// Reserves every claim or none.
-    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal>;
+    /// Reserves every claim or none; says how much room the rate lines have left.
+    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<Reserved, Refusal>;
+    /// Reads the lines of `claims` as a reservation at `now` would find them (`Reading::of`),
+    /// changing nothing: for explanations and the quota, never on the request path.
+    async fn read(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<Vec<Reading>, Refusal>;
     /// Ends a reservation, charging `actual` per kind (0 releases it), and hands the charged lines'
     /// new values to `done` — or, for a store that keeps its lines in this process, leaves them to
     /// `charged`. Never waits: a store that must do I/O does it in the background.
@@ -148,7 +224,8 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     /// Ends reservations older than `max_age` (a shared store: those nobody refreshed, charging
     /// their estimates); returns how many.
     async fn sweep(&self, max_age: Duration, now: DateTime<Utc>) -> usize;
-    /// Used and reserved of a line (of user copy `copy`) in its current window (for reads and tests).
+    /// Used and reserved of a line (of user copy `copy`) as stored, whatever its window (for
+    /// tests; `read` is window-aware).
     async fn peek(&self, line: &str, copy: i64) -> Option<(u64, u64)>;
     /// Waits for settlements still being written (graceful shutdown).
     async fn drain(&self) {}
@@ -215,7 +292,7 @@ pub(crate) mod tests {
         let second = c.reserve(&[budget(line, 100, 60)], now).await;
         let Err(Refusal::Denied(denials)) = second else { panic!("expected a denial, got {second:?}") };
         assert_eq!(denials[0].used, 60, "in-flight reservations count");
-        let values = settle(c, first.unwrap_or_default(), Actual { cost_micros: 30, ..Actual::default() }, now).await;
+        let values = settle(c, first.unwrap_or_default().id, Actual { cost_micros: 30, ..Actual::default() }, now).await;
         assert_eq!(values.iter().map(|v| v.used).collect::<Vec<_>>(), vec![30], "the charged line's new value is reported");
         assert_eq!(c.peek(line, COPY).await, Some((30, 0)));
         assert!(c.reserve(&[budget(line, 100, 60)], now).await.is_ok());
@@ -236,12 +313,60 @@ pub(crate) mod tests {
 
     pub async fn a_newer_persisted_window_replaces_the_counter(c: &dyn Counters, line: &str) {
         let now = tollgate_core::clock::now();
-        let id = c.reserve(&[budget(line, 100, 10)], now).await.unwrap_or_default();
+        let id = c.reserve(&[budget(line, 100, 10)], now).await.unwrap_or_default().id;
         settle(c, id, Actual { cost_micros: 80, ..Actual::default() }, now).await;
         assert!(c.adopt(line, Some(COPY), LineKind::Budget, 5, now - Duration::days(1)).await.is_ok());
         assert_eq!(c.peek(line, COPY).await, Some((80, 0)), "an older value never overwrites a newer one");
         assert!(c.adopt(line, Some(COPY), LineKind::Budget, 0, now).await.is_ok());
         assert_eq!(c.peek(line, COPY).await, Some((0, 0)), "a reset (a window starting now) zeroes the line");
         assert!(c.reserve(&[budget(line, 100, 90)], now).await.is_ok(), "the room is back at once");
+    }
+
+    pub fn rate(line: &str, kind: LineKind, limit: u64, estimate: u64) -> Claim {
+        Claim { kind, period: Period::Hour, calendar_aligned: true, ..budget(line, limit, estimate) }
+    }
+
+    pub async fn a_read_counts_only_the_current_window_and_changes_nothing(c: &dyn Counters, line: &str) {
+        let now = tollgate_core::clock::now();
+        let claim = budget(line, 1_000, 10);
+        let today = claim.window_start(now);
+        let fresh = Reading { used: 0, reserved: 0, window_start: today };
+        assert_eq!(c.read(std::slice::from_ref(&claim), now).await, Ok(vec![fresh]), "a line never charged reads empty");
+        assert!(c.adopt(line, Some(COPY), LineKind::Budget, 400, now - Duration::days(2)).await.is_ok());
+        assert_eq!(c.read(std::slice::from_ref(&claim), now).await, Ok(vec![fresh]), "a past window's usage does not count");
+        let id = c.reserve(std::slice::from_ref(&claim), now).await.unwrap_or_default().id;
+        settle(c, id, Actual { cost_micros: 30, ..Actual::default() }, now).await;
+        let held = c.reserve(std::slice::from_ref(&claim), now).await.unwrap_or_default().id;
+        let read = Reading { used: 30, reserved: 10, window_start: today };
+        assert_eq!(c.read(std::slice::from_ref(&claim), now).await, Ok(vec![read]));
+        assert_eq!(c.read(std::slice::from_ref(&claim), now).await, Ok(vec![read]), "reading took nothing");
+        assert_eq!(c.peek(line, COPY).await, Some((30, 10)));
+        let tomorrow = now + Duration::days(1);
+        let later = Reading { used: 0, reserved: 10, window_start: claim.window_start(tomorrow) };
+        assert_eq!(
+            c.read(std::slice::from_ref(&claim), tomorrow).await,
+            Ok(vec![later]),
+            "once the window turns, only reservations remain"
+        );
+        settle(c, held, Actual::default(), now).await;
+    }
+
+    pub async fn a_reservation_reports_the_tightest_rate_line_of_each_kind(c: &dyn Counters, line: &str) {
+        let now = tollgate_core::clock::now();
+        let (wide, tight) =
+            (rate(&format!("{line}-a:r"), LineKind::Requests, 5, 1), rate(&format!("{line}-b:r"), LineKind::Requests, 3, 1));
+        let tokens = rate(&format!("{line}-a:t"), LineKind::Tokens, 1_000, 120);
+        let claims = [wide, tight.clone(), tokens.clone(), budget(&format!("{line}-budget"), 100, 10)];
+        let first = c.reserve(&claims, now).await.unwrap_or_default();
+        let resets_at = tight.resets_at(tight.window_start(now));
+        assert_eq!(first.room.requests, Some(LineRoom { limit: 3, remaining: 2, resets_at }), "the line with least room left");
+        assert_eq!(first.room.tokens, Some(LineRoom { limit: 1_000, remaining: 880, resets_at }));
+        let second = c.reserve(&claims, now).await.unwrap_or_default();
+        assert_eq!(second.room.requests.map(|r| r.remaining), Some(1), "the first request, still in flight, counts");
+        let bare = c.reserve(&[budget(&format!("{line}-budget"), 100, 10)], now).await.unwrap_or_default();
+        assert_eq!(bare.room, Room::default(), "no rate line, no room to report");
+        for id in [first.id, second.id, bare.id] {
+            settle(c, id, Actual::default(), now).await;
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! template, on which lines with their numbers and resets, and its wording. Surfaces map the kind
 //! to their own status and error shape; nothing here knows HTTP.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt;
+use tollgate_core::explain::{CopyFacts, LineFigures};
 use tollgate_core::windows::Period;
 
 use crate::counters::{LineKind, Scope, Shortfall};
@@ -76,6 +77,52 @@ pub struct CopyRef {
 impl CopyRef {
     pub fn of(copy: &GovernedCopy) -> CopyRef {
         CopyRef { copy_id: copy.id, profile_id: copy.profile_id.map(|p| p.0), role_id: copy.source_role, name: copy.name.to_string() }
+    }
+
+    /// The copy as refusals and explanations show it.
+    pub fn facts(&self) -> CopyFacts {
+        CopyFacts { copy_id: self.copy_id, profile_id: self.profile_id, profile_name: self.name.clone() }
+    }
+}
+
+/// A line's kind as refusals and explanations name it.
+pub fn kind_name(kind: LineKind) -> &'static str {
+    match kind {
+        LineKind::Budget => "budget",
+        LineKind::Tokens => "tokens",
+        LineKind::Requests => "requests",
+    }
+}
+
+/// A line's figures in its unit: dollars for a budget, tokens or requests otherwise.
+#[expect(clippy::cast_precision_loss, reason = "amounts below 2^53 convert exactly")]
+pub fn amount(kind: LineKind, value: u64) -> f64 {
+    match kind {
+        LineKind::Budget => value as f64 / 1_000_000.0,
+        LineKind::Tokens | LineKind::Requests => value as f64,
+    }
+}
+
+impl Shortfall {
+    /// The line's figures as a refusal names them (`provider` is the request's, named for a
+    /// provider config's line).
+    pub fn figures(&self, provider: &str) -> LineFigures {
+        LineFigures {
+            line_id: self.line.to_string(),
+            kind: kind_name(self.kind).to_owned(),
+            scope: match self.scope {
+                Scope::Profile => "profile",
+                Scope::Provider => "provider",
+            }
+            .to_owned(),
+            provider: (self.scope == Scope::Provider).then(|| provider.to_owned()),
+            used: amount(self.kind, self.used),
+            reserved: None,
+            estimate: amount(self.kind, self.estimate),
+            limit: amount(self.kind, self.limit),
+            remaining: None,
+            resets_at: self.resets_at,
+        }
     }
 }
 
@@ -156,6 +203,11 @@ impl Denial {
         self
     }
 
+    /// The refused lines' figures, in order.
+    pub fn figures(&self) -> Vec<LineFigures> {
+        self.lines.iter().map(|line| line.figures(&self.provider)).collect()
+    }
+
     /// Seconds until every refused rate-limit window has reset (`None` for other refusals).
     pub fn retry_after(&self) -> Option<i64> {
         if !matches!(self.kind, DenialKind::TokenLimited | DenialKind::RequestLimited | DenialKind::RateLimited) {
@@ -178,7 +230,24 @@ impl Denial {
     }
 }
 
-fn period_text(p: Period) -> &'static str {
+/// An instant as messages write it (RFC 3339, UTC, whole seconds).
+fn instant(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Denial {
+    /// Names the copy and its template: ` under access profile 'Engineering' (id 3, copy 7)`.
+    fn under(&self) -> String {
+        let Some(copy) = &self.copy else { return String::new() };
+        match copy.profile_id {
+            Some(id) => format!(" under access profile '{}' (id {id}, copy {})", copy.name, copy.copy_id),
+            None => format!(" under detached copy '{}' (copy {})", copy.name, copy.copy_id),
+        }
+    }
+}
+
+/// A window's length as the API writes reset durations (`1h`, `1d`, `1w`, `1M`, `1Q`, `1Y`).
+pub(crate) fn period_text(p: Period) -> &'static str {
     match p {
         Period::Hour => "1h",
         Period::Day => "1d",
@@ -221,24 +290,36 @@ impl fmt::Display for Denial {
                     .map(|d| {
                         let total = d.used.saturating_add(d.estimate);
                         format!(
-                            "{} exceeded: {:.4} >= {:.4} dollars ({:.4} spent or held + {:.4} estimated for this request)",
+                            "{} exceeded: {:.4} >= {:.4} dollars ({:.4} spent or held + {:.4} estimated for this request; budget '{}', resets at {})",
                             self.label(d),
                             dollars(total),
                             dollars(d.limit),
                             dollars(d.used),
-                            dollars(d.estimate)
+                            dollars(d.estimate),
+                            d.line,
+                            instant(d.resets_at)
                         )
                     })
                     .collect();
-                write!(f, "Budget exceeded: {}", parts.join("; "))
+                write!(f, "Budget exceeded: {}{}", parts.join("; "), self.under())
             }
             DenialKind::TokenLimited | DenialKind::RequestLimited | DenialKind::RateLimited => {
                 let parts: Vec<String> = self
                     .lines
                     .iter()
-                    .map(|d| format!("{} exceeded ({}/{}, resets every {})", self.label(d), d.used, d.limit, period_text(d.period)))
+                    .map(|d| {
+                        format!(
+                            "{} exceeded ({}/{}, resets every {}; limit '{}', resets at {})",
+                            self.label(d),
+                            d.used,
+                            d.limit,
+                            period_text(d.period),
+                            d.line,
+                            instant(d.resets_at)
+                        )
+                    })
                     .collect();
-                write!(f, "Rate limit exceeded: [{}]", parts.join(", "))
+                write!(f, "Rate limit exceeded: [{}]{}", parts.join(", "), self.under())
             }
         }
     }
@@ -263,10 +344,17 @@ mod tests {
         let now = tollgate_core::clock::now();
         let denial = Denial::of_lines(vec![line(LineKind::Budget, 990_000, 21_000, 1_000_000, now)], copy(), "openai", "m", now);
         assert_eq!(denial.kind, DenialKind::BudgetExceeded);
+        let resets = instant(now);
         assert_eq!(
             denial.to_string(),
-            "Budget exceeded: profile budget exceeded: 1.0110 >= 1.0000 dollars (0.9900 spent or held + 0.0210 estimated for this request)"
+            format!(
+                "Budget exceeded: profile budget exceeded: 1.0110 >= 1.0000 dollars (0.9900 spent or held + 0.0210 estimated for this \
+                 request; budget 'b1', resets at {resets}) under access profile 'Engineering' (id 3, copy 7)"
+            )
         );
+        let figures = denial.figures();
+        assert_eq!((figures[0].used, figures[0].limit, figures[0].estimate), (0.99, 1.0, 0.021), "in dollars");
+        assert_eq!((figures[0].line_id.as_str(), figures[0].kind.as_str(), figures[0].resets_at), ("b1", "budget", now));
         assert_eq!(denial.retry_after(), None, "a budget names no wait");
     }
 

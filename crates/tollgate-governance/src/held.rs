@@ -10,7 +10,7 @@ use tollgate_core::usage::RequestLog;
 use crate::writer::LogLine;
 
 use crate::authorize::Estimate;
-use crate::counters::{Actual, Claim};
+use crate::counters::{Actual, Claim, Room};
 use crate::governor::Governor;
 use crate::pricing::Price;
 use crate::usage::Usage;
@@ -41,6 +41,8 @@ pub struct Held {
     /// The request's log line (or a tool call's audit row), completed and handed to the writer
     /// when the reservation settles.
     log: Option<LogLine>,
+    /// The room the rate limits had left once the reservation was made (the rate-limit headers).
+    room: Room,
 }
 
 impl std::fmt::Debug for Held {
@@ -72,6 +74,7 @@ impl Held {
             answered_after: AtomicU64::new(0),
             started: now,
             log: Some(log),
+            room: Room::default(),
         }
     }
 
@@ -86,6 +89,16 @@ impl Held {
             Some(LogLine::Request(log, _)) => &log.model,
             _ => "",
         }
+    /// Keeps the room the reservation left on the rate limits.
+    pub(crate) fn with_room(mut self, room: Room) -> Held {
+        self.room = room;
+        self
+    }
+
+    /// The room the request's rate limits had left once its reservation was made: per kind, the
+    /// line with the least (`None` where no line of the kind applies).
+    pub fn room(&self) -> Room {
+        self.room
     }
 
     /// The provider answered: charges the tokens it reports (or the caller's stand-in for them)
@@ -140,7 +153,8 @@ impl Held {
             return true;
         }
         let now = tollgate_core::clock::now();
-        let Ok(id) = self.governor.0.counters.reserve(&self.request_lines, now).await else { return false };
+        let Ok(reserved) = self.governor.0.counters.reserve(&self.request_lines, now).await else { return false };
+        let id = reserved.id;
         let writer = self.governor.0.writer.clone();
         let taken = Actual { requests: 1, ..Actual::default() };
         self.governor.0.counters.settle(id, taken, now, Box::new(move |values| writer.record(values, None)));

@@ -225,6 +225,14 @@ impl Snapshot {
         self.keys.get(key_shard(hash), hash).map(Arc::as_ref)
     }
 
+    /// The key with this id, at its current value (a rotated key's previous value only while it
+    /// is the only one). A scan over every key, for management reads, never on a request.
+    pub fn key_by_id(&self, id: &str) -> Option<&GovernedKey> {
+        let mut found = self.keys.iter().map(|(_, k)| k.as_ref()).filter(|k| &*k.id == id);
+        let first = found.next()?;
+        Some(if first.value_expires_at.is_some() { found.next().unwrap_or(first) } else { first })
+    }
+
     /// The user's copies, oldest first (none for an unknown user).
     pub fn copies(&self, user: &str) -> &[GovernedCopy] {
         self.holdings(user).map_or(&[][..], |h| h.copies.as_slice())

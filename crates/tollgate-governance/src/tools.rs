@@ -139,7 +139,7 @@ impl Governor {
             }
         }
         let reservation = match self.0.counters.reserve(&claims, now).await {
-            Ok(id) => id,
+            Ok(reserved) => reserved.id,
             Err(Refusal::Denied(lines)) => return Err(Denial::of_lines(lines, CopyRef::of(copy), TOOL_PROVIDER, ask.exposed, now)),
             Err(Refusal::Unavailable) => return Err(Denial::new(DenialKind::CountersUnavailable, TOOL_PROVIDER, ask.exposed, now)),
         };

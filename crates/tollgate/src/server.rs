@@ -176,6 +176,7 @@ impl Server {
         state.mcp = mcp_service.with_runtime(mcp.upstreams().clone());
         let render = crate::telemetry::render(metrics.clone(), governor.clone());
         state.metrics = Some(tollgate_admin::MetricsEndpoint { render, allow: settings.metrics.allow.clone() });
+        state.explainer = Some(Arc::new(tollgate_governance::Explain::new(governor.clone(), settings.gateway.default_max_tokens)));
         let probe = governor.clone();
         state.readiness = Some(Arc::new(move || {
             let governor = probe.clone();

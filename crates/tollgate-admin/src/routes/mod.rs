@@ -3,6 +3,7 @@
 mod api_keys;
 mod logs;
 mod budget_alerts;
+mod explain;
 mod mcp;
 pub(crate) mod metrics;
 mod models;
@@ -24,6 +25,7 @@ use crate::AdminState;
 pub(crate) use api_keys::ApiKeyDoc;
 pub(crate) use logs::LogDoc;
 pub(crate) use budget_alerts::BudgetAlertDoc;
+pub(crate) use explain::ExplainDoc;
 pub(crate) use mcp::McpDoc;
 pub(crate) use models::ModelDoc;
 pub(crate) use profile_roles::ProfileRoleDoc;
@@ -54,6 +56,7 @@ pub(crate) fn api_routes() -> Router<AdminState> {
         .nest(PROFILES_CANONICAL.trim_start_matches("/api"), profiles.clone())
         .nest(PROFILES_ALIAS.trim_start_matches("/api"), profiles)
         .merge(api_keys::routes())
+        .merge(explain::routes())
         .merge(rbac::routes())
         .merge(roles::routes())
         .merge(providers::routes())

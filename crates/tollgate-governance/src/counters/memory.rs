@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use hashbrown::HashMap;
 use tollgate_core::windows::Period;
 
-use super::{Actual, Claim, Counters, LineKind, LineValue, Refusal, Settled};
+use super::{Actual, Claim, Counters, LineKind, LineValue, Reading, Refusal, Reserved, Room, Settled};
 
 #[derive(Debug, Clone)]
 struct Line {
@@ -103,7 +103,7 @@ impl MemoryCounters {
 }
 
 impl MemoryCounters {
-    fn reserve_now(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
+    fn reserve_now(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<Reserved, Refusal> {
         let Ok(mut state) = self.state.lock() else { return Err(Refusal::Unavailable) };
         let mut denials = Vec::new();
         let mut held = Vec::with_capacity(claims.len());
@@ -121,14 +121,18 @@ impl MemoryCounters {
         if !denials.is_empty() {
             return Err(Refusal::Denied(denials));
         }
-        for taken in &held {
+        let mut room = Room::default();
+        for (taken, claim) in held.iter().zip(claims) {
             let line = &mut state.lines[taken.slot];
             line.reserved = line.reserved.saturating_add(taken.estimate);
+            if taken.kind != LineKind::Budget {
+                room.offer(claim, line.used.saturating_add(line.reserved), line.window_start);
+            }
         }
         state.next += 1;
         let id = state.next;
         state.held.insert(id, Held { claims: held });
-        Ok(id)
+        Ok(Reserved { id, room })
     }
 
     /// Charges `actual` and releases the rest; charged lines are marked for the writer, which
@@ -152,8 +156,19 @@ impl MemoryCounters {
 
 #[async_trait]
 impl Counters for MemoryCounters {
-    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
+    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<Reserved, Refusal> {
         self.reserve_now(claims, now)
+    }
+
+    async fn read(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<Vec<Reading>, Refusal> {
+        let state = self.state.lock().map_err(|_| Refusal::Unavailable)?;
+        Ok(claims
+            .iter()
+            .map(|claim| {
+                let stored = state.slots.get(&*claim.line).map(|slot| &state.lines[*slot]);
+                Reading::of(stored.map(|l| (l.window_start, l.used, l.reserved)), claim, now)
+            })
+            .collect())
     }
 
     fn settle(&self, reservation: u64, actual: Actual, now: DateTime<Utc>, done: Settled) {
@@ -245,12 +260,12 @@ mod tests {
             anchor,
             ..budget("b1", 100, estimate)
         };
-        let id = c.reserve(&[hourly(10, at(0, 0))], at(10, 30)).await.unwrap_or_default();
+        let id = c.reserve(&[hourly(10, at(0, 0))], at(10, 30)).await.unwrap_or_default().id;
         settle(&c, id, Actual { cost_micros: 60, ..Actual::default() }, at(10, 31)).await;
         assert!(c.reserve(&[hourly(50, at(0, 0))], at(10, 59)).await.is_err(), "the same window: 60 + 50 > 100");
         assert!(c.reserve(&[hourly(50, at(0, 0))], at(11, 0)).await.is_ok(), "the next window starts empty");
         assert_eq!(c.peek("b1", COPY).await, Some((0, 50)));
-        let id = c.reserve(&[hourly(0, at(0, 0))], at(11, 10)).await.unwrap_or_default();
+        let id = c.reserve(&[hourly(0, at(0, 0))], at(11, 10)).await.unwrap_or_default().id;
         settle(&c, id, Actual { cost_micros: 40, ..Actual::default() }, at(11, 10)).await;
         // A budget reset moves the anchor: the window starting at 11:20 replaces the one that
         // started at 11:00, though that one has not ended yet.
@@ -265,16 +280,16 @@ mod tests {
         let c = MemoryCounters::new();
         let now = tollgate_core::clock::now();
         for cost in [10, 20, 30] {
-            let id = c.reserve(&[budget("b1", 1_000, 50), budget("b2", 1_000, 50)], now).await.unwrap_or_default();
+            let id = c.reserve(&[budget("b1", 1_000, 50), budget("b2", 1_000, 50)], now).await.unwrap_or_default().id;
             c.settle_now(id, Actual { cost_micros: cost, ..Actual::default() }, now);
         }
-        let released = c.reserve(&[budget("b3", 1_000, 50)], now).await.unwrap_or_default();
+        let released = c.reserve(&[budget("b3", 1_000, 50)], now).await.unwrap_or_default().id;
         c.settle_now(released, Actual::default(), now);
         let mut charged: Vec<(String, u64)> = c.charged().into_iter().map(|v| (v.line.to_string(), v.used)).collect();
         charged.sort();
         assert_eq!(charged, vec![("b1".to_owned(), 60), ("b2".to_owned(), 60)], "each line once, at its latest value");
         assert!(c.charged().is_empty(), "nothing is charged twice");
-        let id = c.reserve(&[budget("b1", 1_000, 50)], now).await.unwrap_or_default();
+        let id = c.reserve(&[budget("b1", 1_000, 50)], now).await.unwrap_or_default().id;
         c.settle_now(id, Actual { cost_micros: 5, ..Actual::default() }, now);
         assert_eq!(c.charged().into_iter().map(|v| v.used).collect::<Vec<_>>(), vec![65], "charged again after a flush");
     }
@@ -294,11 +309,21 @@ mod tests {
     async fn memory_a_long_request_keeps_its_reservation_and_its_settle_charges() {
         let c = MemoryCounters::new();
         let now = tollgate_core::clock::now();
-        let id = c.reserve(&[budget("b1", 100, 90)], now).await.unwrap_or_default();
+        let id = c.reserve(&[budget("b1", 100, 90)], now).await.unwrap_or_default().id;
         assert_eq!(c.sweep(Duration::minutes(30), now + Duration::hours(3)).await, 0, "nothing is released by age");
         assert_eq!(c.peek("b1", COPY).await, Some((0, 90)), "the room stays held while the request lives");
         settle(&c, id, Actual { cost_micros: 70, ..Actual::default() }, now + Duration::hours(3)).await;
         assert_eq!(c.peek("b1", COPY).await, Some((70, 0)), "the late settlement is charged");
+    }
+
+    #[tokio::test]
+    async fn memory_a_read_counts_only_the_current_window_and_changes_nothing() {
+        a_read_counts_only_the_current_window_and_changes_nothing(&MemoryCounters::new(), "b1").await;
+    }
+
+    #[tokio::test]
+    async fn memory_a_reservation_reports_the_tightest_rate_line_of_each_kind() {
+        a_reservation_reports_the_tightest_rate_line_of_each_kind(&MemoryCounters::new(), "rl").await;
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use tollgate_core::usage::UsageStore;
 use self::keys::{Keys, bucket};
 use self::link::{Link, RESPONSE_TIMEOUT};
 use self::rebuild::SeenLines;
-use super::{Actual, Claim, Counters, LineKind, LineValue, Refusal, Settled};
+use super::{Actual, Claim, Counters, LineKind, LineValue, Reading, Refusal, Reserved, Room, Settled};
 
 static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
@@ -60,7 +60,7 @@ const LIVE_LIMIT: Duration = Duration::days(1);
 const MARKER_LIFE: Duration = Duration::days(1);
 
 /// A reservation of this instance: when it was made, and its claims.
-type Reserved = (DateTime<Utc>, Vec<Claim>);
+type InFlight = (DateTime<Utc>, Vec<Claim>);
 
 /// Counter lines, reservations and the reservation indexes under one key prefix.
 #[derive(Clone)]
@@ -73,7 +73,7 @@ pub struct RedisCounters {
     /// The number of this instance's last reservation (also the id `reserve` returns).
     last: Arc<AtomicU64>,
     /// This instance's reservations in flight: their claims, needed to settle them.
-    held: Arc<Mutex<HashMap<u64, Reserved>>>,
+    held: Arc<Mutex<HashMap<u64, InFlight>>>,
     /// Where lines Redis lost are rebuilt from.
     store: Arc<dyn UsageStore>,
     /// The last value this instance saw of each line it charged (`rebuild::Seen`).
@@ -147,6 +147,15 @@ fn kind_of_letter(letter: &str) -> Option<LineKind> {
         "r" => Some(LineKind::Requests),
         _ => None,
     }
+}
+
+/// A line as the scripts store it, `<window start µs>:<used>:<reserved>`.
+fn stored(value: &str) -> Option<(DateTime<Utc>, u64, u64)> {
+    let mut parts = value.rsplitn(3, ':');
+    let reserved = parts.next()?.parse().ok()?;
+    let used = parts.next()?.parse().ok()?;
+    let window = parts.next()?.parse().ok()?;
+    Some((from_micros(window), used, reserved))
 }
 
 fn integers(value: &Value) -> Vec<i64> {
@@ -247,11 +256,11 @@ impl RedisCounters {
 
 #[async_trait]
 impl Counters for RedisCounters {
-    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<u64, Refusal> {
+    async fn reserve(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<Reserved, Refusal> {
         let id = self.last.fetch_add(1, Ordering::Relaxed) + 1;
         let Some(first) = claims.first() else {
             // Nothing to hold: no Redis call, and settling it is a no-op.
-            return Ok(id);
+            return Ok(Reserved { id, room: Room::default() });
         };
         let member = self.member(id, first.copy);
         // The command is built in place: keys, then arguments (see reserve.lua).
@@ -266,9 +275,15 @@ impl Counters for RedisCounters {
             Refusal::Unavailable
         })?;
         match numbers.split_first() {
-            Some((1, [])) => {
+            Some((1, rooms)) => {
                 self.held.lock().map_err(|_| Refusal::Unavailable)?.insert(id, (now, claims.to_vec()));
-                Ok(id)
+                let mut room = Room::default();
+                for line in rooms.chunks_exact(3) {
+                    if let Some(claim) = usize::try_from(line[0]).ok().and_then(|i| claims.get(i.checked_sub(1)?)) {
+                        room.offer(claim, u64::try_from(line[1]).unwrap_or(0), from_micros(line[2]));
+                    }
+                }
+                Ok(Reserved { id, room })
             }
             Some((0, denied)) => Err(Refusal::Denied(
                 denied
@@ -352,6 +367,38 @@ impl Counters for RedisCounters {
             held.retain(|_, (at, _)| now - *at <= LIVE_LIMIT + MARKER_LIFE);
         }
         self.sweep_dead(now - max_age.min(DEAD_AFTER), now).await
+    }
+
+    /// One `HMGET` over the copy's hash; lines Redis lost are rebuilt from stored usage first, as
+    /// a reservation would (so the read and the next reservation agree).
+    async fn read(&self, claims: &[Claim], now: DateTime<Utc>) -> Result<Vec<Reading>, Refusal> {
+        let Some(first) = claims.first() else { return Ok(Vec::new()) };
+        let mut rebuilt = false;
+        loop {
+            let mut call = redis::cmd("HMGET");
+            call.arg(self.keys.copy(first.copy));
+            for claim in claims {
+                call.arg(&*claim.line);
+            }
+            let values: Vec<Option<String>> = call.query_async(&mut self.connection.clone()).await.map_err(|e| {
+                tracing::error!(error = %e, "redis counters cannot be read");
+                Refusal::Unavailable
+            })?;
+            let lost: Vec<&Claim> = claims.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(c, _)| c).collect();
+            if !lost.is_empty() && !rebuilt {
+                self.rebuild(&lost, now).await.map_err(|e| {
+                    tracing::error!(error = %e, "lost counter lines cannot be rebuilt for a read");
+                    Refusal::Unavailable
+                })?;
+                rebuilt = true;
+                continue;
+            }
+            return Ok(claims
+                .iter()
+                .zip(values)
+                .map(|(claim, value)| Reading::of(value.as_deref().and_then(stored), claim, now))
+                .collect());
+        }
     }
 
     async fn peek(&self, line: &str, copy: i64) -> Option<(u64, u64)> {

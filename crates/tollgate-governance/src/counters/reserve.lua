@@ -6,7 +6,9 @@
 -- ARGV: [1] now (ms, the reservation's score), [2] the reservation's name, [3] when the hash may
 --       expire (ms since the epoch, after the last of these lines' windows ends; 0: never), then
 --       per line: its name, limit, estimate, start of its current window (µs) and kind (b, t, r).
--- Returns {1} when reserved, {0, line index, used plus reserved, window start, ...} when refused,
+-- Returns {1, line index, used plus reserved, window start, ...} when reserved, naming each rate
+-- line (kind t or r) with what it holds now, this reservation included (for the rate-limit
+-- headers); {0, line index, used plus reserved, window start, ...} when refused,
 -- or {2, line index, ...} when lines are missing (Redis lost them): then nothing is changed, and
 -- the caller rebuilds them from stored usage and asks again. A missing line is never taken as
 -- empty, or a Redis that lost its data would serve every budget again from zero.
@@ -28,6 +30,7 @@ if #missing > 1 then
   return missing
 end
 local denied = {}
+local rooms = {1}
 local fields = {}
 local record = {}
 for i = 1, lines do
@@ -43,6 +46,12 @@ for i = 1, lines do
     denied[#denied + 1] = i
     denied[#denied + 1] = used + reserved
     denied[#denied + 1] = window
+  end
+  local kind = ARGV[at + 4]
+  if kind ~= 'b' then
+    rooms[#rooms + 1] = i
+    rooms[#rooms + 1] = used + reserved + estimate
+    rooms[#rooms + 1] = window
   end
   fields[#fields + 1] = names[i]
   fields[#fields + 1] = window .. ':' .. string.format('%d', used) .. ':' .. string.format('%d', reserved + estimate)
@@ -70,4 +79,4 @@ if renew then
   end
 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-return {1}
+return rooms

@@ -117,6 +117,7 @@ mod enforcement;
 mod envelope;
 mod escalation;
 mod exactness;
+mod explained;
 mod gateway;
 mod hardening;
 mod lifecycle;

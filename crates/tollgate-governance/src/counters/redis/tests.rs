@@ -93,6 +93,30 @@ async fn redis_all_lines_or_none_are_reserved() {
 }
 
 #[tokio::test]
+async fn redis_a_read_counts_only_the_current_window_and_changes_nothing() {
+    contract::a_read_counts_only_the_current_window_and_changes_nothing(&counters().await, "b1").await;
+}
+
+#[tokio::test]
+async fn redis_a_reservation_reports_the_tightest_rate_line_of_each_kind() {
+    contract::a_reservation_reports_the_tightest_rate_line_of_each_kind(&counters().await, "rl").await;
+}
+
+/// A read of lines Redis lost rebuilds them from stored usage, as a reservation would, rather
+/// than showing them empty.
+#[tokio::test]
+async fn redis_a_read_of_lost_lines_shows_their_stored_usage() {
+    let store = Arc::new(Stored::default());
+    let c = with_store(store.clone()).await;
+    let now = tollgate_core::clock::now();
+    let claim = contract::budget("b1", 100, 0);
+    let today = claim.window_start(now);
+    store.0.lock().unwrap_or_else(|e| panic!("{e}")).push(dollars_row("b1", 70, today));
+    let read = c.read(std::slice::from_ref(&claim), now).await;
+    assert_eq!(read, Ok(vec![Reading { used: 70, reserved: 0, window_start: today }]));
+}
+
+#[tokio::test]
 async fn redis_usage_of_a_past_window_does_not_count() {
     contract::usage_of_a_past_window_does_not_count(&counters().await, "b1").await;
 }
@@ -125,7 +149,7 @@ async fn redis_a_flushed_redis_rebuilds_lines_from_stored_usage_and_refuses_noth
     assert!(c.reserve(&[tokens.clone(), requests], now).await.is_ok(), "900 + 100 tokens fit in 1000");
     assert_eq!((c.peek("rl:t", contract::COPY).await, c.peek("rl:r", contract::COPY).await), (Some((900, 100)), Some((3, 1))));
     assert!(c.reserve(std::slice::from_ref(&tokens), now).await.is_err(), "the rebuilt token line is full");
-    let id = c.reserve(&[contract::budget("b1", 100, 20), contract::budget("b-old", 100, 100)], now).await.expect("20 fits");
+    let id = c.reserve(&[contract::budget("b1", 100, 20), contract::budget("b-old", 100, 100)], now).await.expect("20 fits").id;
     assert_eq!(c.peek("b-old", contract::COPY).await.map(|(_, reserved)| reserved), Some(100), "yesterday's stored spend is gone today");
     assert!(c.reserve(&[contract::budget("b-new", 100, 100)], now).await.is_ok(), "a line with no stored row starts empty");
     contract::settle(&c, id, spend(15), now).await; // b1: 95, of which the store has only 80
@@ -146,7 +170,7 @@ async fn redis_a_line_taken_from_lagging_stored_usage_after_a_loss_keeps_what_th
     let c = counters().await;
     let now = tollgate_core::clock::now();
     let today = contract::budget("b1", 100, 0).window_start(now);
-    let id = c.reserve(&[contract::budget("b1", 100, 90)], now).await.expect("room");
+    let id = c.reserve(&[contract::budget("b1", 100, 90)], now).await.expect("room").id;
     contract::settle(&c, id, spend(90), now).await;
     lose_everything(&c).await;
     c.adopt("b1", Some(contract::COPY), LineKind::Budget, 60, today).await.expect("adopted");
@@ -164,7 +188,7 @@ async fn redis_a_settlement_after_a_flush_lands_on_stored_usage_plus_its_charge(
     let now = tollgate_core::clock::now();
     let today = contract::budget("b1", 1_000, 0).window_start(now);
     store.0.lock().unwrap_or_else(|e| panic!("{e}")).push(dollars_row("b1", 500, today));
-    let id = c.reserve(&[contract::budget("b1", 1_000, 100)], now).await.expect("room");
+    let id = c.reserve(&[contract::budget("b1", 1_000, 100)], now).await.expect("room").id;
     lose_everything(&c).await;
     let values = contract::settle(&c, id, spend(70), now).await;
     assert_eq!(values.iter().map(|v| v.used).collect::<Vec<_>>(), vec![570], "stored 500 plus the charge of 70");
@@ -177,7 +201,7 @@ async fn redis_a_settlement_after_a_flush_lands_on_stored_usage_plus_its_charge(
 async fn redis_refreshing_keeps_a_live_reservation_from_being_swept_and_its_settlement_charges() {
     let c = counters().await;
     let now = tollgate_core::clock::now();
-    let id = c.reserve(&[contract::budget("b1", 100, 90)], now).await.expect("room");
+    let id = c.reserve(&[contract::budget("b1", 100, 90)], now).await.expect("room").id;
     let later = now + Duration::minutes(40);
     c.refresh(later - Duration::minutes(1)).await;
     for sweeper in [&c, &other_instance(&c)] {
@@ -196,8 +220,8 @@ async fn redis_refreshing_keeps_a_live_reservation_from_being_swept_and_its_sett
 async fn redis_a_dead_instances_reservation_is_charged_at_its_estimate_and_a_late_settlement_only_adds_the_rest() {
     let first = counters().await;
     let now = tollgate_core::clock::now();
-    let over = first.reserve(&[contract::budget("b1", 100, 50)], now).await.expect("room");
-    let under = first.reserve(&[contract::budget("b2", 100, 40)], now).await.expect("room");
+    let over = first.reserve(&[contract::budget("b1", 100, 50)], now).await.expect("room").id;
+    let under = first.reserve(&[contract::budget("b2", 100, 40)], now).await.expect("room").id;
     let second = other_instance(&first);
     assert_eq!(second.sweep(Duration::minutes(30), now + Duration::minutes(6)).await, 2, "unrefreshed for 5 minutes: dead");
     assert_eq!(
@@ -225,7 +249,7 @@ async fn redis_a_copys_counters_expire_once_the_last_of_its_windows_is_over() {
     let c = counters().await;
     let now = tollgate_core::clock::now();
     let day = contract::budget("b1", 100, 10);
-    let id = c.reserve(std::slice::from_ref(&day), now).await.expect("room");
+    let id = c.reserve(std::slice::from_ref(&day), now).await.expect("room").id;
     let until = |claim: &Claim| (claim.period.next_start(true, claim.window_start(now)) - now).num_milliseconds();
     let (grace, slack) = (EXPIRY_GRACE.num_milliseconds(), 5_000);
     let ttl = ttl_ms(&c, contract::COPY).await;
