@@ -8,8 +8,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Deprecated, PathItem};
 
 use crate::routes::{
-    ApiKeyDoc, BudgetAlertDoc, ExplainDoc, LogDoc, McpDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc, ProviderDoc, RbacDoc, RoleDoc,
-    SpendDoc, SystemDoc, UserDoc, UserProfileDoc, VirtualKeyDoc,
+    ApiKeyDoc, BudgetAlertDoc, ExplainDoc, LogDoc, McpDoc, ModelDoc, PROFILES_ALIAS, PROFILES_CANONICAL, ProfileDoc, ProfileRoleDoc,
+    ProviderDoc, RbacDoc, RoleDoc, SpendDoc, SystemDoc, UserDoc, UserProfileDoc, VirtualKeyDoc,
 };
 
 #[derive(OpenApi)]

@@ -103,6 +103,12 @@ pub trait AdminStore: Send + Sync {
 }
 
 /// Everything the management plane needs from storage.
-pub trait Store: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore + AlertStore {}
+pub trait Store:
+    ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore + AlertStore
+{
+}
 
-impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore + AlertStore> Store for T {}
+impl<T: ProfileStore + ApiKeyStore + AdminStore + DirectoryStore + ProviderStore + RotationStore + McpStore + LogStore + AlertStore> Store
+    for T
+{
+}

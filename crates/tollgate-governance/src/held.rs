@@ -89,6 +89,8 @@ impl Held {
             Some(LogLine::Request(log, _)) => &log.model,
             _ => "",
         }
+    }
+
     /// Keeps the room the reservation left on the rate limits.
     pub(crate) fn with_room(mut self, room: Room) -> Held {
         self.room = room;

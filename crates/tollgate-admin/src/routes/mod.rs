@@ -1,9 +1,9 @@
 //! The route table: which handler answers which path, on both path families.
 
 mod api_keys;
-mod logs;
 mod budget_alerts;
 mod explain;
+mod logs;
 mod mcp;
 pub(crate) mod metrics;
 mod models;
@@ -23,9 +23,9 @@ use axum::Router;
 use crate::AdminState;
 
 pub(crate) use api_keys::ApiKeyDoc;
-pub(crate) use logs::LogDoc;
 pub(crate) use budget_alerts::BudgetAlertDoc;
 pub(crate) use explain::ExplainDoc;
+pub(crate) use logs::LogDoc;
 pub(crate) use mcp::McpDoc;
 pub(crate) use models::ModelDoc;
 pub(crate) use profile_roles::ProfileRoleDoc;
