@@ -40,24 +40,7 @@ output = 0.4
     }
     let config_path = dir.join("tollgate.toml");
     std::fs::write(&config_path, config).map_err(|e| format!("writing {}: {e}", config_path.display()))?;
-    let mut command = Command::new(binary);
-    command
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.join("tollgate.db").display()))
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--encryption-key-file")
-        .arg(dir.join("tollgate.key"))
-        .env("TOLLGATE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env_remove("TOLLGATE_ADMIN_USERNAME")
-        .env_remove("TOLLGATE_ENCRYPTION_KEY")
-        .env_remove("TOLLGATE_LISTEN")
-        .env_remove("TOLLGATE_DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .env_remove("TOLLGATE_REDIS_URL")
-        .stdin(Stdio::null());
+    let mut command = tollgate_command(binary, dir, &format!("sqlite://{}", dir.join("tollgate.db").display()), &config_path);
     if let Some(url) = redis {
         command.arg("--redis-url").arg(url);
     }
@@ -68,21 +51,27 @@ output = 0.4
 pub fn start_tollgate_on(binary: &Path, dir: &Path, url: &str) -> Result<Child, String> {
     let config_path = dir.join("tollgate.toml");
     std::fs::write(&config_path, "").map_err(|e| format!("writing {}: {e}", config_path.display()))?;
+    let command = tollgate_command(binary, dir, url, &config_path);
+    spawn::start("tollgate", command, Some(&dir.join("tollgate.log")))
+}
+
+/// Tollgate on a free port over the database at `url`, with the config file and sealing key in
+/// `dir` and none of the caller's own Tollgate settings.
+fn tollgate_command(binary: &Path, dir: &Path, url: &str, config_path: &Path) -> Command {
     let mut command = Command::new(binary);
     command
         .args(["--listen", "127.0.0.1:0", "--database-url", url, "--config"])
-        .arg(&config_path)
+        .arg(config_path)
         .arg("--encryption-key-file")
         .arg(dir.join("tollgate.key"))
         .env("TOLLGATE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env_remove("TOLLGATE_ADMIN_USERNAME")
-        .env_remove("TOLLGATE_ENCRYPTION_KEY")
-        .env_remove("TOLLGATE_LISTEN")
-        .env_remove("TOLLGATE_DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .env_remove("TOLLGATE_REDIS_URL")
         .stdin(Stdio::null());
-    spawn::start("tollgate", command, Some(&dir.join("tollgate.log")))
+    for inherited in
+        ["TOLLGATE_ADMIN_USERNAME", "TOLLGATE_ENCRYPTION_KEY", "TOLLGATE_LISTEN", "TOLLGATE_DATABASE_URL", "RUST_LOG", "TOLLGATE_REDIS_URL"]
+    {
+        command.env_remove(inherited);
+    }
+    command
 }
 
 /// What governance setup produced.
