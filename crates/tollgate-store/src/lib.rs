@@ -147,8 +147,7 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
                     conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
-                         PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002;",
+                        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
                     )
                     .await?;
                 }

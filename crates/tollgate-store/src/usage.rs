@@ -406,12 +406,6 @@ impl UsageStore for SqlStore {
             done += sqlx::query(&text).bind(ts(before)).execute(&mut *tx).await.map_err(map_err)?.rows_affected();
         }
         tx.commit().await.map_err(map_err)?;
-        // SQLite's planner reads index statistics that only ANALYZE keeps; `optimize` refreshes
-        // them (sampled) when a table has grown enough to need it, and costs nothing otherwise.
-        // Postgres keeps its own through autovacuum.
-        if self.backend == crate::Backend::Sqlite {
-            sqlx::raw_sql("PRAGMA optimize").execute(&self.pool).await.map_err(map_err)?;
-        }
         Ok(done)
     }
 
