@@ -24,8 +24,8 @@ pub(crate) struct ExplainDoc;
 #[utoipa::path(post, path = "/api/governance/explain", tag = "Governance", operation_id = "explainDecision",
     request_body = ExplainRequest,
     responses((status = 200, body = Explanation), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
-        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 500, body = ErrorResponse),
-        (status = 503, body = ErrorResponse)))]
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 413, body = ErrorResponse),
+        (status = 415, body = ErrorResponse), (status = 500, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 async fn explain(State(s): State<AdminState>, caller: Caller, Body(request): Body<ExplainRequest>) -> Result<Json<Explanation>, ApiError> {
     caller.require("Observability", "View")?;
     let explainer = s.explainer.as_ref().ok_or_else(|| CoreError::Unavailable("no governance to explain with".to_owned()))?;
