@@ -10,7 +10,7 @@ use tollgate_core::logs::{
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 
-use crate::sql::{Arg, Sql};
+use crate::sql::{Arg, Sql, push_in};
 use crate::{SqlStore, map_err, parse_ts, ts};
 
 /// Most distinct values a filter-data list holds.
@@ -21,22 +21,6 @@ const LOG_COLUMNS: &str = "id, created_at, route, provider, model, user_id, virt
 
 fn unsigned(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
-}
-
-/// `AND column IN ($…)` for a non-empty list.
-fn push_in(sql: &mut Sql, column: &str, values: impl IntoIterator<Item = Arg>) {
-    let mut first = true;
-    for value in values {
-        sql.push(if first { " AND " } else { ", " });
-        if first {
-            sql.push(column).push(" IN (");
-            first = false;
-        }
-        sql.bind(value);
-    }
-    if !first {
-        sql.push(")");
-    }
 }
 
 fn texts(values: &[String]) -> impl Iterator<Item = Arg> + '_ {

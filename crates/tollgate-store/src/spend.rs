@@ -7,7 +7,7 @@ use tollgate_core::logs::{DailySpend, ReportQuery};
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 
-use crate::sql::{Arg, Sql};
+use crate::sql::{Arg, Sql, push_in};
 use crate::{SqlStore, map_err, ts};
 
 /// How one source table names each reported column.
@@ -43,20 +43,6 @@ const TOOL_CALLS: Source = Source {
     completion: "0",
     group: "client_id, tool",
 };
-
-fn push_in(sql: &mut Sql, expression: &str, values: Vec<Arg>) {
-    if values.is_empty() {
-        return;
-    }
-    sql.push(" AND ").push(expression).push(" IN (");
-    for (i, value) in values.into_iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind(value);
-    }
-    sql.push(")");
-}
 
 fn push_source(sql: &mut Sql, source: &Source, q: &ReportQuery) {
     let Source { table, provider, model, denied, prompt, completion, group } = source;

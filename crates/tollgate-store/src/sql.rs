@@ -56,6 +56,22 @@ impl Arg {
     }
 }
 
+/// `AND column IN ($…)` for a non-empty list.
+pub(crate) fn push_in(sql: &mut Sql, column: &str, values: impl IntoIterator<Item = Arg>) {
+    let mut first = true;
+    for value in values {
+        sql.push(if first { " AND " } else { ", " });
+        if first {
+            sql.push(column).push(" IN (");
+            first = false;
+        }
+        sql.bind(value);
+    }
+    if !first {
+        sql.push(")");
+    }
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub(crate) fn like_pattern(needle: &str) -> String {
     let mut out = String::from("%");
