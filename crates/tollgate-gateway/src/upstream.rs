@@ -118,7 +118,7 @@ pub async fn post(
         }
         let worth_retrying = match &result {
             Ok(response) => retryable(response.status()),
-            Err(e) => e.is_connect() || e.is_timeout(),
+            Err(e) => (e.is_connect() && !certificate_refused(e)) || e.is_timeout(),
         };
         let may_retry = worth_retrying && attempt < spec.max_retries;
         if !may_retry || !retry_counted(meter).await {
@@ -128,6 +128,9 @@ pub async fn post(
                 if e.is_timeout() {
                     let error = GatewayError::new(Failure::UpstreamTimeout, format!("provider '{name}' did not answer in time"));
                     CallFailed { error, reached: true }
+                } else if certificate_refused(&e) {
+                    let message = format!("provider '{name}' presented a TLS certificate that is not trusted");
+                    GatewayError::new(Failure::UpstreamUnavailable, message).into()
                 } else if e.is_connect() {
                     GatewayError::new(Failure::UpstreamUnavailable, format!("provider '{name}' could not be reached")).into()
                 } else {
@@ -139,6 +142,24 @@ pub async fn post(
         tokio::time::sleep(backoff(attempt)).await;
         attempt += 1;
     }
+}
+
+/// The call never left because the server's certificate was refused in the TLS handshake (no
+/// trusted authority signed it, it names another host, or it has expired): trying again cannot
+/// help. rustls's error sits inside I/O errors, whose `source` skips what they wrap, so those
+/// are opened rather than followed.
+fn certificate_refused(e: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return matches!(tls, rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented);
+        }
+        next = match error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(wrapped) => Some(wrapped),
+            None => error.source(),
+        };
+    }
+    false
 }
 
 /// The span of one try upstream (each retry has its own), a child of the request's: provider,

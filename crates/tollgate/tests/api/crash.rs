@@ -3,13 +3,15 @@
 //! before the kill is still charged and logged.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tollgate_testkit::mock::MockUpstream;
 
-const PASSWORD: &str = "crash-test-admin-password";
+use crate::binary;
+
+const EMAIL: &str = "crash@example.com";
 
 /// Prices `openai/mock` at $0.01 per request of 10 output tokens and declares a user whose copy
 /// has a $1 budget.
@@ -47,59 +49,13 @@ role = "crash"
     )
 }
 
-/// Starts the binary on `dir` (database, key and config there) and waits until it is ready.
-async fn start(dir: &Path, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .current_dir(dir)
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_DATABASE_URL", format!("sqlite://{}", dir.join("crash.db").display()))
-        .env("TOLLGATE_CONFIG", dir.join("tollgate.toml"))
-        .env("TOLLGATE_ADMIN_PASSWORD", PASSWORD)
-        .env_remove("TOLLGATE_REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start the binary: {e}"));
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http.get(format!("http://127.0.0.1:{port}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the binary did not become ready");
-}
-
-async fn admin(http: &reqwest::Client, port: u16, method: reqwest::Method, path: &str) -> Value {
-    let mut request = http.request(method.clone(), format!("http://127.0.0.1:{port}{path}")).basic_auth("admin", Some(PASSWORD));
-    if method == reqwest::Method::POST {
-        request = request.json(&json!({}));
-    }
-    let reply = request.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert!(reply.status().is_success(), "{path}: {}", reply.status());
-    reply.json().await.unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// The declared user's id and first copy.
-async fn copy(http: &reqwest::Client, port: u16) -> (String, Value) {
-    let users = admin(http, port, reqwest::Method::GET, "/api/governance/users?search=crash@example.com").await;
-    let user = users["users"][0]["id"].as_str().unwrap_or_else(|| panic!("no user in {users}")).to_owned();
-    let copies = admin(http, port, reqwest::Method::GET, &format!("/api/governance/users/{user}/access-profiles")).await;
-    (user, copies["access_profiles"][0].clone())
-}
-
 /// Writes the config into `dir`, starts the binary on a free port and reveals the declared user's
 /// key: the running binary, its port and the key.
 async fn first_start(mock: &MockUpstream, dir: &Path, http: &reqwest::Client) -> (Child, u16, String) {
     std::fs::write(dir.join("tollgate.toml"), config(mock)).unwrap_or_else(|e| panic!("{e}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or_else(|e| panic!("{e}"), |a| a.port());
-    let child = start(dir, port).await;
-    let (user, copy_before) = copy(http, port).await;
-    let kid = copy_before["virtual_key_ids"][0].as_str().unwrap_or_default().to_owned();
-    let revealed = admin(http, port, reqwest::Method::POST, &format!("/api/governance/users/{user}/virtual-keys/{kid}/reveal")).await;
-    (child, port, revealed["virtual_key"]["value"].as_str().unwrap_or_default().to_owned())
+    let port = binary::free_port();
+    let child = binary::start(dir, port, &[]).await;
+    (child, port, binary::key_of(http, port, EMAIL).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,13 +79,14 @@ async fn a_crash_loses_at_most_the_last_second_of_usage() {
     first.kill().unwrap_or_else(|e| panic!("SIGKILL: {e}"));
     let _ = first.wait();
 
-    let mut second = start(dir.path(), port).await;
-    let (_, copy_after) = copy(&http, port).await;
+    let mut second = binary::start(dir.path(), port, &[]).await;
+    let (_, copy_after) = binary::copy_of(&http, port, EMAIL).await;
     let _ = second.kill();
     let _ = second.wait();
     assert_eq!(copy_after["budgets"][0]["current_usage"], json!(0.05), "all five charges survived the crash: {copy_after}");
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("crash.db").display())).await.unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("tollgate.db").display()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let logged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_logs").fetch_one(&pool).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(logged, 5, "every request of more than a second before the crash is in the request log");
 }
@@ -168,8 +125,8 @@ async fn requests_in_flight_at_a_crash_are_charged_at_the_next_start() {
         let _ = request.await;
     }
 
-    let mut second = start(dir.path(), port).await;
-    let (_, copy_after) = copy(&http, port).await;
+    let mut second = binary::start(dir.path(), port, &[]).await;
+    let (_, copy_after) = binary::copy_of(&http, port, EMAIL).await;
     let _ = second.kill();
     let _ = second.wait();
     let spent = copy_after["budgets"][0]["current_usage"].as_f64().unwrap_or(-1.0);
