@@ -8,6 +8,7 @@ mod audit;
 mod bulk;
 mod directory;
 mod journal;
+mod log_hours;
 mod logs;
 mod mcp;
 mod plan;

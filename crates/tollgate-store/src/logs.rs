@@ -10,6 +10,7 @@ use tollgate_core::logs::{
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
 
+use crate::log_hours::{self, Sums};
 use crate::sql::{Arg, Sql, push_in};
 use crate::{SqlStore, map_err, parse_ts, ts};
 
@@ -109,6 +110,33 @@ fn log_from_row(row: &AnyRow) -> Result<LoggedRequest, StoreError> {
     })
 }
 
+/// Count, successes, latency, tokens and cost of the rows `f` selects.
+async fn row_sums(store: &SqlStore, f: &LogFilter) -> Result<Sums, StoreError> {
+    let mut sql = Sql::new(
+        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN status BETWEEN 200 AND 299 THEN 1 ELSE 0 END), 0) AS BIGINT) AS ok,          CAST(COALESCE(SUM(latency_ms), 0) AS BIGINT) AS latency,          CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens,          CAST(COALESCE(SUM(cost), 0) AS BIGINT) AS cost FROM request_logs",
+    );
+    push_filter(&mut sql, f);
+    Sums::from_row(&sql.query().fetch_one(&store.pool).await.map_err(map_err)?)
+}
+
+/// The stats of a search: from the hourly sums for its whole hours when they keep every column
+/// it narrows by, plus the rows of the part-hours at its ends; otherwise from the rows.
+async fn search_sums(store: &SqlStore, f: &LogFilter) -> Result<Sums, StoreError> {
+    if !log_hours::covers(f) {
+        return row_sums(store, f).await;
+    }
+    let split = log_hours::split(f.start, f.end);
+    let mut sums = match split.hours {
+        Some((from, to)) => log_hours::sums(store, f, from, to).await?,
+        None => Sums::default(),
+    };
+    for (start, end) in split.edges {
+        let edge = LogFilter { start, end, ..f.clone() };
+        sums = sums.add(row_sums(store, &edge).await?);
+    }
+    Ok(sums)
+}
+
 /// The distinct non-null values of an indexed column, smallest first, one index probe each.
 async fn distinct(store: &SqlStore, column: &str) -> Result<Vec<AnyRow>, StoreError> {
     let text = format!(
@@ -146,26 +174,21 @@ fn with_names(ids: Vec<String>, names: &[(String, String)]) -> Vec<Named> {
 #[async_trait]
 impl LogStore for SqlStore {
     async fn search_logs(&self, search: &LogSearch) -> Result<LogPage, StoreError> {
-        let mut stats = Sql::new(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN status BETWEEN 200 AND 299 THEN 1 ELSE 0 END), 0) AS BIGINT) AS ok, \
-             CAST(COALESCE(AVG(latency_ms), 0) AS DOUBLE PRECISION) AS latency, \
-             CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens, \
-             CAST(COALESCE(SUM(cost), 0) AS BIGINT) AS cost FROM request_logs",
-        );
-        push_filter(&mut stats, &search.filter);
+        let sums = search_sums(self, &search.filter).await?;
         let mut page = Sql::new(&format!("SELECT {LOG_COLUMNS} FROM request_logs"));
         push_filter(&mut page, &search.filter);
         page.push(&order_by(search));
         page.push(" LIMIT ").bind(Arg::Int(i64::from(search.paging.limit.unwrap_or(tollgate_core::logs::DEFAULT_LOG_LIMIT))));
         page.push(" OFFSET ").bind(Arg::Int(i64::from(search.paging.offset)));
-        let row = stats.query().fetch_one(&self.pool).await.map_err(map_err)?;
-        let total = unsigned(row.try_get("n").map_err(map_err)?);
+        let total = unsigned(sums.requests);
+        #[expect(clippy::cast_precision_loss, reason = "an average latency needs no more than a double's precision")]
+        let average_latency_ms = if total == 0 { 0.0 } else { sums.latency_ms as f64 / sums.requests as f64 };
         let stats = LogStats {
             total_requests: total,
-            successful_requests: unsigned(row.try_get("ok").map_err(map_err)?),
-            average_latency_ms: row.try_get("latency").map_err(map_err)?,
-            total_tokens: unsigned(row.try_get("tokens").map_err(map_err)?),
-            total_cost: Money::from_micros(row.try_get("cost").map_err(map_err)?).unwrap_or(Money::ZERO),
+            successful_requests: unsigned(sums.successful),
+            average_latency_ms,
+            total_tokens: unsigned(sums.tokens),
+            total_cost: Money::from_micros(sums.cost).unwrap_or(Money::ZERO),
         };
         let logs = if total == 0 {
             Vec::new()

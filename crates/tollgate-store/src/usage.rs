@@ -377,6 +377,7 @@ impl UsageStore for SqlStore {
             let text = multi_row_text((self.backend, LOG_INSERT, "", size, LOG_WIDTH));
             sqlx::query_with(&text, args).execute(&mut *tx).await.map_err(map_err)?;
         }
+        crate::log_hours::add(&mut tx, logs).await?;
         let stamps: Vec<String> = tool_calls.iter().map(|call| ts(call.created_at)).collect();
         let mut calls = tool_calls.iter().zip(&stamps);
         for size in statement_sizes(tool_calls.len()) {
@@ -399,12 +400,15 @@ impl UsageStore for SqlStore {
     }
 
     async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Whole hours go, so the hourly sums keep covering exactly the rows that stay.
+        let cut = crate::log_hours::prune_cut(before);
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let mut done = 0;
         for table in ["request_logs", "mcp_tool_calls"] {
             let text = format!("DELETE FROM {table} WHERE created_at < $1");
-            done += sqlx::query(&text).bind(ts(before)).execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+            done += sqlx::query(&text).bind(ts(cut)).execute(&mut *tx).await.map_err(map_err)?.rows_affected();
         }
+        crate::log_hours::prune(&mut tx, cut).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(done)
     }
