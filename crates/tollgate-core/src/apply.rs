@@ -61,6 +61,7 @@ pub(crate) fn created(
         budgets: req.budgets,
         rate_limit: Some(req.rate_limit),
         calendar_aligned: Some(req.calendar_aligned),
+        log_content: Some(req.log_content),
         auto_rotation_interval: Some(req.auto_rotation_interval),
         next_rotation_at: req.next_rotation_at.map(Some),
         mcp_tool_groups: req.mcp_tool_groups,
@@ -111,6 +112,9 @@ pub(crate) fn updated(
     }
     if let Some(Some(aligned)) = req.calendar_aligned {
         next.policy.calendar_aligned = aligned;
+    }
+    if let Some(keep) = req.log_content {
+        next.policy.log_content = keep.unwrap_or(false);
     }
     if let Some(groups) = req.mcp_tool_groups {
         let mut seen = HashSet::new();

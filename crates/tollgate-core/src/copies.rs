@@ -36,6 +36,8 @@ pub enum PropagateField {
     McpToolGroups,
     McpServers,
     McpToolOverrides,
+    /// Tollgate's own: whether the copy's requests keep their prompt and answer in the log.
+    LogContent,
 }
 
 /// The counters a propagation keeps, resets or drops.
@@ -110,6 +112,7 @@ impl UserCopy {
                 PropagateField::McpToolGroups => next.mcp_tool_groups.clone_from(&source.mcp_tool_groups),
                 PropagateField::McpServers => next.mcp_servers.clone_from(&source.mcp_servers),
                 PropagateField::McpToolOverrides => next.mcp_tool_overrides.clone_from(&source.mcp_tool_overrides),
+                PropagateField::LogContent => next.log_content = source.log_content,
             }
         }
         let changes = counter_changes(&self.policy, &next, reset_usage);

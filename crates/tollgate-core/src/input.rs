@@ -27,6 +27,9 @@ pub struct CreateProfileRequest {
     pub rate_limit: Option<RateLimitInput>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
+    /// Keep each request's prompt and answer in the request log (Tollgate's own; off by default).
+    #[serde(default)]
+    pub log_content: Option<bool>,
     /// `"30d"`, a duration such as `"12h"`, or integer nanoseconds; between 1h and 365d.
     /// Omitted, `""` or `0` leaves rotation off.
     #[serde(default)]
@@ -68,6 +71,10 @@ pub struct UpdateProfileRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<bool>, nullable)]
     pub calendar_aligned: Option<Option<bool>>,
+    /// Keep each request's prompt and answer in the request log; `null` or `false` turns it off.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>, nullable)]
+    pub log_content: Option<Option<bool>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<RotationInterval>, nullable)]
     pub auto_rotation_interval: Option<Option<RotationInterval>>,

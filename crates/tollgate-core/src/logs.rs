@@ -114,6 +114,9 @@ pub struct LoggedRequest {
     pub denial: Option<String>,
     /// The refusal as the caller read it (it names the line and its numbers).
     pub error: Option<String>,
+    /// The request and the answer, for a copy whose policy keeps them (`log_content`).
+    pub request_content: Option<String>,
+    pub response_content: Option<String>,
 }
 
 /// Aggregates over every row a search matched (not just its page).

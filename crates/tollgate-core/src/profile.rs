@@ -39,6 +39,10 @@ pub struct Policy {
     pub rate_limit: Option<RateLimit>,
     /// Aligns every window of this profile to calendar boundaries (UTC).
     pub calendar_aligned: bool,
+    /// Tollgate's own: the request log keeps the prompt and the answer of the copies' requests
+    /// (off unless an operator turns it on; decision 214).
+    #[serde(default)]
+    pub log_content: bool,
     pub mcp_tool_groups: Vec<McpToolGroupLink>,
     pub mcp_servers: Vec<McpServerLink>,
     pub mcp_tool_overrides: Vec<McpToolOverride>,

@@ -151,6 +151,28 @@ pub struct RequestLog {
     /// caller read, which names the line and its numbers.
     pub denial: Option<&'static str>,
     pub error: Option<String>,
+    /// The request as the client sent it and the answer as it received it (a stream's text),
+    /// each cut at `MAX_CONTENT_BYTES`; only for a copy whose policy has `log_content`.
+    pub request_content: Option<String>,
+    pub response_content: Option<String>,
+}
+
+/// The most of a request or an answer the log keeps (each), so that one huge prompt cannot fill
+/// the writer's queue.
+pub const MAX_CONTENT_BYTES: usize = 32 * 1024;
+
+/// `bytes` as text for the log: invalid UTF-8 replaced, and cut at a character boundary within
+/// `MAX_CONTENT_BYTES` with a note of the whole size.
+pub fn content_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.len() <= MAX_CONTENT_BYTES {
+        return text.into_owned();
+    }
+    let mut cut = MAX_CONTENT_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}\n[truncated by Tollgate: {} bytes in all]", &text[..cut], bytes.len())
 }
 
 /// One MCP tool call as audited: who called which tool of which client under which copy, how it

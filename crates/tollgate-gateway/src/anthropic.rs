@@ -60,7 +60,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
     let max_out = given.unwrap_or(gw.0.default_max_tokens);
     let ask = Ask { provider, model, max_out, stream, route: "messages", arrived };
     let prompt = Prompt::chat(body, &request);
-    let (target, held) = gw.admit(headers, &ask, &prompt).await?;
+    let (target, held) = gw.admit(headers, &ask, &prompt, body).await?;
     let output_cap = target.spec.output_cap_member();
     let out = Outgoing { upstream: target.spec.kind, model, max_out, capped: given.is_some(), stream, output_cap };
     // A body the parser refuses for translation (nested deeper than it allows, a number out of

@@ -132,7 +132,7 @@ async fn attempt(
     let Shape { stream, max_out, capped, .. } = shape;
     let ask = Ask { provider, model, max_out: shape.total_out(), stream, route: "chat_completions", arrived: shape.arrived };
     let prompt = Prompt::chat(body, request);
-    let (target, held) = gw.admit(headers, &ask, &prompt).await?;
+    let (target, held) = gw.admit(headers, &ask, &prompt, body).await?;
     let include_usage = request.get("stream_options").is_some_and(|raw| RawObject::of(raw).bool("include_usage") == Some(true));
     let out = Outgoing { upstream: target.spec.kind, model, max_out, capped, stream, output_cap: target.spec.output_cap_member() };
     // A body the parser refuses for translation (nested deeper than it allows) is refused, never

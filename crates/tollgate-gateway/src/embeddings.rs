@@ -32,7 +32,7 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         .ok_or_else(|| GatewayError::bad_request("input must be a string or an array"))?;
     let ask = Ask { provider, model, max_out: 0, stream: false, route: "embeddings", arrived };
     let prompt = Prompt::embeddings(body, input);
-    let (target, held) = gw.admit(headers, &ask, &prompt).await?;
+    let (target, mut held) = gw.admit(headers, &ask, &prompt, body).await?;
     let room = held.room();
     let adapter = target.spec.kind.adapter();
     let Some(path) = adapter.embeddings_path() else {
@@ -53,6 +53,8 @@ async fn serve(gw: &Gateway, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         return Err(GatewayError::new(Failure::UpstreamError, "the provider's answer broke off").for_model(provider, model));
     };
     if !(200..300).contains(&status) {
+        // An error's body is kept when the policy keeps content; a success's vectors are not.
+        held.keep_answer(&bytes);
         held.upstream_failed(status);
         return Ok(crate::limits::with(json_response(status, bytes), room));
     }

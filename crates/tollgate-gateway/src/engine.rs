@@ -99,12 +99,20 @@ impl Gateway {
 
     /// The one way to an upstream call, whatever the route's format: authorizes the key, finds
     /// the provider and its key, then has governance price and reserve the estimate. The
-    /// returned guard settles the reservation exactly once.
-    pub(crate) async fn admit(&self, headers: &HeaderMap, ask: &Ask<'_>, prompt: &Prompt) -> Result<(Target, Held), GatewayError> {
+    /// returned guard settles the reservation exactly once. `body` is the request as the client
+    /// sent it, kept in the log when the copy's policy says so.
+    pub(crate) async fn admit(
+        &self,
+        headers: &HeaderMap,
+        ask: &Ask<'_>,
+        prompt: &Prompt,
+        body: &[u8],
+    ) -> Result<(Target, Held), GatewayError> {
         let now = tollgate_core::clock::now();
         let snapshot = self.0.governor.snapshot();
         let (target, access) = self.resolve(&snapshot, headers, ask, now)?;
-        let held = self.0.governor.admit(access, ask, prompt, now).await.map_err(|d| self.refused(d, ask))?;
+        let mut held = self.0.governor.admit(access, ask, prompt, now).await.map_err(|d| self.refused(d, ask))?;
+        held.keep_request(body);
         Ok((target, held))
     }
 

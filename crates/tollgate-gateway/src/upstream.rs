@@ -286,7 +286,7 @@ impl Exchange {
     }
 
     async fn call(self, http: &reqwest::Client) -> Result<Response, GatewayError> {
-        let Exchange { target, held, body, client, stream, include_usage, estimate, forwarded } = self;
+        let Exchange { target, mut held, body, client, stream, include_usage, estimate, forwarded } = self;
         let spec = &target.spec;
         let adapter = spec.kind.adapter();
         let response = match post(http, &target, adapter.chat_path(), &body, stream, &forwarded, Some(&held)).await {
@@ -296,8 +296,9 @@ impl Exchange {
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let bytes = response.bytes().await.unwrap_or_default();
-            held.upstream_failed(status);
             let bytes = if spec.kind == client { bytes } else { Bytes::from(bridge::error_body(client, status, &bytes).to_string()) };
+            held.keep_answer(&bytes);
+            held.upstream_failed(status);
             return Ok(json_response(status, bytes));
         }
         if stream {
@@ -309,15 +310,21 @@ impl Exchange {
             return Err(GatewayError::new(Failure::UpstreamError, "the provider's answer broke off"));
         };
         // A successful answer without usage data is charged at the estimate: never less than billed.
-        held.answered(adapter.usage_in(&bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1)), status);
-        if spec.kind == client {
-            return Ok(json_response(status, bytes));
-        }
-        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !parsed.is_object() {
-            return Err(GatewayError::new(Failure::UpstreamError, "the provider's answer is not JSON"));
-        }
-        Ok(json_response(status, Bytes::from(bridge::answer(spec.kind, client, &parsed).to_string())))
+        let usage = adapter.usage_in(&bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1));
+        let answer = if spec.kind == client {
+            // Cloning `Bytes` shares the buffer.
+            Ok(bytes.clone())
+        } else {
+            let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if parsed.is_object() {
+                Ok(Bytes::from(bridge::answer(spec.kind, client, &parsed).to_string()))
+            } else {
+                Err(GatewayError::new(Failure::UpstreamError, "the provider's answer is not JSON"))
+            }
+        };
+        held.keep_answer(answer.as_ref().unwrap_or(&bytes));
+        held.answered(usage, status);
+        answer.map(|bytes| json_response(status, bytes))
     }
 }
 
@@ -404,6 +411,8 @@ impl Tap {
 impl Drop for Tap {
     fn drop(&mut self) {
         STREAMS_OPEN.fetch_sub(1, Ordering::Relaxed);
+        // A stream's answer is kept as the text it delivered (tool-call arguments included).
+        self.held.keep_answer(self.seen.text.as_bytes());
         let seen = &self.seen;
         let usage = Usage {
             input: seen.input.unwrap_or_else(|| self.prompt.tokens()),

@@ -122,10 +122,12 @@ impl Governor {
             role_id: access.copy.source_role,
             denial: None,
             error: None,
+            request_content: None,
+            response_content: None,
         };
         let facts = Facts { route: ask.route, priced: price.is_some(), overhead: None, upstream: None, denied: false };
         let held = Held::new(self.clone(), reserved.id, price, (estimated, ask.max_out), claims, LogLine::Request(log, facts));
-        Ok(held.arrived_at(ask.arrived).with_room(reserved.room))
+        Ok(held.arrived_at(ask.arrived).with_room(reserved.room).keeping_content(access.copy.log_content))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tollgate_core::money::Money;
-use tollgate_core::usage::RequestLog;
+use tollgate_core::usage::{RequestLog, content_text};
 
 use crate::writer::LogLine;
 
@@ -43,6 +43,8 @@ pub struct Held {
     log: Option<LogLine>,
     /// The room the rate limits had left once the reservation was made (the rate-limit headers).
     room: Room,
+    /// The governing copy's policy keeps the prompt and the answer in the log (`log_content`).
+    keeps_content: bool,
 }
 
 impl std::fmt::Debug for Held {
@@ -75,6 +77,34 @@ impl Held {
             started: now,
             log: Some(log),
             room: Room::default(),
+            keeps_content: false,
+        }
+    }
+
+    /// Marks the request as one whose prompt and answer the log keeps.
+    pub(crate) fn keeping_content(mut self, keep: bool) -> Held {
+        self.keeps_content = keep;
+        self
+    }
+
+    /// Whether the governing copy's policy keeps the prompt and the answer in the log; a surface
+    /// asks before it copies anything.
+    pub fn keeps_content(&self) -> bool {
+        self.keeps_content
+    }
+
+    /// Keeps the request as the client sent it in its log line (only when `keeps_content`).
+    pub fn keep_request(&mut self, body: &[u8]) {
+        if let (true, Some(LogLine::Request(log, _))) = (self.keeps_content, &mut self.log) {
+            log.request_content = Some(content_text(body));
+        }
+    }
+
+    /// Keeps the answer as the client received it (a stream's text) in its log line (only when
+    /// `keeps_content`).
+    pub fn keep_answer(&mut self, body: &[u8]) {
+        if let (true, Some(LogLine::Request(log, _))) = (self.keeps_content, &mut self.log) {
+            log.response_content = Some(content_text(body));
         }
     }
 

@@ -53,6 +53,8 @@ impl Governor {
             role_id: denial.copy.as_ref().and_then(|c| c.role_id),
             denial: Some(denial.kind.name()),
             error: Some(denial.to_string()),
+            request_content: None,
+            response_content: None,
         };
         let facts = Facts { route: ask.route, priced: false, overhead: None, upstream: None, denied: true };
         self.0.writer.record(Vec::new(), Some(LogLine::Request(log, facts)));

@@ -418,6 +418,8 @@ mod tests {
             role_id: None,
             denial: None,
             error: None,
+            request_content: None,
+            response_content: None,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::{SqlStore, map_err, parse_ts, ts};
 const MAX_FILTER_VALUES: i64 = 1000;
 
 const LOG_COLUMNS: &str = "id, created_at, route, provider, model, user_id, virtual_key_id, copy_id, profile_id, role_id, \
-     prompt_tokens, completion_tokens, cost, status, latency_ms, streamed, denial, error";
+     prompt_tokens, completion_tokens, cost, status, latency_ms, streamed, denial, error, request_content, response_content";
 
 fn unsigned(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -107,6 +107,8 @@ fn log_from_row(row: &AnyRow) -> Result<LoggedRequest, StoreError> {
         streamed: get_i64("streamed")? != 0,
         denial: row.try_get("denial").map_err(map_err)?,
         error: row.try_get("error").map_err(map_err)?,
+        request_content: row.try_get("request_content").map_err(map_err)?,
+        response_content: row.try_get("response_content").map_err(map_err)?,
     })
 }
 

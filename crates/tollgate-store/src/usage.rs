@@ -68,7 +68,8 @@ fn keep_latest(table: &str, key: &str, used: &str, reset: &str) -> String {
 }
 
 const LOG_INSERT: &str = "INSERT INTO request_logs (created_at, user_id, virtual_key_id, provider, model, prompt_tokens, \
-     completion_tokens, cost, status, latency_ms, streamed, route, copy_id, profile_id, role_id, denial, error) VALUES ";
+     completion_tokens, cost, status, latency_ms, streamed, route, copy_id, profile_id, role_id, denial, error, request_content, \
+     response_content) VALUES ";
 
 /// One row per line, the latest (newer window, or more used): a statement may not update the
 /// same row twice (Postgres refuses it), and the upsert would keep the latest anyway.
@@ -109,7 +110,7 @@ fn upsert_values(row: &UsageRow) -> (usize, Vec<Arg>) {
 }
 
 /// Values per request-log row.
-const LOG_WIDTH: usize = 17;
+const LOG_WIDTH: usize = 19;
 
 /// Appends one request-log row's values, borrowing its text rather than copying it.
 fn add_log<'q>(args: &mut AnyArguments<'q>, log: &'q RequestLog, created_at: &'q str) {
@@ -130,7 +131,9 @@ fn add_log<'q>(args: &mut AnyArguments<'q>, log: &'q RequestLog, created_at: &'q
         let _ = args.add(id);
     }
     let _ = args.add(log.denial);
-    let _ = args.add(log.error.as_deref());
+    for text in [&log.error, &log.request_content, &log.response_content] {
+        let _ = args.add(text.as_deref());
+    }
 }
 
 const TOOL_CALL_INSERT: &str = "INSERT INTO mcp_tool_calls (created_at, user_id, virtual_key_id, copy_id, profile_id, \

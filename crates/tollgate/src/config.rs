@@ -102,13 +102,14 @@ struct FileValues {
 
 /// Members of an `[[access_profiles]]` entry besides `name`, `active` and `roles`: those of the
 /// create request.
-const PROFILE_MEMBERS: [&str; 11] = [
+const PROFILE_MEMBERS: [&str; 12] = [
     "description",
     "tags",
     "provider_configs",
     "budgets",
     "rate_limit",
     "calendar_aligned",
+    "log_content",
     "auto_rotation_interval",
     "next_rotation_at",
     "mcp_tool_groups",

@@ -74,6 +74,14 @@ pub struct LogEntry {
     pub profile_id: Option<i64>,
     pub role_id: Option<i64>,
     pub denial: Option<LoggedDenial>,
+    /// The request as the client sent it (JSON text), when the governing copy's policy keeps
+    /// content (`log_content`); cut at 32 KiB with a note of the whole size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_content: Option<String>,
+    /// The answer as the client received it: the JSON of a plain answer or an error, the text of
+    /// a stream; an embedding's vectors are not kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_content: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -102,6 +110,8 @@ impl From<LoggedRequest> for LogEntry {
             profile_id: r.profile_id,
             role_id: r.role_id,
             denial: r.denial.map(|kind| LoggedDenial { kind, message: r.error }),
+            request_content: r.request_content,
+            response_content: r.response_content,
             created_at: r.created_at,
         }
     }

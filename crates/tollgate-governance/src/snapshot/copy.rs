@@ -29,6 +29,8 @@ pub struct GovernedCopy {
     /// Anchors the rolling windows of the copy's rate limits.
     pub created_at: DateTime<Utc>,
     pub calendar_aligned: bool,
+    /// The request log keeps the prompts and answers of this copy's requests.
+    pub log_content: bool,
     /// Profile-level budgets and rate limit.
     pub profile: Level,
     /// Provider configs, in the policy's order.
@@ -109,6 +111,7 @@ impl GovernedCopy {
             expires_at: copy.expires_at,
             created_at: copy.created_at,
             calendar_aligned: policy.calendar_aligned,
+            log_content: policy.log_content,
             profile: Level::of(&policy.budgets, policy.rate_limit.as_ref()),
             configs: policy.provider_configs.iter().map(|c| ProviderGrant::of(c, interner)).collect(),
             mcp: interner.mcp(McpGrants {

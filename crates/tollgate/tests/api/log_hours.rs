@@ -42,6 +42,8 @@ fn row(i: u32, newest: DateTime<Utc>) -> RequestLog {
         role_id: None,
         denial: refused.then_some(if i.is_multiple_of(2) { "budget_exceeded" } else { "rate_limited" }),
         error: None,
+        request_content: None,
+        response_content: None,
     }
 }
 

@@ -122,6 +122,7 @@ mod explained;
 mod gateway;
 mod hardening;
 mod lifecycle;
+mod log_content;
 mod log_hours;
 mod logs;
 mod mcp;

@@ -26,6 +26,8 @@ fn log(i: u64) -> RequestLog {
         role_id: None,
         denial: None,
         error: None,
+        request_content: None,
+        response_content: None,
     }
 }
 
