@@ -242,6 +242,11 @@ pub trait UsageStore: Send + Sync {
         });
         Ok(rows)
     }
+    /// Keeps the database's planner statistics current (run about once an hour, off the request
+    /// path); the default does nothing.
+    async fn maintain(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Persists the latest value of each given line, the request-log lines and the tool-call
     /// audit rows, in one transaction.
     async fn write_usage(&self, rows: &[UsageRow], logs: &[RequestLog], tool_calls: &[ToolCallLog]) -> Result<(), StoreError>;

@@ -340,8 +340,17 @@ async fn reload_periodically(governor: Governor) {
 
 async fn sweep_and_prune(governor: Governor, retention_days: i64) {
     let mut tick = tokio::time::interval(Duration::from_mins(1));
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
+        // The store's upkeep (planner statistics): a minute after start (the first tick is at
+        // once), then hourly.
+        if ticks % 60 == 2
+            && let Err(e) = governor.0.store.maintain().await
+        {
+            tracing::warn!(error = %e, "database upkeep failed");
+        }
         let now = tollgate_core::clock::now();
         governor.0.counters.refresh(now).await;
         let swept = governor.0.counters.sweep(chrono::Duration::minutes(RESERVATION_TTL_MINUTES), now).await;

@@ -402,6 +402,19 @@ impl UsageStore for SqlStore {
         crate::journal::charge(self).await
     }
 
+    /// SQLite keeps no statistics unless asked, and without them a search over a large log may
+    /// pick the wrong index. `optimize` analyzes the tables that need it (never analyzed, or grown
+    /// tenfold), all of them (`0x10000`, not only those this connection read), each index from
+    /// a sample (`analysis_limit`), so it stays cheap at millions of rows. Postgres's autovacuum
+    /// does this itself.
+    async fn maintain(&self) -> Result<(), StoreError> {
+        if self.backend == crate::Backend::Sqlite {
+            sqlx::query("PRAGMA analysis_limit = 1000").execute(&self.pool).await.map_err(map_err)?;
+            sqlx::query("PRAGMA optimize = 0x10002").execute(&self.pool).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+
     async fn prune_request_logs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         // Whole hours go, so the hourly sums keep covering exactly the rows that stay.
         let cut = crate::log_hours::prune_cut(before);

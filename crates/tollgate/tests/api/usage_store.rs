@@ -215,3 +215,18 @@ on_both_backends! {
         store.close().await;
     }
 }
+
+/// Regression for decision 211's gap: SQLite kept no planner statistics unless someone ran
+/// `ANALYZE`. The store's upkeep gathers them for the request log and its indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upkeep_gathers_sqlite_planner_statistics_for_the_request_log() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let store = SqlStore::connect(app.database_url().unwrap_or_default()).await.unwrap_or_else(|e| panic!("store connects: {e}"));
+    let logs: Vec<RequestLog> = (0..200).map(log).collect();
+    store.write_usage(&[], &logs, &[]).await.unwrap_or_else(|e| panic!("written: {e}"));
+    store.maintain().await.unwrap_or_else(|e| panic!("upkeep: {e}"));
+    let indexes = app.count("SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'request_logs'").await;
+    assert!(indexes >= 7, "every index of the request log has statistics: {indexes}");
+    store.close().await;
+    app.stop().await;
+}
