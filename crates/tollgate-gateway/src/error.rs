@@ -168,21 +168,6 @@ impl From<Denial> for GatewayError {
     }
 }
 
-/// A refusal's structured fields: the rule, the copy and template, and each line short of room
-/// with its figures (the same numbers its message names).
-fn denial_fields(denial: &Denial) -> Value {
-    let mut fields = json!({"rule": denial.kind.name()});
-    if let Some(copy) = &denial.copy {
-        fields["copy_id"] = json!(copy.copy_id);
-        fields["profile_id"] = json!(copy.profile_id);
-        fields["profile_name"] = json!(copy.name);
-    }
-    if !denial.lines.is_empty() {
-        fields["lines"] = json!(denial.figures());
-    }
-    fields
-}
-
 impl GatewayError {
     /// The error in Anthropic's shape, `{"type":"error","error":{"type","message"}}`, with the
     /// same status; `error.type` is the governance type (`budget_exceeded`, …), a malformed
@@ -194,7 +179,7 @@ impl GatewayError {
         };
         let mut body = json!({"type": "error", "error": {"type": kind, "message": self.message}});
         if let Some(denial) = &self.denial {
-            body["error"]["denial"] = denial_fields(denial);
+            body["error"]["denial"] = denial.fields();
         }
         self.respond(body)
     }
@@ -222,7 +207,7 @@ impl IntoResponse for GatewayError {
             extra["model_requested"] = json!(model);
         }
         if let Some(denial) = &self.denial {
-            extra["denial"] = denial_fields(denial);
+            extra["denial"] = denial.fields();
         }
         let (status, kind) = self.kind.status_and_type();
         let body = json!({

@@ -208,6 +208,22 @@ impl Denial {
         self.lines.iter().map(|line| line.figures(&self.provider)).collect()
     }
 
+    /// The refusal's structured fields, as every surface shows them beside its message: the
+    /// rule, the copy and template, and each line short of room with its figures (the same
+    /// numbers the message names).
+    pub fn fields(&self) -> serde_json::Value {
+        let mut fields = serde_json::json!({"rule": self.kind.name()});
+        if let Some(copy) = &self.copy {
+            fields["copy_id"] = serde_json::json!(copy.copy_id);
+            fields["profile_id"] = serde_json::json!(copy.profile_id);
+            fields["profile_name"] = serde_json::json!(copy.name);
+        }
+        if !self.lines.is_empty() {
+            fields["lines"] = serde_json::json!(self.figures());
+        }
+        fields
+    }
+
     /// Seconds until every refused rate-limit window has reset (`None` for other refusals).
     pub fn retry_after(&self) -> Option<i64> {
         if !matches!(self.kind, DenialKind::TokenLimited | DenialKind::RequestLimited | DenialKind::RateLimited) {

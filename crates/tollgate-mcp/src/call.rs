@@ -33,6 +33,19 @@ pub fn refusal(why: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(format!("Tool execution failed: {why}"))])
 }
 
+/// The tool result of a refused call: its message, and for a governance refusal the structured
+/// fields an HTTP refusal carries in `extra_fields.denial`, under `_meta["tollgate/denial"]`
+/// (a tool's `structuredContent` belongs to its own output schema).
+fn refused_result(refused: &Refusal) -> CallToolResult {
+    let mut result = refusal(&refused.message());
+    if let Refusal::Denied(_, _, fields) = refused {
+        let mut meta = rmcp::model::MetaObject::default();
+        meta.0.insert("tollgate/denial".to_owned(), (**fields).clone());
+        result.meta = Some(meta);
+    }
+    result
+}
+
 /// The size of `value` as JSON, counted as it is written, without building the text.
 fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
     struct Count(u64);
@@ -77,7 +90,7 @@ impl McpSurface {
     pub async fn call(&self, caller: &Caller, exposed: &str, arguments: Option<JsonObject>) -> CallToolResult {
         use tracing::Instrument;
         let call = self.execute(caller, exposed, arguments).instrument(caller.span.clone());
-        call.await.unwrap_or_else(|refused| refusal(&refused.message()))
+        call.await.unwrap_or_else(|refused| refused_result(&refused))
     }
 
     /// The governed call, with a refusal kept as a value for surfaces that answer it in HTTP.

@@ -12,7 +12,8 @@ use tollgate_governance::{Denial, DenialKind};
 /// Why admission refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    Denied(DenialKind, String),
+    /// Governance refused: its rule, its message and its structured fields (`Denial::fields`).
+    Denied(DenialKind, String, Box<serde_json::Value>),
     /// The slug names a Virtual MCP or client the caller is not granted.
     AccessDenied,
     /// No Virtual MCP or client has that slug.
@@ -27,7 +28,7 @@ pub enum Refusal {
 
 impl From<Denial> for Refusal {
     fn from(denial: Denial) -> Refusal {
-        Refusal::Denied(denial.kind, denial.to_string())
+        Refusal::Denied(denial.kind, denial.to_string(), Box::new(denial.fields()))
     }
 }
 
@@ -35,7 +36,7 @@ impl Refusal {
     /// The table: status and `type`.
     pub fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
-            Refusal::Denied(kind, _) => match kind {
+            Refusal::Denied(kind, _, _) => match kind {
                 DenialKind::KeyRequired => (StatusCode::UNAUTHORIZED, "virtual_key_required"),
                 DenialKind::KeyNotFound => (StatusCode::UNAUTHORIZED, "virtual_key_not_found"),
                 DenialKind::KeyInactive | DenialKind::KeyExpired => (StatusCode::FORBIDDEN, "virtual_key_blocked"),
@@ -58,7 +59,7 @@ impl Refusal {
 
     pub fn message(&self) -> String {
         match self {
-            Refusal::Denied(_, message) | Refusal::Invalid(message) | Refusal::ToolNotGranted(message) | Refusal::Upstream(message) => {
+            Refusal::Denied(_, message, _) | Refusal::Invalid(message) | Refusal::ToolNotGranted(message) | Refusal::Upstream(message) => {
                 message.clone()
             }
             Refusal::AccessDenied => "access_denied".into(),
@@ -70,13 +71,16 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_type();
-        let body = json!({
+        let mut body = json!({
             "type": kind,
             "is_bifrost_error": false,
             "status_code": status.as_u16(),
             "error": {"type": kind, "message": self.message()},
             "extra_fields": {"request_type": "mcp"},
         });
+        if let Refusal::Denied(_, _, fields) = self {
+            body["extra_fields"]["denial"] = *fields;
+        }
         (status, Json(body)).into_response()
     }
 }

@@ -97,6 +97,7 @@ async fn admission(backend: Backend) {
     app.admin().put(&format!("/api/governance/virtual-keys/{key_id}"), json!({"is_active": false})).await.expect(200);
     let (status, body) = rpc(&app, "/mcp", &[("authorization", &bearer)], list.clone()).await;
     assert_eq!((status, body["error"]["type"].clone()), (403, json!("virtual_key_blocked")), "{body}");
+    assert_eq!(body["extra_fields"]["denial"]["rule"], "key_inactive", "{body}");
     app.admin().put(&format!("/api/governance/virtual-keys/{key_id}"), json!({"is_active": true})).await.expect(200);
     app.admin().put(&format!("/api/governance/users/{user}/access-profiles/{profile_id}"), json!({"is_active": false})).await.expect(200);
     let (status, body) = rpc(&app, "/mcp", &[("authorization", &bearer)], list).await;
@@ -141,6 +142,10 @@ async fn budget(backend: Backend) {
     assert_eq!(ok, 50, "exactly the budget's worth of calls ran");
     assert_eq!(refused.len(), 50);
     assert!(refused[0]["result"]["content"][0]["text"].as_str().unwrap_or_default().contains("udget"), "{}", refused[0]);
+    // The refusal's structured fields, as an inference refusal's `extra_fields.denial` has them.
+    let denial = &refused[0]["result"]["_meta"]["tollgate/denial"];
+    assert_eq!((denial["rule"].clone(), denial["profile_name"].clone()), (json!("budget_exceeded"), json!("Priced")), "{}", refused[0]);
+    assert_eq!((denial["lines"][0]["kind"].clone(), denial["lines"][0]["limit"].clone()), (json!("budget"), json!(0.5)), "{denial}");
     assert!((spent(&app, &user, 0.5).await - 0.5).abs() < 1e-9);
     assert_eq!(app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'ok'", 50).await, 50);
     assert_eq!(app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls WHERE outcome = 'budget'", 50).await, 50);
