@@ -18,6 +18,15 @@ mod runtime;
 mod server;
 mod upstream;
 
+/// Installs ring as the process's rustls provider, once, before an HTTP client of reqwest 0.13
+/// (rmcp's transport, the OTLP exporter) is built: that version takes the process default and
+/// panics without one (decision 247). Later calls do nothing.
+pub fn install_tls_provider() {
+    #[expect(deprecated, reason = "ring is the one provider built in (no C toolchain beyond cc); it lacks post-quantum key exchange")]
+    let ring = rustls::crypto::ring::default_provider();
+    let _ = ring.install_default();
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

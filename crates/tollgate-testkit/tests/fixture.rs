@@ -21,6 +21,7 @@ async fn the_fixture_lists_and_calls_its_tools_over_stdio() {
 
 #[tokio::test]
 async fn the_fixture_answers_over_streamable_http() {
+    tollgate_mcp::install_tls_provider();
     let (url, server) = serve_http(Fixture { label: "h:".into() }).await.expect("bound");
     let client = ClientConfig::default().serve(StreamableHttpClientTransport::from_uri(url)).await.expect("initialized");
     let mut call = CallToolRequestParams::new("echo");

@@ -43,11 +43,8 @@ fn build(log: &str, config: &TracesConfig) -> Result<Option<SdkTracerProvider>, 
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours).try_init();
         return Ok(None);
     };
-    // The exporter's HTTP client (reqwest 0.13, as rmcp's) takes the process's rustls provider:
-    // ring, the one built in (decision 247).
-    #[expect(deprecated, reason = "ring is the one provider built in (no C toolchain beyond cc); it lacks post-quantum key exchange")]
-    let ring = rustls::crypto::ring::default_provider();
-    let _ = ring.install_default();
+    // The exporter's HTTP client (reqwest 0.13, as rmcp's) takes the process's rustls provider.
+    tollgate_mcp::install_tls_provider();
     // The blocking client, called from the batch processor's own thread: an export never runs on
     // a request worker.
     let exporter = opentelemetry_otlp::SpanExporter::builder()

@@ -171,14 +171,7 @@ impl Link {
                     custom.insert(name, value);
                 }
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
-                // rmcp's client (reqwest 0.13) takes the process's rustls provider; ring is the
-                // only one built in, installed here once whichever surface connects first.
-                #[expect(
-                    deprecated,
-                    reason = "ring is the one provider built in (no C toolchain beyond cc); it lacks post-quantum key exchange"
-                )]
-                let ring = rustls::crypto::ring::default_provider();
-                let _ = ring.install_default();
+                crate::install_tls_provider();
                 // A redirect could point the link anywhere, past the address rules its URL passed.
                 let client = reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
