@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{Any, Row, Transaction};
-use tollgate_core::logs::{LogFilter, Outcome};
+use tollgate_core::logs::LogFilter;
 use tollgate_core::ports::StoreError;
 use tollgate_core::usage::RequestLog;
 
-use crate::sql::{Arg, Sql, push_in};
+use crate::sql::{Arg, Sql};
 use crate::{SqlStore, map_err, ts};
 
 /// Sums per upsert statement (ten values each).
@@ -198,20 +198,8 @@ pub(crate) async fn sums(
     if let Some(to) = to {
         sql.push(" AND hour < ").bind(Arg::Text(ts(to)));
     }
-    push_in(&mut sql, "provider", f.providers.iter().map(|v| Arg::Text(v.clone())));
-    push_in(&mut sql, "model", f.models.iter().map(|v| Arg::Text(v.clone())));
-    push_in(&mut sql, "route", f.routes.iter().map(|v| Arg::Text(v.clone())));
-    let (success, error) = (f.outcomes.contains(&Outcome::Success), f.outcomes.contains(&Outcome::Error));
-    if success && !error {
-        sql.push(" AND status BETWEEN 200 AND 299");
-    } else if error && !success {
-        sql.push(" AND (status < 200 OR status > 299)");
-    }
-    if f.any_denial {
-        sql.push(" AND denial <> ''");
-    } else {
-        push_in(&mut sql, "denial", f.denials.iter().map(|v| Arg::Text(v.clone())));
-    }
+    // The sums write "no denial" as '' (a key column cannot be NULL).
+    crate::logs::push_summed(&mut sql, f, " AND denial <> ''");
     let row = sql.query().fetch_one(&store.pool).await.map_err(map_err)?;
     Sums::from_row(&row)
 }

@@ -47,25 +47,12 @@ fn push_filter(sql: &mut Sql, f: &LogFilter) {
     if let Some(end) = f.end {
         sql.push(" AND created_at < ").bind(Arg::Text(ts(end)));
     }
-    push_in(sql, "provider", texts(&f.providers));
-    push_in(sql, "model", texts(&f.models));
-    push_in(sql, "route", texts(&f.routes));
+    push_summed(sql, f, " AND denial IS NOT NULL");
     push_in(sql, "virtual_key_id", texts(&f.virtual_keys));
     push_in(sql, "user_id", texts(&f.users));
     push_in(sql, "profile_id", ints(&f.profiles));
     push_in(sql, "copy_id", ints(&f.copies));
     push_in(sql, "role_id", ints(&f.roles));
-    let (success, error) = (f.outcomes.contains(&Outcome::Success), f.outcomes.contains(&Outcome::Error));
-    if success && !error {
-        sql.push(" AND status BETWEEN 200 AND 299");
-    } else if error && !success {
-        sql.push(" AND (status < 200 OR status > 299)");
-    }
-    if f.any_denial {
-        sql.push(" AND denial IS NOT NULL");
-    } else {
-        push_in(sql, "denial", texts(&f.denials));
-    }
     let signed = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     push_bound(sql, "latency_ms", " >= ", signed(f.min_latency_ms));
     push_bound(sql, "latency_ms", " <= ", signed(f.max_latency_ms));
@@ -73,6 +60,25 @@ fn push_filter(sql: &mut Sql, f: &LogFilter) {
     push_bound(sql, "(prompt_tokens + completion_tokens)", " <= ", signed(f.max_tokens));
     push_bound(sql, "cost", " >= ", f.min_cost.map(Money::micros));
     push_bound(sql, "cost", " <= ", f.max_cost.map(Money::micros));
+}
+
+/// The conditions on the columns the hourly sums keep too (provider, model, route, outcome,
+/// denial), for the rows or for the sums; `any_denial` is how a refused one is told apart.
+pub(crate) fn push_summed(sql: &mut Sql, f: &LogFilter, any_denial: &str) {
+    push_in(sql, "provider", texts(&f.providers));
+    push_in(sql, "model", texts(&f.models));
+    push_in(sql, "route", texts(&f.routes));
+    let (success, error) = (f.outcomes.contains(&Outcome::Success), f.outcomes.contains(&Outcome::Error));
+    if success && !error {
+        sql.push(" AND status BETWEEN 200 AND 299");
+    } else if error && !success {
+        sql.push(" AND (status < 200 OR status > 299)");
+    }
+    if f.any_denial {
+        sql.push(any_denial);
+    } else {
+        push_in(sql, "denial", texts(&f.denials));
+    }
 }
 
 fn order_by(search: &LogSearch) -> String {
@@ -139,10 +145,12 @@ async fn search_sums(store: &SqlStore, f: &LogFilter) -> Result<Sums, StoreError
     Ok(sums)
 }
 
-/// The distinct non-null values of an indexed column, smallest first, one index probe each.
+/// The distinct non-null values of an indexed column, smallest first, one index probe each. The
+/// first probe says `IS NOT NULL` too: without it SQLite cannot use a partial index (`denial`'s)
+/// and scans the table for the minimum.
 async fn distinct(store: &SqlStore, column: &str) -> Result<Vec<AnyRow>, StoreError> {
     let text = format!(
-        "WITH RECURSIVE v(x) AS (SELECT MIN({column}) FROM request_logs \
+        "WITH RECURSIVE v(x) AS (SELECT MIN({column}) FROM request_logs WHERE {column} IS NOT NULL \
          UNION ALL SELECT (SELECT MIN({column}) FROM request_logs WHERE {column} > v.x) FROM v WHERE v.x IS NOT NULL) \
          SELECT x FROM v WHERE x IS NOT NULL LIMIT {MAX_FILTER_VALUES}"
     );

@@ -409,8 +409,10 @@ impl UsageStore for SqlStore {
     /// does this itself.
     async fn maintain(&self) -> Result<(), StoreError> {
         if self.backend == crate::Backend::Sqlite {
-            sqlx::query("PRAGMA analysis_limit = 1000").execute(&self.pool).await.map_err(map_err)?;
-            sqlx::query("PRAGMA optimize = 0x10002").execute(&self.pool).await.map_err(map_err)?;
+            // The limit holds for the connection that sets it, so both run on one.
+            let mut connection = self.pool.acquire().await.map_err(map_err)?;
+            sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *connection).await.map_err(map_err)?;
+            sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *connection).await.map_err(map_err)?;
         }
         Ok(())
     }
