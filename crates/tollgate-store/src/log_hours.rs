@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{Any, Row, Transaction};
-use tollgate_core::logs::LogFilter;
+use tollgate_core::logs::{LogFilter, Outcome};
 use tollgate_core::ports::StoreError;
 use tollgate_core::usage::RequestLog;
 
-use crate::sql::{Arg, Sql};
+use crate::sql::{Arg, Sql, push_in};
 use crate::{SqlStore, map_err, ts};
 
 /// Sums per upsert statement (ten values each).
@@ -178,6 +178,25 @@ pub(crate) fn split(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) ->
     Split { hours: Some((from, to)), edges }
 }
 
+/// The conditions on the columns the hourly sums keep too (provider, model, route, outcome,
+/// denial), for the rows or for the sums; `any_denial` is how a refused one is told apart.
+pub(crate) fn push_summed(sql: &mut Sql, f: &LogFilter, any_denial: &str) {
+    push_in(sql, "provider", f.providers.iter().map(|v| Arg::Text(v.clone())));
+    push_in(sql, "model", f.models.iter().map(|v| Arg::Text(v.clone())));
+    push_in(sql, "route", f.routes.iter().map(|v| Arg::Text(v.clone())));
+    let (success, error) = (f.outcomes.contains(&Outcome::Success), f.outcomes.contains(&Outcome::Error));
+    if success && !error {
+        sql.push(" AND status BETWEEN 200 AND 299");
+    } else if error && !success {
+        sql.push(" AND (status < 200 OR status > 299)");
+    }
+    if f.any_denial {
+        sql.push(any_denial);
+    } else {
+        push_in(sql, "denial", f.denials.iter().map(|v| Arg::Text(v.clone())));
+    }
+}
+
 /// The sums over whole hours `[from, to)` of the requests `f` selects (only its provider, model,
 /// route, outcome and denial parts; `covers(f)` holds).
 pub(crate) async fn sums(
@@ -199,7 +218,7 @@ pub(crate) async fn sums(
         sql.push(" AND hour < ").bind(Arg::Text(ts(to)));
     }
     // The sums write "no denial" as '' (a key column cannot be NULL).
-    crate::logs::push_summed(&mut sql, f, " AND denial <> ''");
+    push_summed(&mut sql, f, " AND denial <> ''");
     let row = sql.query().fetch_one(&store.pool).await.map_err(map_err)?;
     Sums::from_row(&row)
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::logs::{
-    DailySpend, FilterData, LogFilter, LogPage, LogSearch, LogSort, LogStats, LogStore, LoggedRequest, Named, Names, Outcome, ReportQuery,
+    DailySpend, FilterData, LogFilter, LogPage, LogSearch, LogSort, LogStats, LogStore, LoggedRequest, Named, Names, ReportQuery,
 };
 use tollgate_core::money::Money;
 use tollgate_core::ports::StoreError;
@@ -47,7 +47,7 @@ fn push_filter(sql: &mut Sql, f: &LogFilter) {
     if let Some(end) = f.end {
         sql.push(" AND created_at < ").bind(Arg::Text(ts(end)));
     }
-    push_summed(sql, f, " AND denial IS NOT NULL");
+    log_hours::push_summed(sql, f, " AND denial IS NOT NULL");
     push_in(sql, "virtual_key_id", texts(&f.virtual_keys));
     push_in(sql, "user_id", texts(&f.users));
     push_in(sql, "profile_id", ints(&f.profiles));
@@ -60,25 +60,6 @@ fn push_filter(sql: &mut Sql, f: &LogFilter) {
     push_bound(sql, "(prompt_tokens + completion_tokens)", " <= ", signed(f.max_tokens));
     push_bound(sql, "cost", " >= ", f.min_cost.map(Money::micros));
     push_bound(sql, "cost", " <= ", f.max_cost.map(Money::micros));
-}
-
-/// The conditions on the columns the hourly sums keep too (provider, model, route, outcome,
-/// denial), for the rows or for the sums; `any_denial` is how a refused one is told apart.
-pub(crate) fn push_summed(sql: &mut Sql, f: &LogFilter, any_denial: &str) {
-    push_in(sql, "provider", texts(&f.providers));
-    push_in(sql, "model", texts(&f.models));
-    push_in(sql, "route", texts(&f.routes));
-    let (success, error) = (f.outcomes.contains(&Outcome::Success), f.outcomes.contains(&Outcome::Error));
-    if success && !error {
-        sql.push(" AND status BETWEEN 200 AND 299");
-    } else if error && !success {
-        sql.push(" AND (status < 200 OR status > 299)");
-    }
-    if f.any_denial {
-        sql.push(any_denial);
-    } else {
-        push_in(sql, "denial", texts(&f.denials));
-    }
 }
 
 fn order_by(search: &LogSearch) -> String {
