@@ -311,20 +311,18 @@ impl Exchange {
         };
         // A successful answer without usage data is charged at the estimate: never less than billed.
         let usage = adapter.usage_in(&bytes).unwrap_or_else(|| Usage::plain(estimate.0.tokens(), estimate.1));
-        let answer = if spec.kind == client {
-            // Cloning `Bytes` shares the buffer.
-            Ok(bytes.clone())
-        } else {
+        // The client's dialect: the answer as is, else translated (`None`: not JSON to translate).
+        let translated = (spec.kind != client).then(|| {
             let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            if parsed.is_object() {
-                Ok(Bytes::from(bridge::answer(spec.kind, client, &parsed).to_string()))
-            } else {
-                Err(GatewayError::new(Failure::UpstreamError, "the provider's answer is not JSON"))
-            }
-        };
-        held.keep_answer(answer.as_ref().unwrap_or(&bytes));
+            parsed.is_object().then(|| Bytes::from(bridge::answer(spec.kind, client, &parsed).to_string()))
+        });
+        held.keep_answer(translated.as_ref().and_then(Option::as_deref).unwrap_or(&bytes));
         held.answered(usage, status);
-        answer.map(|bytes| json_response(status, bytes))
+        match translated {
+            None => Ok(json_response(status, bytes)),
+            Some(Some(answer)) => Ok(json_response(status, answer)),
+            Some(None) => Err(GatewayError::new(Failure::UpstreamError, "the provider's answer is not JSON")),
+        }
     }
 }
 

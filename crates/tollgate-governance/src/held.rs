@@ -87,12 +87,6 @@ impl Held {
         self
     }
 
-    /// Whether the governing copy's policy keeps the prompt and the answer in the log; a surface
-    /// asks before it copies anything.
-    pub fn keeps_content(&self) -> bool {
-        self.keeps_content
-    }
-
     /// Keeps the request as the client sent it in its log line (only when `keeps_content`).
     pub fn keep_request(&mut self, body: &[u8]) {
         if let (true, Some(LogLine::Request(log, _))) = (self.keeps_content, &mut self.log) {
