@@ -24,6 +24,8 @@ pub enum Refusal {
     ToolNotGranted(String),
     /// The client is not connected or did not answer.
     Upstream(String),
+    /// The request body is longer than the surface takes (`MAX_MCP_BODY_BYTES`).
+    TooLarge,
 }
 
 impl From<Denial> for Refusal {
@@ -54,6 +56,7 @@ impl Refusal {
             Refusal::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Refusal::ToolNotGranted(_) => (StatusCode::FORBIDDEN, "tool_blocked"),
             Refusal::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failure"),
+            Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         }
     }
 
@@ -64,6 +67,7 @@ impl Refusal {
             }
             Refusal::AccessDenied => "access_denied".into(),
             Refusal::UnknownSlug => "no Virtual MCP or MCP client has this endpoint".into(),
+            Refusal::TooLarge => format!("request body exceeds the limit of {} bytes", crate::MAX_MCP_BODY_BYTES),
         }
     }
 }

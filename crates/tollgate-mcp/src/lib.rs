@@ -4,13 +4,15 @@
 //! run (`tollgate-governance`).
 //!
 //! A request goes: admission reads the key and computes the caller's grant once (`admission`,
-//! `grant`; refusals are HTTP answers in the Bifrost envelope, `error`) → rmcp reads the JSON-RPC
-//! message and calls the server (`server`) → `tools/list` shows the granted tools of connected
+//! `grant`; refusals are HTTP answers in the Bifrost envelope, `error`) → the body is read and a
+//! plain `tools/call` answered in place (`direct`), any other message handed to rmcp, which calls
+//! the server (`server`) → `tools/list` shows the granted tools of connected
 //! clients; `tools/call` is admitted by governance (request limit, tool price on budgets), called
 //! upstream and settled, with an audit row either way (`call`).
 
 mod admission;
 mod call;
+mod direct;
 mod error;
 mod grant;
 mod rest;
@@ -31,14 +33,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::post;
+use axum::routing::{any, post};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 use tollgate_core::mcp::McpCatalog;
 use tollgate_governance::Governor;
-use tower_http::limit::RequestBodyLimitLayer;
 
 pub use call::Caller;
 pub use error::Refusal;
@@ -112,13 +114,21 @@ pub fn router(surface: McpSurface) -> Router {
         // unauthenticated local servers from DNS rebinding has nothing to add here.
         .disable_allowed_hosts()
         .with_cancellation_token(surface.0.stop.child_token());
-    let service = StreamableHttpService::new(move || Ok(gate.clone()), Arc::new(NeverSessionManager::default()), config);
-    let rest = Router::new().route("/v1/mcp/tool/execute", post(rest::execute)).with_state(surface.clone());
+    let rmcp = StreamableHttpService::new(move || Ok(gate.clone()), Arc::new(NeverSessionManager::default()), config);
+    let front = direct::Front { gate: server::Gate(surface.clone()), rmcp };
+    let rest = Router::new()
+        .route("/v1/mcp/tool/execute", post(rest::execute))
+        .layer(DefaultBodyLimit::max(MAX_MCP_BODY_BYTES))
+        .with_state(surface.clone());
     Router::new()
-        .route_service("/mcp", service.clone())
+        .route("/mcp", any(direct::serve))
+        .with_state(front.clone())
         .merge(rest)
         .route_layer(from_fn_with_state(surface.clone(), admission::admit))
-        .merge(Router::new().route_service("/mcp/{slug}", service).route_layer(from_fn_with_state(surface, admission::admit_slug)))
-        // rmcp reads a whole body before parsing it: the cap keeps a flood from filling memory.
-        .layer(RequestBodyLimitLayer::new(MAX_MCP_BODY_BYTES))
+        .merge(
+            Router::new()
+                .route("/mcp/{slug}", any(direct::serve))
+                .with_state(front)
+                .route_layer(from_fn_with_state(surface, admission::admit_slug)),
+        )
 }

@@ -8,6 +8,7 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{CallToolResult, JsonObject};
 use serde::Deserialize;
@@ -96,7 +97,10 @@ pub async fn execute(
 }
 
 async fn run(surface: &McpSurface, caller: &Caller, format: &str, body: Result<Json<Value>, JsonRejection>) -> Result<Value, Refusal> {
-    let Json(body) = body.map_err(|e| Refusal::Invalid(format!("the body must be a JSON object: {}", e.body_text())))?;
+    let Json(body) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Refusal::TooLarge,
+        _ => Refusal::Invalid(format!("the body must be a JSON object: {}", e.body_text())),
+    })?;
     let shape = |e: serde_json::Error| Refusal::Invalid(format!("the body is not a tool call of format '{format}': {e}"));
     match format {
         "" | "chat" => {

@@ -81,6 +81,23 @@ async fn admission(backend: Backend) {
         .await
         .expect("answered before the body was sent");
     assert_eq!(flood.status().as_u16(), 413);
+    // Without a declared length, a body one byte over the cap is refused once the cap is passed,
+    // in the envelope (rmcp alone answered that with a 500).
+    let chunk = vec![b' '; tollgate_mcp::MAX_MCP_BODY_BYTES / 4];
+    let chunks = futures::stream::iter([chunk.clone(), chunk.clone(), chunk.clone(), chunk, vec![b' ']].map(Ok::<_, std::io::Error>));
+    let flood = reqwest::Client::new()
+        .post(app.url("/mcp"))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("answered");
+    let status = flood.status().as_u16();
+    let body: Value = flood.json().await.unwrap_or(Value::Null);
+    assert_eq!((status, body["error"]["type"].clone()), (413, json!("payload_too_large")), "{body}");
+    assert_eq!(body["extra_fields"]["request_type"], "mcp", "{body}");
     // Slugs: a client the key reaches, one it does not, and none at all.
     assert_eq!(listed(&app, "/mcp/docs", &key, &[]).await.len(), 6);
     assert_eq!(rpc(&app, "/mcp/nothing", &[("authorization", &bearer)], list.clone()).await.0, 404);
@@ -179,6 +196,26 @@ async fn tool_calls_count_against_the_request_rate_limit() {
     task.abort();
 }
 
+/// A plain `tools/call` is answered on the request's own task; one whose headers rmcp must check
+/// first (here an `Accept` with weights) goes through rmcp's service. Both answer the same, for a
+/// granted call and for a refused one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_answered_in_place_reads_as_the_one_rmcp_answers() {
+    let profile = json!({"name": "Both", "mcp_tool_overrides": [{"mcp_client_id": "docs", "tool_name": "echo", "action": "include"}]});
+    let (app, _, key, task) = fixture_app(Backend::Sqlite, profile, json!({})).await;
+    let bearer = format!("Bearer {key}");
+    let weighted = [("authorization", bearer.as_str()), ("accept", "application/json;q=1, text/event-stream;q=0.5")];
+    for (name, arguments) in [("docs-echo", json!({"text": "same"})), ("docs-add", json!({"a": 1, "b": 2}))] {
+        let direct = rpc(&app, "/mcp", &[("authorization", &bearer)], call(9, name, &arguments)).await;
+        let through_rmcp = rpc(&app, "/mcp", &weighted, call(9, name, &arguments)).await;
+        assert_eq!(direct.0, 200, "{}", direct.1);
+        assert_eq!(direct, through_rmcp, "{name}");
+    }
+    assert_eq!(app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls", 4).await, 4, "every call has its row either way");
+    app.stop().await;
+    task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rest_route_runs_a_call_in_either_format_under_the_same_grant() {
     let profile = json!({"name": "Rest", "mcp_tool_overrides": [{"mcp_client_id": "docs", "tool_name": "echo", "action": "include"}]});
@@ -196,6 +233,8 @@ async fn the_rest_route_runs_a_call_in_either_format_under_the_same_grant() {
     app.with_key(&key).post("/v1/mcp/tool/execute", bad).await.expect_error(400);
     app.with_key(&key).post("/v1/mcp/tool/execute?format=xml", json!({})).await.expect_error(400);
     app.with_key(&key).post("/v1/mcp/tool/execute", json!({"function": 3})).await.expect_error(400);
+    let long = json!({"id": "c5", "type": "function", "function": {"name": "docs-echo", "arguments": "x".repeat(tollgate_mcp::MAX_MCP_BODY_BYTES)}});
+    app.with_key(&key).post("/v1/mcp/tool/execute", long).await.expect_error(413);
     app.stop().await;
     task.abort();
 }
