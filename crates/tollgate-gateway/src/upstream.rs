@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -371,6 +371,9 @@ impl Drop for Detachable {
 
 pub(crate) fn json_response(status: u16, bytes: Bytes) -> Response {
     let mut response = Response::new(Body::from(bytes));
+    // Sized for the rate-limit headers and the middleware's from the start: a map grown later
+    // rehashes what it holds (this runs per request).
+    *response.headers_mut() = HeaderMap::with_capacity(12);
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
