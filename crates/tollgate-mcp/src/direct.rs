@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, GetMeta, ProtocolVersion, ServerJsonRpcMessage, ServerResult};
 use rmcp::transport::StreamableHttpService;
@@ -78,8 +78,9 @@ fn body_refusal(error: &axum::Error) -> Refusal {
 }
 
 /// Whether the headers are those of a request rmcp's stateless server would hand straight to
-/// its handler: JSON sent, JSON and event streams accepted (plainly, no parameters), and no
-/// protocol version, or a known one from before per-request metadata and standard headers.
+/// its handler: a well-formed Host, JSON sent, JSON and event streams accepted (plainly, no
+/// parameters), and no protocol version, or a known one from before per-request metadata and
+/// standard headers.
 /// Anything else goes to rmcp, which checks it and answers as it does.
 fn plain_call_headers(headers: &HeaderMap) -> bool {
     let json_sent = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|value| {
@@ -106,7 +107,10 @@ fn plain_call_headers(headers: &HeaderMap) -> bool {
         }),
         (Some(_), Some(_)) => false,
     };
-    json_sent && json && sse && version_plain
+    // rmcp refuses a request without a well-formed Host before anything else (its allow-list is
+    // off here, the parse is not).
+    let host_plain = headers.get(HOST).and_then(|v| v.to_str().ok()).is_some_and(|host| http::uri::Authority::try_from(host).is_ok());
+    json_sent && json && sse && version_plain && host_plain
 }
 
 /// The id and parameters of `body` when it is one `tools/call` request without per-request
@@ -147,17 +151,21 @@ mod tests {
         map
     }
 
-    const PLAIN: [(&str, &str); 2] = [("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
+    const PLAIN: [(&str, &str); 3] =
+        [("content-type", "application/json"), ("accept", "application/json, text/event-stream"), ("host", "127.0.0.1:4000")];
 
     #[test]
     fn only_plain_headers_take_the_direct_path() {
         assert!(plain_call_headers(&headers(&PLAIN)));
-        assert!(plain_call_headers(&headers(&[PLAIN[0], PLAIN[1], ("mcp-protocol-version", "2025-06-18")])));
-        assert!(!plain_call_headers(&headers(&[PLAIN[0], PLAIN[1], ("mcp-protocol-version", "2026-07-28")])), "standard headers apply");
-        assert!(!plain_call_headers(&headers(&[PLAIN[0], PLAIN[1], ("mcp-protocol-version", "1999-01-01")])), "unknown version");
-        assert!(!plain_call_headers(&headers(&[PLAIN[0], ("accept", "application/json")])), "event streams not accepted");
-        assert!(!plain_call_headers(&headers(&[PLAIN[0], ("accept", "application/json;q=0, text/event-stream")])), "weights");
-        assert!(!plain_call_headers(&headers(&[("content-type", "text/plain"), PLAIN[1]])));
+        let [json, accept, host] = PLAIN;
+        assert!(plain_call_headers(&headers(&[json, accept, host, ("mcp-protocol-version", "2025-06-18")])));
+        assert!(!plain_call_headers(&headers(&[json, accept, host, ("mcp-protocol-version", "2026-07-28")])), "standard headers apply");
+        assert!(!plain_call_headers(&headers(&[json, accept, host, ("mcp-protocol-version", "1999-01-01")])), "unknown version");
+        assert!(!plain_call_headers(&headers(&[json, ("accept", "application/json"), host])), "event streams not accepted");
+        assert!(!plain_call_headers(&headers(&[json, ("accept", "application/json;q=0, text/event-stream"), host])), "weights");
+        assert!(!plain_call_headers(&headers(&[("content-type", "text/plain"), accept, host])));
+        assert!(!plain_call_headers(&headers(&[json, accept])), "no Host");
+        assert!(!plain_call_headers(&headers(&[json, accept, ("host", "a b")])), "a malformed Host");
     }
 
     #[test]
