@@ -196,6 +196,34 @@ async fn tool_calls_count_against_the_request_rate_limit() {
     task.abort();
 }
 
+/// A caller that hangs up while a priced call runs upstream cannot dodge its price: the call was
+/// sent, so it is charged (decision 159) and audited, and the budget's reservation is not left
+/// held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_hangs_up_during_a_priced_call_is_still_charged() {
+    let profile =
+        json!({"name": "Leaver", "budgets": [{"max_limit": 10, "reset_duration": "1d"}], "mcp_servers": [{"mcp_server_id": "docs"}]});
+    let (app, user, key, task) = fixture_app(Backend::Sqlite, profile, json!({"tool_pricing": {"slow": 0.25}})).await;
+    let slow = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "docs-slow", "arguments": {"ms": 1500}}});
+    let left = reqwest::Client::new()
+        .post(app.url("/mcp"))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .timeout(Duration::from_millis(300))
+        .json(&slow)
+        .send()
+        .await;
+    assert!(left.is_err_and(|e| e.is_timeout()), "the caller gave up before the tool answered");
+    assert!((spent(&app, &user, 0.25).await - 0.25).abs() < 1e-9, "sent, so charged");
+    assert_eq!(app.count_reaching("SELECT COUNT(*) FROM mcp_tool_calls WHERE tool = 'slow' AND cost = 250000", 1).await, 1);
+    let quota = app.with_key(&key).get("/api/governance/virtual-keys/quota").await.expect(200).clone();
+    let budget = &quota["budgets"][0];
+    assert_eq!((budget["current_usage"].clone(), budget["reserved"].clone()), (json!(0.25), json!(0.0)), "{quota}");
+    app.stop().await;
+    task.abort();
+}
+
 /// A plain `tools/call` is answered on the request's own task; one whose headers rmcp must check
 /// first (here an `Accept` with weights) goes through rmcp's service. Both answer the same, for a
 /// granted call and for a refused one.
