@@ -111,6 +111,7 @@ mod budget_alerts;
 mod cluster;
 mod concurrency;
 mod config_as_code;
+mod copy_writes;
 mod crash;
 mod directory;
 mod egress;
