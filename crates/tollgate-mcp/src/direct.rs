@@ -14,15 +14,15 @@ use rmcp::model::{ClientJsonRpcMessage, ClientRequest, GetMeta, ProtocolVersion,
 use rmcp::transport::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 
-use crate::MAX_MCP_BODY_BYTES;
-use crate::call::{Caller, refusal};
+use crate::call::Caller;
 use crate::error::Refusal;
 use crate::server::Gate;
+use crate::{MAX_MCP_BODY_BYTES, McpSurface};
 
 /// What the front needs: the surface that runs calls, and rmcp's service for the rest.
 #[derive(Clone)]
 pub struct Front {
-    pub gate: Gate,
+    pub surface: McpSurface,
     pub rmcp: StreamableHttpService<Gate, NeverSessionManager>,
 }
 
@@ -49,11 +49,7 @@ pub async fn serve(State(front): State<Front>, request: Request) -> Response {
     if let (Some(caller), true) = (caller, plain_call_headers(&parts.headers))
         && let Some((id, call)) = plain_tool_call(&bytes)
     {
-        let result = if call.name.is_empty() {
-            refusal("a tool name is required")
-        } else {
-            front.gate.0.call(&caller, &call.name, call.arguments).await
-        };
+        let result = front.surface.call_tool(&caller, call).await;
         // The direct path only takes protocol versions before 2026-07-28, whose peers get results
         // in the older shape, as rmcp's handler writes them.
         let mut result = ServerResult::CallToolResult(result);

@@ -115,7 +115,7 @@ pub fn router(surface: McpSurface) -> Router {
         .disable_allowed_hosts()
         .with_cancellation_token(surface.0.stop.child_token());
     let rmcp = StreamableHttpService::new(move || Ok(gate.clone()), Arc::new(NeverSessionManager::default()), config);
-    let front = direct::Front { gate: server::Gate(surface.clone()), rmcp };
+    let front = direct::Front { surface: surface.clone(), rmcp };
     let rest = Router::new()
         .route("/v1/mcp/tool/execute", post(rest::execute))
         .layer(DefaultBodyLimit::max(MAX_MCP_BODY_BYTES))

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -51,6 +51,14 @@ impl McpSurface {
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         tools
     }
+
+    /// Answers one `tools/call`, whichever path brought it (rmcp's handler or `direct`).
+    pub(crate) async fn call_tool(&self, caller: &Caller, request: CallToolRequestParams) -> CallToolResult {
+        if request.name.is_empty() {
+            return refusal("a tool name is required");
+        }
+        self.call(caller, &request.name, request.arguments).await
+    }
 }
 
 impl ServerHandler for Gate {
@@ -70,11 +78,6 @@ impl ServerHandler for Gate {
 
     async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
         let caller = caller(&context)?;
-        let result = if request.name.is_empty() {
-            refusal("a tool name is required")
-        } else {
-            self.0.call(&caller, &request.name, request.arguments).await
-        };
-        Ok(CallToolResponse::Complete(result))
+        Ok(CallToolResponse::Complete(self.0.call_tool(&caller, request).await))
     }
 }
